@@ -1,0 +1,173 @@
+"""The one exception tree of llamactl.
+
+Every error that llamactl raises on purpose is a ``LlamactlError``. Each class carries a
+``code`` slug and an HTTP ``status`` so that the server renders it and the CLI turns it into
+a message and an exit code without knowing the class. Foreign exceptions (SQLAlchemy,
+pydantic, ``OSError``) are translated once, at the layer that meets them, chained with
+``from exc``.
+
+    LlamactlError
+    ├── ConfigError               the configuration cannot be loaded or is invalid
+    ├── InvalidInput              a user-supplied value is malformed (400)
+    │   ├── InvalidInstanceName   an instance name breaks the naming rule
+    │   └── InvalidOptions        instance or backend options fail validation
+    ├── NotFound                  something named does not exist (404)
+    │   └── InstanceNotFound      no instance has that name
+    ├── Conflict                  the request clashes with current state (409)
+    │   ├── InstanceExists        an instance with that name already exists
+    │   ├── InvalidTransition     a status change that the lifecycle forbids
+    │   └── LimitReached          a configured limit (max_instances, ...) is reached
+    ├── DatabaseError             the database failed or holds something unexpected
+    │   ├── MigrationError        the schema cannot be brought to the code's version
+    │   └── NotALlamactlDatabase  the database holds tables that are not llamactl's
+    └── JsonImportError           a legacy instance JSON file cannot be imported
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "Conflict",
+    "DatabaseError",
+    "InstanceExists",
+    "InstanceNotFound",
+    "InvalidInput",
+    "InvalidInstanceName",
+    "InvalidOptions",
+    "InvalidTransition",
+    "JsonImportError",
+    "LimitReached",
+    "LlamactlError",
+    "MigrationError",
+    "NotALlamactlDatabase",
+    "NotFound",
+]
+
+
+class LlamactlError(Exception):
+    """Base class: raised for every failure llamactl reports on purpose."""
+
+    code = "internal_error"
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(LlamactlError):
+    """Raised when a configuration value, file or variable is invalid.
+
+    ``key`` is the dotted setting (``database.max_open_connections``), ``value`` the raw
+    value as given and ``source`` where it came from (``config.yaml:12`` or
+    ``env LLAMACTL_PORT``).
+    """
+
+    code = "invalid_config"
+    status = 400
+
+    def __init__(
+        self, message: str, *, key: str = "", value: object = None, source: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.key = key
+        self.value = value
+        self.source = source
+
+
+class InvalidInput(LlamactlError):
+    """Raised when a value supplied by a user or client is malformed."""
+
+    code = "invalid_request"
+    status = 400
+
+
+class InvalidInstanceName(InvalidInput):
+    """Raised when an instance name breaks the naming rule."""
+
+    code = "invalid_instance_name"
+
+
+class InvalidOptions(InvalidInput):
+    """Raised when instance or backend options fail validation; ``field`` names the key."""
+
+    code = "invalid_options"
+
+    def __init__(self, message: str, *, field: str = "", value: object = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.value = value
+
+
+class NotFound(LlamactlError):
+    """Raised when something named does not exist."""
+
+    code = "not_found"
+    status = 404
+
+
+class InstanceNotFound(NotFound):
+    """Raised when no instance has the given name."""
+
+    code = "instance_not_found"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"instance not found: {name}")
+        self.name = name
+
+
+class Conflict(LlamactlError):
+    """Raised when a request clashes with the current state."""
+
+    code = "conflict"
+    status = 409
+
+
+class InstanceExists(Conflict):
+    """Raised when creating an instance whose name is taken."""
+
+    code = "instance_exists"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"instance already exists: {name}")
+        self.name = name
+
+
+class InvalidTransition(Conflict):
+    """Raised when an instance is asked to move between two statuses that do not connect."""
+
+    code = "invalid_transition"
+
+
+class LimitReached(Conflict):
+    """Raised when a configured limit (max_instances, max_running_instances, ports) is hit."""
+
+    code = "limit_reached"
+
+
+class DatabaseError(LlamactlError):
+    """Raised when the database fails or holds something unexpected."""
+
+    code = "database_error"
+
+
+class MigrationError(DatabaseError):
+    """Raised when the schema cannot be brought to the version this code expects."""
+
+    code = "migration_error"
+
+
+class NotALlamactlDatabase(MigrationError):
+    """Raised when the database holds tables that llamactl did not create."""
+
+    code = "not_a_llamactl_database"
+
+
+class JsonImportError(LlamactlError):
+    """Raised when a legacy instance JSON file cannot be read or validated."""
+
+    code = "json_import_error"
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        super().__init__(message)
+        self.path = path
