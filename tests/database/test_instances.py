@@ -1,0 +1,261 @@
+"""The spec's Data Mapping, row by row, for all three backends, on :memory: and on a file."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llamactl import database
+from llamactl.database import DatabaseSettings
+from llamactl.errors import DatabaseError, InstanceExists, InstanceNotFound
+from llamactl.instance import Instance, Options, Status
+
+from .conftest import FakeClock
+
+BACKEND_OPTIONS: dict[str, dict[str, object]] = {
+    "llama_cpp": {
+        "model": "/models/llama.gguf",
+        "ctx_size": 4096,
+        "gpu_layers": 0,
+        "seed": 0,
+        "mlock": False,
+        "temp": 0.25,
+        "lora": ["/a.gguf", "/b.gguf"],
+        "port": 8001,
+        "extra_args": {"flash-attn": "", "some_new_flag": "x"},
+    },
+    "mlx_lm": {"model": "mlx-community/Qwen", "temp": 0.0, "max_tokens": 256, "port": 8002},
+    "vllm": {
+        "model": "Qwen/Qwen2.5-0.5B",
+        "tensor_parallel_size": 2,
+        "gpu_memory_utilization": 0.9,
+        "enforce_eager": False,
+        "port": 8003,
+    },
+}
+
+
+ALL_SET: dict[str, object] = {
+    "auto_restart": True, "max_restarts": 2, "restart_delay": 1, "on_demand_start": False,
+    "idle_timeout": 10, "docker_enabled": False, "command_override": "/bin/llama-server",
+}
+
+
+def make(name: str = "inst", *, created: int = 1_700_000_000, status: Status = Status.STOPPED,
+         **options: Any) -> Instance:
+    body: dict[str, object] = {
+        "backend_type": "llama_cpp",
+        "backend_options": {"model": "/m/x.gguf"},
+    }
+    body.update(options)
+    return Instance(name=name, created=created, status=status, options=Options.from_json(body))
+
+
+def row(db_path_or_db: database.DB, name: str) -> sqlite3.Row | dict[str, Any]:
+    with db_path_or_db.reading() as connection:
+        found = connection.exec_driver_sql(
+            "SELECT * FROM instances WHERE name = ?", (name,)
+        ).mappings().one()
+        return dict(found)
+
+
+@pytest.mark.parametrize("backend_type", sorted(BACKEND_OPTIONS))
+def test_full_round_trip_for_each_backend(memory_db: database.DB, backend_type: str) -> None:
+    inst = make(
+        f"full-{backend_type}",
+        status=Status.RUNNING,
+        backend_type=backend_type,
+        backend_options=BACKEND_OPTIONS[backend_type],
+        auto_restart=True,
+        max_restarts=7,
+        restart_delay=3,
+        on_demand_start=True,
+        idle_timeout=15,
+        docker_enabled=False,
+        nodes=["worker-b", "worker-a"],
+        environment={"CUDA_VISIBLE_DEVICES": "0,1", "EMPTY": ""},
+    )
+    memory_db.save(inst)
+    (loaded,) = memory_db.load_all()
+    assert loaded == inst
+    stored = row(memory_db, inst.name)
+    assert stored["backend_type"] == backend_type
+    assert json.loads(stored["backend_config_json"]) == inst.options.backend_options.to_json()
+    assert stored["status"] == "running"
+    assert (stored["auto_restart"], stored["on_demand_start"], stored["docker_enabled"]) == (1, 1, 0)
+    assert (stored["max_restarts"], stored["restart_delay"], stored["idle_timeout"]) == (7, 3, 15)
+    assert stored["nodes"] == '["worker-a", "worker-b"]'
+    assert json.loads(stored["environment"]) == {"CUDA_VISIBLE_DEVICES": "0,1", "EMPTY": ""}
+    assert stored["owner_user_id"] is None
+
+
+@pytest.mark.parametrize("backend_type", sorted(BACKEND_OPTIONS))
+def test_unset_options_store_the_column_defaults(memory_db: database.DB, backend_type: str) -> None:
+    inst = make("unset", backend_type=backend_type, backend_options=BACKEND_OPTIONS[backend_type])
+    assert inst.options.auto_restart is None and inst.options.max_restarts is None
+    memory_db.save(inst)
+    stored = row(memory_db, "unset")
+    assert {key: stored[key] for key in (
+        "auto_restart", "max_restarts", "restart_delay", "on_demand_start", "idle_timeout",
+        "docker_enabled",
+    )} == {"auto_restart": 0, "max_restarts": -1, "restart_delay": 0, "on_demand_start": 0,
+           "idle_timeout": 0, "docker_enabled": 0}
+    assert (stored["command_override"], stored["nodes"], stored["environment"]) == (None, None, None)
+    (loaded,) = memory_db.load_all()
+    options = loaded.options
+    assert (options.auto_restart, options.max_restarts, options.restart_delay) == (False, -1, 0)
+    assert (options.on_demand_start, options.idle_timeout, options.docker_enabled) == (False, 0, False)
+    assert options.nodes == () and dict(options.environment) == {}
+
+
+def test_unset_options_in_an_update_reset_to_the_column_defaults(memory_db: database.DB) -> None:
+    memory_db.save(make("reset", auto_restart=True, max_restarts=4, idle_timeout=9))
+    memory_db.save(make("reset"))
+    stored = row(memory_db, "reset")
+    assert (stored["auto_restart"], stored["max_restarts"], stored["idle_timeout"]) == (0, -1, 0)
+
+
+def test_explicit_zeros_and_falses_are_stored_and_kept(memory_db: database.DB) -> None:
+    inst = make("zeros", auto_restart=False, max_restarts=0, restart_delay=0,
+                on_demand_start=False, idle_timeout=0, docker_enabled=False)
+    memory_db.save(inst)
+    (loaded,) = memory_db.load_all()
+    options = loaded.options
+    assert (options.auto_restart, options.max_restarts, options.restart_delay) == (False, 0, 0)
+    assert (options.on_demand_start, options.idle_timeout, options.docker_enabled) == (False, 0, False)
+    assert row(memory_db, "zeros")["max_restarts"] == 0
+
+
+def test_typed_zero_backend_options_survive(memory_db: database.DB) -> None:
+    memory_db.save(make("typed", backend_options={"model": "/m", "seed": 0, "gpu_layers": 0,
+                                                  "no_mmap": False}))
+    loaded = memory_db.get_by_name("typed").options.backend_options
+    assert loaded.to_json() == {"gpu_layers": 0, "model": "/m", "no_mmap": False, "seed": 0}
+
+
+@pytest.mark.parametrize(("nodes", "stored"), [([], None), (["b", "a", "c"], '["a", "b", "c"]')])
+def test_nodes_survive_load_all(memory_db: database.DB, nodes: list[str], stored: str | None) -> None:
+    memory_db.save(make("noded", nodes=nodes))
+    assert row(memory_db, "noded")["nodes"] == stored
+    (loaded,) = memory_db.load_all()
+    assert loaded.options.nodes == tuple(sorted(nodes))
+
+
+@pytest.mark.parametrize("environment", [{}, {"A": "1", "B": "two words", "C": "x=y"}])
+def test_environment_round_trip(memory_db: database.DB, environment: dict[str, str]) -> None:
+    memory_db.save(make("env", environment=environment))
+    stored = row(memory_db, "env")["environment"]
+    assert stored == (json.dumps(environment) if environment else None)
+    assert dict(memory_db.get_by_name("env").options.environment) == environment
+
+
+def test_command_override_round_trip(memory_db: database.DB) -> None:
+    memory_db.save(make("cmd", command_override="/opt/venv/bin/llama-server --foo 'a b'"))
+    assert row(memory_db, "cmd")["command_override"] == "/opt/venv/bin/llama-server --foo 'a b'"
+    loaded = memory_db.get_by_name("cmd")
+    assert loaded.options.command_override == "/opt/venv/bin/llama-server --foo 'a b'"
+
+
+def test_created_survives_and_updated_at_moves(memory_db: database.DB, clock: FakeClock) -> None:
+    memory_db.save(make("times", created=1_600_000_000))
+    first = row(memory_db, "times")
+    assert (first["created_at"], first["updated_at"]) == (1_600_000_000, int(clock.now))
+    clock.now += 120
+    memory_db.save(make("times", created=1_600_000_000, status=Status.RUNNING))
+    second = row(memory_db, "times")
+    assert (second["created_at"], second["updated_at"]) == (1_600_000_000, int(clock.now))
+    clock.now += 60
+    memory_db.update(make("times", created=1_699_999_999))
+    third = row(memory_db, "times")
+    assert (third["created_at"], third["updated_at"]) == (1_600_000_000, int(clock.now))
+    assert memory_db.get_by_name("times").created == 1_600_000_000
+
+
+def test_save_of_an_existing_name_updates_the_one_row(memory_db: database.DB) -> None:
+    memory_db.save(make("same", status=Status.STOPPED))
+    memory_db.save(make("same", status=Status.FAILED, idle_timeout=5))
+    assert memory_db.count() == 1
+    loaded = memory_db.get_by_name("same")
+    assert (loaded.status, loaded.options.idle_timeout) == (Status.FAILED, 5)
+
+
+def test_every_status_round_trips(memory_db: database.DB) -> None:
+    for status in Status:
+        memory_db.save(make(f"s-{status.value}", status=status))
+    assert {inst.status for inst in memory_db.load_all()} == set(Status)
+
+
+def test_lists_are_sorted_by_name(memory_db: database.DB) -> None:
+    for name in ("zeta", "alpha", "Mid", "beta"):
+        memory_db.save(make(name))
+    assert [inst.name for inst in memory_db.get_all()] == ["Mid", "alpha", "beta", "zeta"]
+
+
+def test_crud_errors(memory_db: database.DB) -> None:
+    memory_db.create(make("one"))
+    with pytest.raises(InstanceExists, match="one"):
+        memory_db.create(make("one"))
+    with pytest.raises(InstanceNotFound, match="two"):
+        memory_db.update(make("two"))
+    with pytest.raises(InstanceNotFound, match="two"):
+        memory_db.get_by_name("two")
+    with pytest.raises(InstanceNotFound, match="two"):
+        memory_db.delete("two")
+    memory_db.delete_instance("one")
+    assert memory_db.load_all() == []
+
+
+def test_a_stored_row_that_does_not_validate_names_the_instance(memory_db: database.DB) -> None:
+    memory_db.save(make("broken"))
+    with memory_db.writing() as connection:
+        connection.exec_driver_sql(
+            "UPDATE instances SET backend_config_json = '{\"ctx_size\": \"big\"}' WHERE name = 'broken'"
+        )
+    with pytest.raises(DatabaseError, match=r"'broken'.*ctx_size"):
+        memory_db.load_all()
+
+
+def test_file_database_persists_across_connections(db_path: Path, clock: FakeClock) -> None:
+    first = database.open(DatabaseSettings(path=str(db_path)), clock=clock)
+    database.run_migrations(first)
+    saved = [make(f"p{index}", status=Status.RUNNING, nodes=["n1"], created=1000 + index,
+                  **ALL_SET) for index in range(3)]
+    for inst in saved:
+        first.save(inst)
+    first.delete("p1")
+    first.close()
+
+    second = database.open(DatabaseSettings(path=str(db_path)), clock=clock)
+    try:
+        database.run_migrations(second)
+        assert second.load_all() == [saved[0], saved[2]]
+    finally:
+        second.close()
+    with sqlite3.connect(db_path) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_pragmas_on_a_file_database(file_db: database.DB) -> None:
+    with file_db.reading() as connection:
+        pragma = connection.exec_driver_sql
+        assert pragma("PRAGMA journal_mode").scalar() == "wal"
+        assert pragma("PRAGMA busy_timeout").scalar() == 5000
+        assert pragma("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_pool_settings_are_mapped(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    settings = DatabaseSettings(path=str(tmp_path / "p.db"), max_open_connections=7,
+                                max_idle_connections=2,
+                                connection_max_lifetime=timedelta(seconds=90))
+    db = database.open(settings)
+    try:
+        pool = db.engine.pool
+        assert (pool.size(), pool._max_overflow, pool._recycle) == (2, 5, 90)  # type: ignore[attr-defined]
+    finally:
+        db.close()

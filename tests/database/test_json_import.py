@@ -1,0 +1,146 @@
+"""The one-time import of legacy instances/*.json files: all or nothing, and crash-safe."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from llamactl import database
+from llamactl.database.json_import import ARCHIVE_DIR, import_json
+from llamactl.errors import JsonImportError
+from llamactl.instance import Instance, InstanceDefaults, Options, Status
+
+DEFAULTS = InstanceDefaults(auto_restart=True, max_restarts=3, restart_delay=5,
+                            on_demand_start=True, idle_timeout=0, docker_enabled=False)
+
+
+def legacy(name: str, *, status: str = "running", created: int = 1_731_000_000,
+           **options: object) -> dict[str, object]:
+    body: dict[str, object] = {
+        "backend_type": "llama_cpp",
+        "backend_options": {"gpu_layers": 99, "model": f"/m/{name}.gguf", "port": 8001},
+        "auto_restart": True, "max_restarts": 3, "restart_delay": 5,
+        "on_demand_start": True, "idle_timeout": 0,
+    }
+    body.update(options)
+    return {"name": name, "status": status, "created": created, "options": body}
+
+
+def write(folder: Path, name: str, content: object) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    text = content if isinstance(content, str) else json.dumps(content, indent=2)
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    return tmp_path / "instances"
+
+
+def test_valid_files_become_rows_and_are_archived(memory_db: database.DB, folder: Path) -> None:
+    write(folder, "alpha", legacy("alpha", status="running", created=111))
+    write(folder, "beta", legacy("beta", status="stopped", created=222,
+                                 backend_type="vllm", backend_options={"model": "Q/q"}))
+    write(folder, "gamma", legacy("gamma", status="failed", created=333,
+                                  environment={"K": "V"}, nodes=["main"]))
+    (folder / "notes.txt").write_text("not an instance")
+
+    result = import_json(memory_db, folder, DEFAULTS)
+
+    assert result.imported == ("alpha", "beta", "gamma")
+    loaded = {inst.name: inst for inst in memory_db.load_all()}
+    assert {name: (inst.status, inst.created) for name, inst in loaded.items()} == {
+        "alpha": (Status.RUNNING, 111), "beta": (Status.STOPPED, 222), "gamma": (Status.FAILED, 333)}
+    assert loaded["alpha"].options.backend_options.to_json() == {
+        "gpu_layers": 99, "model": "/m/alpha.gguf", "port": 8001}
+    assert loaded["beta"].options.backend_type.value == "vllm"
+    assert dict(loaded["gamma"].options.environment) == {"K": "V"}
+    assert loaded["gamma"].options.nodes == ("main",)
+    assert sorted(path.name for path in folder.iterdir()) == [ARCHIVE_DIR, "notes.txt"]
+    assert sorted(path.name for path in (folder / ARCHIVE_DIR).iterdir()) == [
+        "alpha.json", "beta.json", "gamma.json"]
+
+
+def test_a_second_import_imports_nothing(memory_db: database.DB, folder: Path) -> None:
+    write(folder, "alpha", legacy("alpha"))
+    assert import_json(memory_db, folder, DEFAULTS).count == 1
+    again = import_json(memory_db, folder, DEFAULTS)
+    assert again.count == 0 and "no *.json" in again.skipped_reason
+    assert [inst.name for inst in memory_db.load_all()] == ["alpha"]
+
+
+def test_defaults_fill_options_missing_from_a_file(memory_db: database.DB, folder: Path) -> None:
+    write(folder, "bare", {"name": "bare", "status": "stopped", "created": 5,
+                           "options": {"backend_type": "llama_cpp",
+                                       "backend_options": {"model": "/m"}}})
+    import_json(memory_db, folder, DEFAULTS)
+    options = memory_db.get_by_name("bare").options
+    assert (options.auto_restart, options.max_restarts, options.restart_delay) == (True, 3, 5)
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ("{not json", "not valid JSON"),
+        ([1, 2], "does not hold a JSON object"),
+        (legacy("bad", backend_options={"model": "/m", "gpu_layers": "lots"}), "gpu_layers"),
+        (legacy("bad", backend_type="tensorflow"), "backend_type"),
+        (legacy("other-name"), "does not match its file name"),
+        ({**legacy("bad"), "status": "sleeping"}, "status"),
+    ],
+)
+def test_one_bad_file_blocks_everything(memory_db: database.DB, folder: Path,
+                                        content: object, reason: str) -> None:
+    good = [write(folder, name, legacy(name)) for name in ("aaa", "zzz")]
+    bad = write(folder, "bad", content)
+    before = {path: path.read_bytes() for path in [*good, bad]}
+
+    with pytest.raises(JsonImportError, match=reason) as caught:
+        import_json(memory_db, folder, DEFAULTS)
+
+    assert str(bad) in caught.value.message
+    assert memory_db.count() == 0
+    assert {path: path.read_bytes() for path in before} == before
+    assert not (folder / ARCHIVE_DIR).exists()
+
+
+def test_non_empty_database_skips_the_import(memory_db: database.DB, folder: Path) -> None:
+    memory_db.save(Instance(name="existing", created=1, status=Status.STOPPED,
+                            options=Options.from_json({"backend_type": "mlx_lm",
+                                                       "backend_options": {"model": "m"}})))
+    path = write(folder, "alpha", legacy("alpha"))
+    result = import_json(memory_db, folder, DEFAULTS)
+    assert result.count == 0 and "already holds" in result.skipped_reason
+    assert [inst.name for inst in memory_db.load_all()] == ["existing"]
+    assert path.exists()
+
+
+def test_crash_before_commit_leaves_originals_for_the_next_start(
+    memory_db: database.DB, folder: Path
+) -> None:
+    """Archive copies may exist, but with an empty database the next start imports again."""
+    path = write(folder, "alpha", legacy("alpha"))
+    (folder / ARCHIVE_DIR).mkdir()
+    shutil.copy2(path, folder / ARCHIVE_DIR / path.name)
+    assert import_json(memory_db, folder, DEFAULTS).imported == ("alpha",)
+    assert not path.exists()
+
+
+def test_crash_after_commit_finishes_archiving(memory_db: database.DB, folder: Path) -> None:
+    """Originals whose identical copy is archived and whose row exists are removed."""
+    paths = [write(folder, name, legacy(name)) for name in ("alpha", "beta")]
+    import_json(memory_db, folder, DEFAULTS)
+    for path in paths:  # as if the process died before removing the originals
+        shutil.copy2(folder / ARCHIVE_DIR / path.name, path)
+    changed = write(folder, "gamma", legacy("gamma"))
+
+    result = import_json(memory_db, folder, DEFAULTS)
+
+    assert result.count == 0
+    assert not any(path.exists() for path in paths)
+    assert changed.exists()  # never imported: kept, and a warning says so
