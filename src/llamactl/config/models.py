@@ -1,0 +1,142 @@
+"""The typed, validated configuration: what the rest of llamactl reads.
+
+Instances are built only by ``load_config`` (or by tests); values arrive here already
+parsed and range-checked, so these models only fix the shape and the types.
+"""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+__all__ = [
+    "AppConfig",
+    "AuthConfig",
+    "BackendConfig",
+    "BackendsConfig",
+    "DatabaseConfig",
+    "DockerConfig",
+    "InstancesConfig",
+    "LlamaCppConfig",
+    "NodeConfig",
+    "ServerConfig",
+]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class ServerConfig(_Frozen):
+    """The management and inference API server."""
+
+    host: str = "0.0.0.0"
+    port: int = 8080
+    allowed_origins: list[str] = Field(default_factory=lambda: ["*"])
+    allowed_headers: list[str] = Field(default_factory=lambda: ["*"])
+    enable_swagger: bool = False
+    response_headers: dict[str, str] = Field(default_factory=dict)
+
+
+class DockerConfig(_Frozen):
+    """How a backend runs inside Docker when an instance asks for it."""
+
+    enabled: bool = False
+    image: str = ""
+    args: list[str] = Field(default_factory=list)
+    environment: dict[str, str] = Field(default_factory=dict)
+
+
+class BackendConfig(_Frozen):
+    """How one backend's server process is started."""
+
+    command: str
+    args: list[str] = Field(default_factory=list)
+    environment: dict[str, str] = Field(default_factory=dict)
+    docker: DockerConfig | None = None
+    response_headers: dict[str, str] = Field(default_factory=dict)
+
+
+class LlamaCppConfig(BackendConfig):
+    """llama-server, which also has a model download cache."""
+
+    cache_dir: Path
+
+
+class BackendsConfig(_Frozen):
+    """The three supported backends."""
+
+    llama_cpp: LlamaCppConfig = Field(alias="llama-cpp")
+    vllm: BackendConfig
+    mlx: BackendConfig
+
+
+class InstancesConfig(_Frozen):
+    """Defaults and limits for instances, and where their files live."""
+
+    port_range: tuple[int, int]
+    instances_dir: Path
+    logs_dir: Path
+    auto_create_dirs: bool
+    max_instances: int
+    max_running_instances: int
+    enable_lru_eviction: bool
+    default_auto_restart: bool
+    default_max_restarts: int
+    default_restart_delay: int
+    default_on_demand_start: bool
+    default_idle_timeout: int
+    on_demand_start_timeout: int
+    timeout_check_interval: int
+    log_rotation_enabled: bool
+    log_rotation_max_size: int
+    log_rotation_compress: bool
+
+
+class DatabaseConfig(_Frozen):
+    """The database location and connection pool.
+
+    ``path`` is an absolute file path, ``:memory:``, or an SQLAlchemy URL.
+    """
+
+    path: str
+    max_open_connections: int
+    max_idle_connections: int
+    connection_max_lifetime: datetime.timedelta
+
+
+class AuthConfig(_Frozen):
+    """API keys for the inference (``/v1``) and management (``/api``) planes."""
+
+    require_inference_auth: bool
+    inference_keys: list[SecretStr]
+    require_management_auth: bool
+    management_keys: list[SecretStr]
+
+
+class NodeConfig(_Frozen):
+    """A llamactl host; the local one has an empty address."""
+
+    address: str = ""
+    api_key: SecretStr | None = None
+
+
+class AppConfig(_Frozen):
+    """The whole effective configuration, with where each value came from.
+
+    ``sources`` maps a dotted key (``database.path``) to ``"default"``, ``"<file>:<line>"``,
+    ``".env <file>:<line>"``, ``"env LLAMACTL_…"`` or ``"derived from data_dir"``.
+    """
+
+    data_dir: Path
+    server: ServerConfig
+    backends: BackendsConfig
+    instances: InstancesConfig
+    database: DatabaseConfig
+    auth: AuthConfig
+    local_node: str
+    nodes: dict[str, NodeConfig]
+    config_path: Path | None = None
+    sources: dict[str, str] = Field(default_factory=dict)
