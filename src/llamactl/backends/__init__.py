@@ -1,0 +1,34 @@
+"""Typed options of the supported inference servers: llama.cpp, MLX-LM and vLLM.
+
+Pure: this package validates and converts option values; it starts no process, opens no
+socket and touches no file.
+"""
+
+from llamactl.backends.base import BackendOptionsBase, BackendType, FieldKind
+from llamactl.backends.llama_cpp import LLAMA_CPP_ALIASES, LlamaCppOptions
+from llamactl.backends.mlx_lm import MlxLmOptions
+from llamactl.backends.registry import (
+    OPTIONS_CLASSES,
+    BackendOptions,
+    options_class,
+    parse_backend_options,
+    parse_backend_type,
+    to_json,
+)
+from llamactl.backends.vllm import VllmOptions
+
+__all__ = [
+    "LLAMA_CPP_ALIASES",
+    "OPTIONS_CLASSES",
+    "BackendOptions",
+    "BackendOptionsBase",
+    "BackendType",
+    "FieldKind",
+    "LlamaCppOptions",
+    "MlxLmOptions",
+    "VllmOptions",
+    "options_class",
+    "parse_backend_options",
+    "parse_backend_type",
+    "to_json",
+]

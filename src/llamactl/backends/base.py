@@ -1,0 +1,247 @@
+"""What every typed backend options class shares: field metadata, JSON input and output.
+
+A backend options object is an immutable pydantic model whose fields are the backend's
+command-line options, named by their JSON keys, declared in command-line order, each
+``None`` when unset. Reading JSON is strict (``from_json``): aliases resolve to their
+canonical field, unknown keys are kept in ``extra_args`` under their original spelling,
+wrong types raise ``InvalidOptions``. Writing JSON (``to_json``) gives back only the set
+fields, explicit zeros and falses included, keys sorted. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Iterator, Mapping
+from enum import StrEnum
+from types import MappingProxyType, NoneType, UnionType
+from typing import Any, ClassVar, Self
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from llamactl.backends.values import (
+    check_bool,
+    check_float,
+    check_int,
+    check_str,
+    check_str_list,
+    check_str_map,
+    describe,
+    expected,
+    invalid,
+    stringify,
+)
+
+__all__ = ["BackendOptionsBase", "BackendType", "FieldKind"]
+
+MAX_PORT = 65535
+EXTRA_ARGS = "extra_args"
+_FORBIDDEN_IN_FLAG = frozenset(" \t\r\n=\x00")
+
+
+class BackendType(StrEnum):
+    """The inference servers llamactl knows how to run."""
+
+    LLAMA_CPP = "llama_cpp"  # llama.cpp's llama-server
+    MLX_LM = "mlx_lm"  # mlx_lm.server (Apple silicon)
+    VLLM = "vllm"  # vllm serve
+
+
+class FieldKind(StrEnum):
+    """The JSON type of an option field, which also decides how it becomes argv."""
+
+    BOOL = "bool"  # --flag when true, nothing when false
+    INT = "int"  # --flag N
+    FLOAT = "float"  # --flag X
+    STR = "str"  # --flag VALUE
+    LIST = "list"  # see MULTI_VALUED and VARIADIC for how the values are spelled
+
+
+_KIND_BY_TYPE: Mapping[object, FieldKind] = MappingProxyType(
+    {bool: FieldKind.BOOL, int: FieldKind.INT, float: FieldKind.FLOAT, str: FieldKind.STR}
+)
+
+
+def _kind_of(annotation: object) -> FieldKind:
+    """Map a field annotation such as ``int | None`` or ``list[str] | None`` to its kind."""
+    if typing.get_origin(annotation) in (typing.Union, UnionType):
+        members = [arg for arg in typing.get_args(annotation) if arg is not NoneType]
+        if len(members) == 1:
+            return _kind_of(members[0])
+    if typing.get_origin(annotation) is list:
+        return FieldKind.LIST
+    kind = _KIND_BY_TYPE.get(annotation)
+    if kind is None:
+        raise TypeError(f"unsupported backend option annotation: {annotation!r}")
+    return kind
+
+
+def _check_flag_key(field: str, key: str) -> str:
+    """An extra argument key becomes ``--<key>`` verbatim, so it must be a plain word."""
+    if not key or key.startswith("-") or _FORBIDDEN_IN_FLAG.intersection(key):
+        raise invalid(
+            field,
+            f"expected an option name without a leading '-', spaces or '=', got {describe(key)}",
+            key,
+        )
+    return key
+
+
+class BackendOptionsBase(BaseModel):
+    """Base of the typed options of one backend; subclasses declare the fields.
+
+    Class metadata, filled in for each subclass:
+
+    - ``FIELD_ORDER``: field names in command-line order (``extra_args`` excluded);
+    - ``FIELD_KINDS``: the JSON type of each field;
+    - ``ALIASES``: alternative input keys and the field each one sets;
+    - ``MULTI_VALUED``: list fields whose flag is repeated once per value;
+    - ``VARIADIC``: list fields given as one flag followed by every value;
+      any other list field is one flag with the values joined by commas;
+    - ``SWITCHES``: string fields (``on|off|auto``) that also accept a legacy boolean;
+    - ``FLAG_OVERRIDES``: flags whose spelling is not ``--`` + key with ``_`` → ``-``.
+
+    Instances are frozen; ``replace`` returns a validated copy. Treat the lists and the
+    ``extra_args`` dict as read-only: they are shared between copies.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    BACKEND_TYPE: ClassVar[BackendType]
+    FIELD_ORDER: ClassVar[tuple[str, ...]] = ()
+    FIELD_KINDS: ClassVar[Mapping[str, FieldKind]] = MappingProxyType({})
+    ALIASES: ClassVar[Mapping[str, str]] = MappingProxyType({})
+    MULTI_VALUED: ClassVar[frozenset[str]] = frozenset()
+    VARIADIC: ClassVar[frozenset[str]] = frozenset()
+    SWITCHES: ClassVar[frozenset[str]] = frozenset()
+    FLAG_OVERRIDES: ClassVar[Mapping[str, str]] = MappingProxyType({})
+
+    extra_args: dict[str, str] = Field(default_factory=dict)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        kinds = {
+            name: _kind_of(info.annotation)
+            for name, info in cls.model_fields.items()
+            if name != EXTRA_ARGS
+        }
+        cls.FIELD_ORDER = tuple(kinds)
+        cls.FIELD_KINDS = MappingProxyType(kinds)
+
+    # -- input -------------------------------------------------------------------------
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> Self:
+        """Validate decoded JSON into options; raise ``InvalidOptions`` naming the bad key."""
+        if not isinstance(data, Mapping):
+            raise expected("backend_options", "a JSON object", data)
+        extras = cls._explicit_extra_args(data.get(EXTRA_ARGS))
+        values: dict[str, object] = {}
+        for key, value in data.items():
+            if not isinstance(key, str):
+                raise expected(str(key), "a string key", key)
+            if key in cls.FIELD_KINDS:
+                values[key] = cls._check_field(key, value, key)
+            elif key != EXTRA_ARGS and key not in cls.ALIASES:
+                extras[_check_flag_key(key, key)] = stringify(key, value)
+        values.update(cls._aliased_values(data))
+        return cls._build(values, extras)
+
+    @classmethod
+    def _aliased_values(cls, data: Mapping[str, object]) -> dict[str, object]:
+        """Values given under an alias; they win over the canonical key (null is ignored)."""
+        values: dict[str, object] = {}
+        for alias, field in cls.ALIASES.items():
+            if data.get(alias) is not None:
+                values[field] = cls._check_field(field, data[alias], alias)
+        return values
+
+    @classmethod
+    def _explicit_extra_args(cls, value: object) -> dict[str, str]:
+        if value is None:
+            return {}
+        checked = check_str_map(EXTRA_ARGS, value)
+        for key in checked:
+            _check_flag_key(f"{EXTRA_ARGS}.{key}", key)
+        return checked
+
+    @classmethod
+    def _check_field(cls, field: str, value: object, label: str) -> object:
+        """Check ``value`` for ``field`` (reported as ``label``); ``None`` means unset."""
+        if value is None:
+            return None
+        if field == "port":
+            return cls._check_port(label, value)
+        if field in cls.SWITCHES and isinstance(value, bool):
+            return "on" if value else "off"
+        return cls._check_kind(cls.FIELD_KINDS[field], label, value)
+
+    @staticmethod
+    def _check_kind(kind: FieldKind, label: str, value: object) -> object:
+        match kind:
+            case FieldKind.BOOL:
+                return check_bool(label, value)
+            case FieldKind.INT:
+                return check_int(label, value)
+            case FieldKind.FLOAT:
+                return check_float(label, value)
+            case FieldKind.STR:
+                return check_str(label, value) or None
+            case FieldKind.LIST:
+                return check_str_list(label, value) or None
+
+    @staticmethod
+    def _check_port(label: str, value: object) -> int | None:
+        """A port is 1 to 65535; 0 asks for one to be allocated and is stored as unset."""
+        port = check_int(label, value)
+        if port == 0:
+            return None
+        if not 1 <= port <= MAX_PORT:
+            raise expected(label, f"a port from 1 to {MAX_PORT} (or 0 to allocate one)", value)
+        return port
+
+    @classmethod
+    def _build(cls, values: Mapping[str, object], extras: dict[str, str]) -> Self:
+        fields = {name: value for name, value in values.items() if value is not None}
+        return cls.model_validate({**fields, EXTRA_ARGS: extras})
+
+    # -- output and copies ---------------------------------------------------------------
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """Show only what is set: a repr of 156 ``None`` fields helps nobody."""
+        yield from self.set_fields()
+        if self.extra_args:
+            yield EXTRA_ARGS, self.extra_args
+
+    def to_json(self) -> dict[str, object]:
+        """Set fields only (explicit zeros and falses included), keys in alphabetical order."""
+        result: dict[str, object] = {}
+        for name, value in self.set_fields():
+            result[name] = list(value) if isinstance(value, list) else value
+        if self.extra_args:
+            result[EXTRA_ARGS] = dict(sorted(self.extra_args.items()))
+        return dict(sorted(result.items()))
+
+    def set_fields(self) -> list[tuple[str, object]]:
+        """The fields that are set, as ``(name, value)`` pairs in command-line order."""
+        pairs = ((name, getattr(self, name)) for name in self.FIELD_ORDER)
+        return [(name, value) for name, value in pairs if value is not None]
+
+    def replace(self, **changes: object) -> Self:
+        """A validated copy with ``changes`` applied (canonical names; ``None`` unsets)."""
+        values: dict[str, object] = {name: getattr(self, name) for name in self.FIELD_ORDER}
+        extras = dict(self.extra_args)
+        for key, value in changes.items():
+            if key == EXTRA_ARGS:
+                extras = self._explicit_extra_args(value)
+            elif key in self.FIELD_KINDS:
+                values[key] = self._check_field(key, value, key)
+            else:
+                detail = f"unknown {self.BACKEND_TYPE} option (value {describe(value)})"
+                raise invalid(key, detail, value)
+        return self._build(values, extras)
+
+    @classmethod
+    def flag_name(cls, field: str) -> str:
+        """The command-line flag of ``field``: ``gpu_layers`` → ``--gpu-layers``."""
+        return cls.FLAG_OVERRIDES.get(field, "--" + field.replace("_", "-"))
