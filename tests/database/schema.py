@@ -49,7 +49,9 @@ def describe_table(connection: sqlite3.Connection, table: str) -> TableSchema:
     (sql,) = connection.execute(
         "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
     ).fetchone()
-    return TableSchema(columns, _checks(sql), _indexes(connection, table), "AUTOINCREMENT" in sql.upper())
+    return TableSchema(
+        columns, _checks(sql), _indexes(connection, table), "AUTOINCREMENT" in sql.upper()
+    )
 
 
 def _indexes(connection: sqlite3.Connection, table: str) -> frozenset[Index]:

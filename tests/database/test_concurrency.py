@@ -17,14 +17,22 @@ SHARED = [f"shared-{index}" for index in range(5)]
 
 def instance(name: str, step: int) -> Instance:
     options = Options.from_json(
-        {"backend_type": "llama_cpp", "backend_options": {"model": f"/m/{step}.gguf"},
-         "idle_timeout": step}
+        {
+            "backend_type": "llama_cpp",
+            "backend_options": {"model": f"/m/{step}.gguf"},
+            "idle_timeout": step,
+        }
     )
     return Instance(name=name, created=1_700_000_000, status=Status.STOPPED, options=options)
 
 
-def work(db: database.DB, thread: int, start: threading.Barrier, errors: list[BaseException],
-         expected: set[str]) -> None:
+def work(
+    db: database.DB,
+    thread: int,
+    start: threading.Barrier,
+    errors: list[BaseException],
+    expected: set[str],
+) -> None:
     """Saves and deletes of this thread's own names, plus saves of names every thread shares."""
     alive: set[str] = set()
     start.wait()
@@ -53,7 +61,9 @@ def test_concurrent_saves_and_deletes(tmp_path: Path) -> None:
     expected: set[str] = set(SHARED)
     start = threading.Barrier(THREADS)
     threads = [
-        threading.Thread(target=work, args=(handles[index % HANDLES], index, start, errors, expected))
+        threading.Thread(
+            target=work, args=(handles[index % HANDLES], index, start, errors, expected)
+        )
         for index in range(THREADS)
     ]
     try:

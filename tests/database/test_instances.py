@@ -40,13 +40,23 @@ BACKEND_OPTIONS: dict[str, dict[str, object]] = {
 
 
 ALL_SET: dict[str, object] = {
-    "auto_restart": True, "max_restarts": 2, "restart_delay": 1, "on_demand_start": False,
-    "idle_timeout": 10, "docker_enabled": False, "command_override": "/bin/llama-server",
+    "auto_restart": True,
+    "max_restarts": 2,
+    "restart_delay": 1,
+    "on_demand_start": False,
+    "idle_timeout": 10,
+    "docker_enabled": False,
+    "command_override": "/bin/llama-server",
 }
 
 
-def make(name: str = "inst", *, created: int = 1_700_000_000, status: Status = Status.STOPPED,
-         **options: Any) -> Instance:
+def make(
+    name: str = "inst",
+    *,
+    created: int = 1_700_000_000,
+    status: Status = Status.STOPPED,
+    **options: Any,
+) -> Instance:
     body: dict[str, object] = {
         "backend_type": "llama_cpp",
         "backend_options": {"model": "/m/x.gguf"},
@@ -57,9 +67,11 @@ def make(name: str = "inst", *, created: int = 1_700_000_000, status: Status = S
 
 def row(db_path_or_db: database.DB, name: str) -> sqlite3.Row | dict[str, Any]:
     with db_path_or_db.reading() as connection:
-        found = connection.exec_driver_sql(
-            "SELECT * FROM instances WHERE name = ?", (name,)
-        ).mappings().one()
+        found = (
+            connection.exec_driver_sql("SELECT * FROM instances WHERE name = ?", (name,))
+            .mappings()
+            .one()
+        )
         return dict(found)
 
 
@@ -86,7 +98,11 @@ def test_full_round_trip_for_each_backend(memory_db: database.DB, backend_type: 
     assert stored["backend_type"] == backend_type
     assert json.loads(stored["backend_config_json"]) == inst.options.backend_options.to_json()
     assert stored["status"] == "running"
-    assert (stored["auto_restart"], stored["on_demand_start"], stored["docker_enabled"]) == (1, 1, 0)
+    assert (stored["auto_restart"], stored["on_demand_start"], stored["docker_enabled"]) == (
+        1,
+        1,
+        0,
+    )
     assert (stored["max_restarts"], stored["restart_delay"], stored["idle_timeout"]) == (7, 3, 15)
     assert stored["nodes"] == '["worker-a", "worker-b"]'
     assert json.loads(stored["environment"]) == {"CUDA_VISIBLE_DEVICES": "0,1", "EMPTY": ""}
@@ -99,16 +115,37 @@ def test_unset_options_store_the_column_defaults(memory_db: database.DB, backend
     assert inst.options.auto_restart is None and inst.options.max_restarts is None
     memory_db.save(inst)
     stored = row(memory_db, "unset")
-    assert {key: stored[key] for key in (
-        "auto_restart", "max_restarts", "restart_delay", "on_demand_start", "idle_timeout",
-        "docker_enabled",
-    )} == {"auto_restart": 0, "max_restarts": -1, "restart_delay": 0, "on_demand_start": 0,
-           "idle_timeout": 0, "docker_enabled": 0}
-    assert (stored["command_override"], stored["nodes"], stored["environment"]) == (None, None, None)
+    assert {
+        key: stored[key]
+        for key in (
+            "auto_restart",
+            "max_restarts",
+            "restart_delay",
+            "on_demand_start",
+            "idle_timeout",
+            "docker_enabled",
+        )
+    } == {
+        "auto_restart": 0,
+        "max_restarts": -1,
+        "restart_delay": 0,
+        "on_demand_start": 0,
+        "idle_timeout": 0,
+        "docker_enabled": 0,
+    }
+    assert (stored["command_override"], stored["nodes"], stored["environment"]) == (
+        None,
+        None,
+        None,
+    )
     (loaded,) = memory_db.load_all()
     options = loaded.options
     assert (options.auto_restart, options.max_restarts, options.restart_delay) == (False, -1, 0)
-    assert (options.on_demand_start, options.idle_timeout, options.docker_enabled) == (False, 0, False)
+    assert (options.on_demand_start, options.idle_timeout, options.docker_enabled) == (
+        False,
+        0,
+        False,
+    )
     assert options.nodes == () and dict(options.environment) == {}
 
 
@@ -120,25 +157,39 @@ def test_unset_options_in_an_update_reset_to_the_column_defaults(memory_db: data
 
 
 def test_explicit_zeros_and_falses_are_stored_and_kept(memory_db: database.DB) -> None:
-    inst = make("zeros", auto_restart=False, max_restarts=0, restart_delay=0,
-                on_demand_start=False, idle_timeout=0, docker_enabled=False)
+    inst = make(
+        "zeros",
+        auto_restart=False,
+        max_restarts=0,
+        restart_delay=0,
+        on_demand_start=False,
+        idle_timeout=0,
+        docker_enabled=False,
+    )
     memory_db.save(inst)
     (loaded,) = memory_db.load_all()
     options = loaded.options
     assert (options.auto_restart, options.max_restarts, options.restart_delay) == (False, 0, 0)
-    assert (options.on_demand_start, options.idle_timeout, options.docker_enabled) == (False, 0, False)
+    assert (options.on_demand_start, options.idle_timeout, options.docker_enabled) == (
+        False,
+        0,
+        False,
+    )
     assert row(memory_db, "zeros")["max_restarts"] == 0
 
 
 def test_typed_zero_backend_options_survive(memory_db: database.DB) -> None:
-    memory_db.save(make("typed", backend_options={"model": "/m", "seed": 0, "gpu_layers": 0,
-                                                  "no_mmap": False}))
+    memory_db.save(
+        make("typed", backend_options={"model": "/m", "seed": 0, "gpu_layers": 0, "no_mmap": False})
+    )
     loaded = memory_db.get_by_name("typed").options.backend_options
     assert loaded.to_json() == {"gpu_layers": 0, "model": "/m", "no_mmap": False, "seed": 0}
 
 
 @pytest.mark.parametrize(("nodes", "stored"), [([], None), (["b", "a", "c"], '["a", "b", "c"]')])
-def test_nodes_survive_load_all(memory_db: database.DB, nodes: list[str], stored: str | None) -> None:
+def test_nodes_survive_load_all(
+    memory_db: database.DB, nodes: list[str], stored: str | None
+) -> None:
     memory_db.save(make("noded", nodes=nodes))
     assert row(memory_db, "noded")["nodes"] == stored
     (loaded,) = memory_db.load_all()
@@ -213,7 +264,8 @@ def test_a_stored_row_that_does_not_validate_names_the_instance(memory_db: datab
     memory_db.save(make("broken"))
     with memory_db.writing() as connection:
         connection.exec_driver_sql(
-            "UPDATE instances SET backend_config_json = '{\"ctx_size\": \"big\"}' WHERE name = 'broken'"
+            "UPDATE instances SET backend_config_json = '{\"ctx_size\": \"big\"}' "
+            "WHERE name = 'broken'"
         )
     with pytest.raises(DatabaseError, match=r"'broken'.*ctx_size"):
         memory_db.load_all()
@@ -222,8 +274,10 @@ def test_a_stored_row_that_does_not_validate_names_the_instance(memory_db: datab
 def test_file_database_persists_across_connections(db_path: Path, clock: FakeClock) -> None:
     first = database.open(DatabaseSettings(path=str(db_path)), clock=clock)
     database.run_migrations(first)
-    saved = [make(f"p{index}", status=Status.RUNNING, nodes=["n1"], created=1000 + index,
-                  **ALL_SET) for index in range(3)]
+    saved = [
+        make(f"p{index}", status=Status.RUNNING, nodes=["n1"], created=1000 + index, **ALL_SET)
+        for index in range(3)
+    ]
     for inst in saved:
         first.save(inst)
     first.delete("p1")
@@ -250,9 +304,12 @@ def test_pragmas_on_a_file_database(file_db: database.DB) -> None:
 def test_pool_settings_are_mapped(tmp_path: Path) -> None:
     from datetime import timedelta
 
-    settings = DatabaseSettings(path=str(tmp_path / "p.db"), max_open_connections=7,
-                                max_idle_connections=2,
-                                connection_max_lifetime=timedelta(seconds=90))
+    settings = DatabaseSettings(
+        path=str(tmp_path / "p.db"),
+        max_open_connections=7,
+        max_idle_connections=2,
+        connection_max_lifetime=timedelta(seconds=90),
+    )
     db = database.open(settings)
     try:
         pool = db.engine.pool

@@ -13,17 +13,27 @@ from llamactl.database.json_import import ARCHIVE_DIR, import_json
 from llamactl.errors import JsonImportError
 from llamactl.instance import Instance, InstanceDefaults, Options, Status
 
-DEFAULTS = InstanceDefaults(auto_restart=True, max_restarts=3, restart_delay=5,
-                            on_demand_start=True, idle_timeout=0, docker_enabled=False)
+DEFAULTS = InstanceDefaults(
+    auto_restart=True,
+    max_restarts=3,
+    restart_delay=5,
+    on_demand_start=True,
+    idle_timeout=0,
+    docker_enabled=False,
+)
 
 
-def legacy(name: str, *, status: str = "running", created: int = 1_731_000_000,
-           **options: object) -> dict[str, object]:
+def legacy(
+    name: str, *, status: str = "running", created: int = 1_731_000_000, **options: object
+) -> dict[str, object]:
     body: dict[str, object] = {
         "backend_type": "llama_cpp",
         "backend_options": {"gpu_layers": 99, "model": f"/m/{name}.gguf", "port": 8001},
-        "auto_restart": True, "max_restarts": 3, "restart_delay": 5,
-        "on_demand_start": True, "idle_timeout": 0,
+        "auto_restart": True,
+        "max_restarts": 3,
+        "restart_delay": 5,
+        "on_demand_start": True,
+        "idle_timeout": 0,
     }
     body.update(options)
     return {"name": name, "status": status, "created": created, "options": body}
@@ -44,10 +54,22 @@ def folder(tmp_path: Path) -> Path:
 
 def test_valid_files_become_rows_and_are_archived(memory_db: database.DB, folder: Path) -> None:
     write(folder, "alpha", legacy("alpha", status="running", created=111))
-    write(folder, "beta", legacy("beta", status="stopped", created=222,
-                                 backend_type="vllm", backend_options={"model": "Q/q"}))
-    write(folder, "gamma", legacy("gamma", status="failed", created=333,
-                                  environment={"K": "V"}, nodes=["main"]))
+    write(
+        folder,
+        "beta",
+        legacy(
+            "beta",
+            status="stopped",
+            created=222,
+            backend_type="vllm",
+            backend_options={"model": "Q/q"},
+        ),
+    )
+    write(
+        folder,
+        "gamma",
+        legacy("gamma", status="failed", created=333, environment={"K": "V"}, nodes=["main"]),
+    )
     (folder / "notes.txt").write_text("not an instance")
 
     result = import_json(memory_db, folder, DEFAULTS)
@@ -55,15 +77,24 @@ def test_valid_files_become_rows_and_are_archived(memory_db: database.DB, folder
     assert result.imported == ("alpha", "beta", "gamma")
     loaded = {inst.name: inst for inst in memory_db.load_all()}
     assert {name: (inst.status, inst.created) for name, inst in loaded.items()} == {
-        "alpha": (Status.RUNNING, 111), "beta": (Status.STOPPED, 222), "gamma": (Status.FAILED, 333)}
+        "alpha": (Status.RUNNING, 111),
+        "beta": (Status.STOPPED, 222),
+        "gamma": (Status.FAILED, 333),
+    }
     assert loaded["alpha"].options.backend_options.to_json() == {
-        "gpu_layers": 99, "model": "/m/alpha.gguf", "port": 8001}
+        "gpu_layers": 99,
+        "model": "/m/alpha.gguf",
+        "port": 8001,
+    }
     assert loaded["beta"].options.backend_type.value == "vllm"
     assert dict(loaded["gamma"].options.environment) == {"K": "V"}
     assert loaded["gamma"].options.nodes == ("main",)
     assert sorted(path.name for path in folder.iterdir()) == [ARCHIVE_DIR, "notes.txt"]
     assert sorted(path.name for path in (folder / ARCHIVE_DIR).iterdir()) == [
-        "alpha.json", "beta.json", "gamma.json"]
+        "alpha.json",
+        "beta.json",
+        "gamma.json",
+    ]
 
 
 def test_a_second_import_imports_nothing(memory_db: database.DB, folder: Path) -> None:
@@ -75,9 +106,16 @@ def test_a_second_import_imports_nothing(memory_db: database.DB, folder: Path) -
 
 
 def test_defaults_fill_options_missing_from_a_file(memory_db: database.DB, folder: Path) -> None:
-    write(folder, "bare", {"name": "bare", "status": "stopped", "created": 5,
-                           "options": {"backend_type": "llama_cpp",
-                                       "backend_options": {"model": "/m"}}})
+    write(
+        folder,
+        "bare",
+        {
+            "name": "bare",
+            "status": "stopped",
+            "created": 5,
+            "options": {"backend_type": "llama_cpp", "backend_options": {"model": "/m"}},
+        },
+    )
     import_json(memory_db, folder, DEFAULTS)
     options = memory_db.get_by_name("bare").options
     assert (options.auto_restart, options.max_restarts, options.restart_delay) == (True, 3, 5)
@@ -94,8 +132,9 @@ def test_defaults_fill_options_missing_from_a_file(memory_db: database.DB, folde
         ({**legacy("bad"), "status": "sleeping"}, "status"),
     ],
 )
-def test_one_bad_file_blocks_everything(memory_db: database.DB, folder: Path,
-                                        content: object, reason: str) -> None:
+def test_one_bad_file_blocks_everything(
+    memory_db: database.DB, folder: Path, content: object, reason: str
+) -> None:
     good = [write(folder, name, legacy(name)) for name in ("aaa", "zzz")]
     bad = write(folder, "bad", content)
     before = {path: path.read_bytes() for path in [*good, bad]}
@@ -110,9 +149,16 @@ def test_one_bad_file_blocks_everything(memory_db: database.DB, folder: Path,
 
 
 def test_non_empty_database_skips_the_import(memory_db: database.DB, folder: Path) -> None:
-    memory_db.save(Instance(name="existing", created=1, status=Status.STOPPED,
-                            options=Options.from_json({"backend_type": "mlx_lm",
-                                                       "backend_options": {"model": "m"}})))
+    memory_db.save(
+        Instance(
+            name="existing",
+            created=1,
+            status=Status.STOPPED,
+            options=Options.from_json(
+                {"backend_type": "mlx_lm", "backend_options": {"model": "m"}}
+            ),
+        )
+    )
     path = write(folder, "alpha", legacy("alpha"))
     result = import_json(memory_db, folder, DEFAULTS)
     assert result.count == 0 and "already holds" in result.skipped_reason

@@ -95,8 +95,10 @@ def test_downgrade_to_base_then_upgrade_again(tmp_path: Path) -> None:
     connection = sqlite3.connect(path)
     try:
         assert user_tables(connection) == set()
-        assert connection.execute("SELECT count(*) FROM sqlite_master WHERE type = 'index' "
-                                  "AND name LIKE 'idx_instances_%'").fetchone() == (0,)
+        assert connection.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'index' "
+            "AND name LIKE 'idx_instances_%'"
+        ).fetchone() == (0,)
     finally:
         connection.close()
     migrated(path)

@@ -85,7 +85,7 @@ class DatabaseSettings:
 Clock = Callable[[], float]
 
 
-def open(  # noqa: A001 - the spec's name
+def open(
     settings: DatabaseSettings, *, clock: Clock = time.time
 ) -> DB:
     """Connect to the configured database. Creates an SQLite file's folder if missing.
@@ -102,7 +102,7 @@ def open(  # noqa: A001 - the spec's name
         with engine.connect():  # fail now, not at the first query
             pass
     except SQLAlchemyError as exc:
-        raise DatabaseError(f"cannot open database {settings.path}: {exc.orig or exc}") from exc
+        raise DatabaseError(f"cannot open database {settings.path}: {_reason(exc)}") from exc
     return DB(engine, settings, clock)
 
 
@@ -174,6 +174,11 @@ def _install_sqlite_hooks(engine: Engine, *, wal: bool) -> None:
     def _on_begin(connection: Connection) -> None:
         immediate = connection.get_execution_options().get("llamactl_write", False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _reason(exc: SQLAlchemyError) -> object:
+    """The driver's own message when there is one: shorter and to the point."""
+    return getattr(exc, "orig", None) or exc
 
 
 class DB:
@@ -274,7 +279,7 @@ class DB:
         try:
             yield
         except SQLAlchemyError as exc:
-            raise DatabaseError(f"database error: {exc.orig or exc}") from exc
+            raise DatabaseError(f"database error: {_reason(exc)}") from exc
 
     def close(self) -> None:
         """Release every pooled connection; checkpoint the WAL of a file database."""

@@ -9,26 +9,30 @@ and ``updated_at`` in unix seconds. Callers never see a row.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, cast
 
 from sqlalchemy import (
+    BindParameter,
+    ClauseElement,
     Column,
     Connection,
-    Insert,
+    CursorResult,
+    Dialect,
     Integer,
     MetaData,
     Row,
     Table,
     Text,
     bindparam,
-    delete as sa_delete,
     func,
     select,
-    update as sa_update,
 )
+from sqlalchemy import delete as sa_delete
+from sqlalchemy import update as sa_update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from llamactl.backends import BackendType, parse_backend_options
 from llamactl.errors import DatabaseError, InstanceExists, InstanceNotFound, LlamactlError
@@ -77,14 +81,12 @@ _UPDATED = [name for name in _WRITTEN if name not in ("name", "created_at")]
 
 
 def _row_values(inst: Instance, now: int) -> dict[str, Any]:
-    """The column values for one instance. Unset options are left out (column DEFAULT)."""
+    """The column values for one instance; an unset option gets its column DEFAULT."""
     options = inst.options
     values: dict[str, Any] = {
         "name": inst.name,
         "backend_type": options.backend_type.value,
-        "backend_config_json": json.dumps(
-            options.backend_options.to_json(), separators=(",", ":")
-        ),
+        "backend_config_json": json.dumps(options.backend_options.to_json(), separators=(",", ":")),
         "status": inst.status.value,
         "created_at": inst.created or now,
         "updated_at": now,
@@ -101,89 +103,99 @@ def _row_values(inst: Instance, now: int) -> dict[str, Any]:
     return values
 
 
-def _insert_values(inst: Instance, now: int) -> dict[str, Any]:
-    """Like ``_row_values`` but without the unset options, so INSERT applies the DEFAULT."""
-    values = _row_values(inst, now)
-    for name in COLUMN_DEFAULTS:
-        if getattr(inst.options, name) is None:
-            del values[name]
-    return values
+class _Prepared:
+    """A statement built and compiled once per dialect, then run as driver SQL.
+
+    Building and compiling an INSERT ... ON CONFLICT with SQLAlchemy costs far more than
+    running it; callers pass parameters by bind name.
+    """
+
+    def __init__(self, build: Callable[[str], ClauseElement]) -> None:
+        self._build = build
+        self._compiled: dict[str, tuple[str, tuple[str, ...] | None]] = {}
+
+    def __call__(self, connection: Connection, parameters: Mapping[str, Any]) -> CursorResult[Any]:
+        sql, order = self._compile(connection.dialect)
+        if order is None:
+            return connection.exec_driver_sql(sql, dict(parameters))
+        return connection.exec_driver_sql(sql, tuple(parameters[name] for name in order))
+
+    def _compile(self, dialect: Dialect) -> tuple[str, tuple[str, ...] | None]:
+        found = self._compiled.get(dialect.name)
+        if found is None:
+            compiled = cast(SQLCompiler, self._build(dialect.name).compile(dialect=dialect))
+            order = tuple(compiled.positiontup or ()) if compiled.positional else None
+            found = self._compiled[dialect.name] = (compiled.string, order)
+        return found
 
 
-def _dialect_insert(connection: Connection) -> Any:
-    """An INSERT that supports ON CONFLICT for the connection's dialect."""
-    if connection.dialect.name == "postgresql":
-        return postgresql.insert(instances)
-    return sqlite.insert(instances)
+def _binds(names: Iterable[str]) -> dict[str, BindParameter[Any]]:
+    return {name: bindparam(name) for name in names}
 
 
-def _upsert_statement(connection: Connection, values: Mapping[str, Any]) -> Insert:
-    statement = _dialect_insert(connection).values(values)
-    excluded = statement.excluded
-    changes = {name: excluded[name] for name in _UPDATED if name in values}
-    changes.update({name: default for name, default in COLUMN_DEFAULTS.items() if name not in values})
-    return statement.on_conflict_do_update(index_elements=["name"], set_=changes)  # type: ignore[no-any-return]
+def _build_upsert(dialect: str) -> ClauseElement:
+    insert_ = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(instances)
+    statement = insert_.values(_binds(_WRITTEN))
+    changes = {name: statement.excluded[name] for name in _UPDATED}
+    return statement.on_conflict_do_update(index_elements=["name"], set_=changes)
+
+
+_upsert = _Prepared(_build_upsert)
+_insert = _Prepared(lambda _dialect: instances.insert().values(_binds(_WRITTEN)))
+_update = _Prepared(
+    lambda _dialect: (
+        sa_update(instances)
+        .where(instances.c.name == bindparam("match_name"))
+        .values(_binds(_UPDATED))
+    )
+)
+_delete = _Prepared(
+    lambda _dialect: sa_delete(instances).where(instances.c.name == bindparam("name"))
+)
+_SELECT = select(*(instances.c[name] for name in _WRITTEN))
+_select_one = _Prepared(lambda _dialect: _SELECT.where(instances.c.name == bindparam("name")))
+_select_all = _Prepared(lambda _dialect: _SELECT.order_by(instances.c.name))
+_count = _Prepared(lambda _dialect: select(func.count()).select_from(instances))
 
 
 def upsert(connection: Connection, inst: Instance, now: int) -> None:
     """Insert the instance, or update its row (but not ``created_at``), in one statement."""
-    values = _insert_values(inst, now)
-    connection.execute(_upsert_statement(connection, values))
+    _upsert(connection, _row_values(inst, now))
 
 
 def insert(connection: Connection, inst: Instance, now: int) -> None:
-    values = _insert_values(inst, now)
     try:
-        connection.execute(instances.insert().values(values))
+        _insert(connection, _row_values(inst, now))
     except IntegrityError as exc:
-        if _exists(connection, inst.name):
+        if _select_one(connection, {"name": inst.name}).first() is not None:
             raise InstanceExists(inst.name) from exc
         raise
 
 
-_UPDATE_BY_NAME = (
-    sa_update(instances)
-    .where(instances.c.name == bindparam("match_name"))
-    .values({name: bindparam(name) for name in _UPDATED})
-)
-
-
 def update(connection: Connection, inst: Instance, now: int) -> None:
-    values = _row_values(inst, now)
-    parameters = {name: values[name] for name in _UPDATED}
-    result = connection.execute(_UPDATE_BY_NAME, {"match_name": inst.name, **parameters})
+    result = _update(connection, {"match_name": inst.name, **_row_values(inst, now)})
     if result.rowcount == 0:
         raise InstanceNotFound(inst.name)
 
 
 def delete(connection: Connection, name: str) -> None:
-    result = connection.execute(sa_delete(instances).where(instances.c.name == name))
-    if result.rowcount == 0:
+    if _delete(connection, {"name": name}).rowcount == 0:
         raise InstanceNotFound(name)
 
 
 def count(connection: Connection) -> int:
-    return int(connection.execute(select(func.count()).select_from(instances)).scalar_one())
-
-
-def _exists(connection: Connection, name: str) -> bool:
-    found = connection.execute(select(instances.c.id).where(instances.c.name == name))
-    return found.first() is not None
-
-
-_SELECT = select(*(instances.c[name] for name in _WRITTEN))
+    return int(_count(connection, {}).scalar_one())
 
 
 def select_one(connection: Connection, name: str) -> Instance:
-    row = connection.execute(_SELECT.where(instances.c.name == name)).first()
+    row = _select_one(connection, {"name": name}).first()
     if row is None:
         raise InstanceNotFound(name)
     return _to_instance(row)
 
 
 def select_all(connection: Connection) -> list[Instance]:
-    rows = connection.execute(_SELECT.order_by(instances.c.name))
-    return [_to_instance(row) for row in rows]
+    return [_to_instance(row) for row in _select_all(connection, {})]
 
 
 def _to_instance(row: Row[Any]) -> Instance:

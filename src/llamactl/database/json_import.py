@@ -79,7 +79,9 @@ def _read_file(path: Path, defaults: InstanceDefaults) -> Instance:
     try:
         inst = Instance.from_json(data)
     except LlamactlError as exc:
-        raise JsonImportError(f"{path} is not a valid instance: {exc.message}", path=str(path)) from exc
+        raise JsonImportError(
+            f"{path} is not a valid instance: {exc.message}", path=str(path)
+        ) from exc
     if inst.name != path.stem:
         raise JsonImportError(
             f"{path} holds the instance {inst.name!r}, which does not match its file name",
@@ -112,9 +114,7 @@ def _finish_archiving(db: DB, files: list[Path], instances_dir: Path) -> None:
     archive = instances_dir / ARCHIVE_DIR
     names = {inst.name for inst in db.load_all()}
     leftover = [
-        path
-        for path in files
-        if path.stem in names and _same_bytes(path, archive / path.name)
+        path for path in files if path.stem in names and _same_bytes(path, archive / path.name)
     ]
     _remove_originals(leftover)
     if len(leftover) < len(files):

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from llamactl.database.database import DB
+from llamactl.database.instances import instances as instances_table
 from llamactl.errors import DatabaseError, MigrationError, NotALlamactlDatabase
 
 __all__ = ["current_revision", "downgrade", "head_revision", "run_migrations", "upgrade"]
@@ -32,11 +33,7 @@ VERSION_TABLE = "alembic_version"
 LEGACY_VERSION_TABLE = "schema_migrations"
 OWN_TABLES = frozenset({"instances", VERSION_TABLE})
 # The columns of the spec's instances table, which a legacy version-1 database must have.
-SPEC_COLUMNS = frozenset(
-    "id name backend_type backend_config_json status created_at updated_at auto_restart "
-    "max_restarts restart_delay on_demand_start idle_timeout docker_enabled "
-    "command_override nodes environment owner_user_id".split()
-)
+SPEC_COLUMNS = frozenset(column.name for column in instances_table.columns)
 
 
 def _script_directory() -> ScriptDirectory:
@@ -90,7 +87,7 @@ def _connection(db: DB) -> Iterator[Connection]:
         with db.engine.connect() as connection:
             yield connection
     except SQLAlchemyError as exc:
-        raise DatabaseError(f"migration failed: {exc.orig or exc}") from exc
+        raise DatabaseError(f"migration failed: {getattr(exc, 'orig', None) or exc}") from exc
 
 
 def _user_tables(connection: Connection) -> set[str]:

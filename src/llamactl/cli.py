@@ -1,0 +1,185 @@
+"""The ``llamactl`` command: a thin shell over the Python API.
+
+``llamactl`` alone starts the server. Subcommands show the configuration and manage the
+database. Every ``LlamactlError`` becomes one line on stderr and exit code 1; usage errors
+exit with 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from llamactl import __version__, database
+from llamactl.config import AppConfig, describe_config, load_config
+from llamactl.errors import LlamactlError
+
+__all__ = ["main"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+EXIT_ERROR = 1
+
+
+def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn a ``LlamactlError`` into one line on stderr and exit code 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except LlamactlError as exc:
+            click.echo(f"llamactl: {exc.message}", err=True)
+            sys.exit(EXIT_ERROR)
+
+    return wrapper
+
+
+def _config(ctx: click.Context) -> AppConfig:
+    path: str | None = ctx.obj
+    return load_config(path, os.environ)
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="Configuration file (default: $LLAMACTL_CONFIG_PATH, ./llamactl.yaml, ...).",
+)
+@click.version_option(__version__, "--version", message="llamactl version: %(version)s")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None) -> None:
+    """Start, supervise and route requests to local LLM inference servers.
+
+    Without a command, starts the server.
+    """
+    ctx.obj = config_path
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(serve)
+
+
+@main.command()
+@click.pass_context
+@reports_errors
+def serve(ctx: click.Context) -> None:
+    """Start the server (the default command)."""
+    from llamactl.server.lifecycle import serve as run_server
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    config = _config(ctx)
+    click.echo(
+        f"llamactl {__version__}: data in {config.data_dir}, database {config.database.path}"
+    )
+    run_server(config)
+
+
+@main.group("config")
+def config_group() -> None:
+    """Inspect the configuration."""
+
+
+@config_group.command("show")
+@click.pass_context
+@reports_errors
+def config_show(ctx: click.Context) -> None:
+    """Print the effective configuration and where each value came from."""
+    config = _config(ctx)
+    table = Table(title=f"configuration file: {config.config_path or 'none (defaults)'}")
+    table.add_column("key")
+    table.add_column("value")
+    table.add_column("source")
+    for row in describe_config(config):
+        table.add_row(row.key, row.value, row.source)
+    Console(width=max(120, Console().width)).print(table)
+
+
+@main.group("db")
+def db_group() -> None:
+    """Manage the database schema and the legacy JSON import."""
+
+
+def _open(config: AppConfig) -> database.DB:
+    from llamactl.server.lifecycle import create_directories
+
+    create_directories(config)
+    return database.open(database.DatabaseSettings.from_config(config.database))
+
+
+@db_group.command("upgrade")
+@click.argument("revision", default="head")
+@click.pass_context
+@reports_errors
+def db_upgrade(ctx: click.Context, revision: str) -> None:
+    """Apply migrations up to REVISION (default: the newest)."""
+    db = _open(_config(ctx))
+    try:
+        database.upgrade(db, revision)
+        click.echo(f"database at revision {database.current_revision(db)}")
+    finally:
+        db.close()
+
+
+@db_group.command("downgrade")
+@click.argument("revision")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+@reports_errors
+def db_downgrade(ctx: click.Context, revision: str, yes: bool) -> None:
+    """Revert migrations down to REVISION (``base`` drops every llamactl table)."""
+    config = _config(ctx)
+    if not yes:
+        click.confirm(
+            f"Downgrade {config.database.path} to {revision}? Data in removed tables is lost",
+            abort=True,
+        )
+    db = _open(config)
+    try:
+        database.downgrade(db, revision)
+        click.echo(f"database at revision {database.current_revision(db) or 'base'}")
+    finally:
+        db.close()
+
+
+@db_group.command("current")
+@click.pass_context
+@reports_errors
+def db_current(ctx: click.Context) -> None:
+    """Print the database's schema revision and the newest one this llamactl knows."""
+    db = _open(_config(ctx))
+    try:
+        current = database.current_revision(db) or "base (empty)"
+        click.echo(f"current: {current}\nnewest:  {database.head_revision()}")
+    finally:
+        db.close()
+
+
+@db_group.command("import-json")
+@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.pass_context
+@reports_errors
+def db_import_json(ctx: click.Context, directory: Path | None) -> None:
+    """Import legacy instance JSON files (default: instances_dir) into an empty database."""
+    from llamactl.server.lifecycle import import_legacy, open_database
+
+    config = _config(ctx)
+    db = open_database(config)
+    try:
+        result = import_legacy(config, db, directory)
+    finally:
+        db.close()
+    if result.count:
+        click.echo(f"imported {result.count} instances: {', '.join(result.imported)}")
+    else:
+        click.echo(f"nothing imported: {result.skipped_reason}")

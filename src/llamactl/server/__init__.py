@@ -1,0 +1,1 @@
+"""The HTTP server: application factory, lifecycle and (later) routes and auth."""

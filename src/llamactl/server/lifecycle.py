@@ -1,0 +1,130 @@
+"""Startup and shutdown of llamactl's services, in the spec's order.
+
+``start_services`` opens the database, runs the migrations, imports legacy JSON files and
+creates the manager with the database injected; ``stop_services`` undoes it. ``serve``
+runs the HTTP server between the two.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from llamactl import database
+from llamactl.backends import BackendType
+from llamactl.config import AppConfig
+from llamactl.database import DB, DatabaseSettings
+from llamactl.database.json_import import ImportResult, import_json
+from llamactl.errors import ConfigError
+from llamactl.manager import InstanceManager, instance_defaults
+
+__all__ = [
+    "Services",
+    "create_directories",
+    "import_legacy",
+    "open_database",
+    "serve",
+    "start_services",
+    "stop_services",
+]
+
+logger = logging.getLogger("llamactl")
+
+
+@dataclass
+class Services:
+    """What the HTTP layer works with."""
+
+    config: AppConfig
+    db: DB
+    manager: InstanceManager
+    stopped: bool = field(default=False, init=False)
+
+
+def create_directories(config: AppConfig) -> None:
+    """Create the data, instances and logs folders when ``auto_create_dirs`` is on."""
+    if not config.instances.auto_create_dirs:
+        return
+    for folder in (config.data_dir, config.instances.instances_dir, config.instances.logs_dir):
+        try:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create the folder {folder}: {exc}", value=str(folder)
+            ) from exc
+
+
+def open_database(config: AppConfig) -> DB:
+    """Open the configured database and bring its schema up to date."""
+    db = database.open(DatabaseSettings.from_config(config.database))
+    try:
+        database.run_migrations(db)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def import_legacy(config: AppConfig, db: DB, folder: Path | None = None) -> ImportResult:
+    """Import ``instances_dir/*.json`` (or ``folder``) into an empty database."""
+    # Legacy files carry their backend type; defaults other than docker do not depend on it.
+    defaults = instance_defaults(config, BackendType.LLAMA_CPP)
+    return import_json(db, folder or config.instances.instances_dir, defaults)
+
+
+def start_services(config: AppConfig) -> Services:
+    create_directories(config)
+    db = open_database(config)
+    try:
+        result = import_legacy(config, db)
+        if result.count:
+            logger.info("imported %d instances from legacy JSON files", result.count)
+        manager = InstanceManager(config, db)
+        manager.load()
+    except BaseException:
+        db.close()
+        raise
+    return Services(config=config, db=db, manager=manager)
+
+
+def stop_services(services: Services) -> None:
+    """Release what ``start_services`` took. Safe to call more than once."""
+    if services.stopped:
+        return
+    services.stopped = True
+    services.db.close()
+
+
+def serve(config: AppConfig) -> None:
+    """Start the services, serve HTTP until SIGINT or SIGTERM, then stop the services.
+
+    Start-up errors surface before the socket opens. The application's lifespan stops the
+    services during uvicorn's graceful shutdown.
+    """
+    import uvicorn
+
+    from llamactl.server.app import create_app
+
+    services = start_services(config)
+    try:
+        app = create_app(services)
+        server = uvicorn.Server(
+            uvicorn.Config(app, host=config.server.host, port=config.server.port, log_level="info")
+        )
+        _ignore_signals_after_shutdown()
+        server.run()
+    finally:
+        stop_services(services)
+
+
+def _ignore_signals_after_shutdown() -> None:
+    """Give uvicorn no-op handlers to restore.
+
+    After a graceful shutdown uvicorn raises the signal it caught again, into the handlers
+    that were installed before it started; with these the process then exits normally
+    (status 0) instead of dying by the signal.
+    """
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda _signum, _frame: None)

@@ -1,0 +1,174 @@
+"""`llamactl` with no arguments: a real server process on a real socket."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.database.schema import describe_table, spec_schema
+
+STARTUP_SECONDS = 30
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def environment(home: Path, **extra: str) -> dict[str, str]:
+    """A clean environment: no LLAMACTL_* from the caller, HOME in the test's folder."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("LLAMACTL_")}
+    env.update({"HOME": str(home), "LLAMACTL_HOST": "127.0.0.1", **extra})
+    return env
+
+
+def start(cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "llamactl"],
+        cwd=cwd,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def wait_healthy(process: subprocess.Popen[str], url: str) -> httpx.Response:
+    """Poll until the server answers or the process exits; fail after STARTUP_SECONDS."""
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"llamactl exited with {process.returncode}:\n{stop(process)}")
+        try:
+            return httpx.get(url, timeout=1)
+        except httpx.TransportError:
+            time.sleep(0.05)
+    pytest.fail("llamactl did not answer /healthz in time")
+
+
+def stop(process: subprocess.Popen[str]) -> str:
+    """SIGTERM, wait for the exit and return everything the process printed."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        output, _ = process.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+    return output or ""
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    folder = tmp_path / "home"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def server(home: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
+    port = free_port()
+    data_dir = home / ".local" / "share" / "llamactl"
+    process = start(home, environment(home, LLAMACTL_PORT=str(port)))
+    try:
+        yield process, f"http://127.0.0.1:{port}", data_dir
+    finally:
+        stop(process)
+
+
+def test_default_server_creates_the_database_and_answers(
+    server: tuple[subprocess.Popen[str], str, Path],
+) -> None:
+    process, url, data_dir = server
+    health = wait_healthy(process, f"{url}/healthz")
+    assert health.status_code == 200
+    assert health.json()["status"] == "ok"
+    version = httpx.get(f"{url}/api/v1/version", timeout=5)
+    assert version.status_code == 200 and version.text.startswith("Version: ")
+    database = data_dir / "llamactl.db"
+    assert database.is_file()
+    with sqlite3.connect(database) as connection:
+        assert describe_table(connection, "instances").columns == spec_schema().columns
+    connection.close()
+    assert (data_dir / "instances").is_dir() and (data_dir / "logs").is_dir()
+    output = stop(process)
+    assert process.returncode == 0, output
+
+
+def test_startup_imports_legacy_files(home: Path) -> None:
+    data_dir = home / "data"
+    legacy = data_dir / "instances"
+    legacy.mkdir(parents=True)
+    (legacy / "old.json").write_text(
+        json.dumps(
+            {
+                "name": "old",
+                "status": "stopped",
+                "created": 1_731_000_000,
+                "options": {"backend_type": "llama_cpp", "backend_options": {"model": "/m/x.gguf"}},
+            }
+        )
+    )
+    port = free_port()
+    process = start(
+        home, environment(home, LLAMACTL_PORT=str(port), LLAMACTL_DATA_DIRECTORY=str(data_dir))
+    )
+    try:
+        wait_healthy(process, f"http://127.0.0.1:{port}/healthz")
+    finally:
+        output = stop(process)
+    assert process.returncode == 0, output
+    with sqlite3.connect(data_dir / "llamactl.db") as connection:
+        rows = connection.execute("SELECT name, created_at FROM instances").fetchall()
+    connection.close()
+    assert rows == [("old", 1_731_000_000)]
+    assert (legacy / "json_archive" / "old.json").is_file() and not (legacy / "old.json").exists()
+
+
+def test_a_corrupt_legacy_file_stops_startup(home: Path) -> None:
+    data_dir = home / "data"
+    legacy = data_dir / "instances"
+    legacy.mkdir(parents=True)
+    (legacy / "broken.json").write_text("{oops")
+    result = subprocess.run(
+        [sys.executable, "-m", "llamactl"],
+        cwd=home,
+        text=True,
+        capture_output=True,
+        env=environment(
+            home, LLAMACTL_PORT=str(free_port()), LLAMACTL_DATA_DIRECTORY=str(data_dir)
+        ),
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert f"{legacy / 'broken.json'} is not valid JSON" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (legacy / "broken.json").read_text() == "{oops"
+
+
+def test_a_bad_configuration_value_stops_startup_with_one_line(home: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "llamactl"],
+        cwd=home,
+        text=True,
+        capture_output=True,
+        env=environment(home, LLAMACTL_DATABASE_MAX_OPEN_CONNECTIONS="lots"),
+        timeout=60,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "database.max_open_connections" in lines[0]
+    assert "lots" in lines[0] and "LLAMACTL_DATABASE_MAX_OPEN_CONNECTIONS" in lines[0]
