@@ -316,3 +316,22 @@ def test_pool_settings_are_mapped(tmp_path: Path) -> None:
         assert (pool.size(), pool._max_overflow, pool._recycle) == (2, 5, 90)  # type: ignore[attr-defined]
     finally:
         db.close()
+
+
+def test_row_tuple_matches_the_selected_columns() -> None:
+    from llamactl.database import instances as sql
+
+    assert sql._Row._fields == tuple(sql._WRITTEN)
+
+
+def test_column_defaults_match_the_schema(memory_db: database.DB) -> None:
+    from llamactl.database.instances import COLUMN_DEFAULTS
+
+    with memory_db.reading() as connection:
+        declared = {
+            name: default
+            for _cid, name, _type, _notnull, default, _pk in connection.exec_driver_sql(
+                "PRAGMA table_info(instances)"
+            )
+        }
+    assert {name: int(declared[name]) for name in COLUMN_DEFAULTS} == COLUMN_DEFAULTS

@@ -11,7 +11,7 @@ fields, explicit zeros and falses included, keys sorted. Pure: no I/O.
 from __future__ import annotations
 
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from enum import StrEnum
 from types import MappingProxyType, NoneType, UnionType
 from typing import Any, ClassVar, Self
@@ -86,6 +86,35 @@ def _check_flag_key(field: str, key: str) -> str:
     return key
 
 
+Checker = Callable[[str, object], object]
+
+
+def _check_optional_str(label: str, value: object) -> str | None:
+    return check_str(label, value) or None
+
+
+def _check_optional_list(label: str, value: object) -> list[str] | None:
+    return check_str_list(label, value) or None
+
+
+def _check_switch(label: str, value: object) -> str | None:
+    """An ``on|off|auto`` string that also accepts a legacy boolean."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return _check_optional_str(label, value)
+
+
+_KIND_CHECKERS: Mapping[FieldKind, Checker] = MappingProxyType(
+    {
+        FieldKind.BOOL: check_bool,
+        FieldKind.INT: check_int,
+        FieldKind.FLOAT: check_float,
+        FieldKind.STR: _check_optional_str,
+        FieldKind.LIST: _check_optional_list,
+    }
+)
+
+
 class BackendOptionsBase(BaseModel):
     """Base of the typed options of one backend; subclasses declare the fields.
 
@@ -114,6 +143,8 @@ class BackendOptionsBase(BaseModel):
     VARIADIC: ClassVar[frozenset[str]] = frozenset()
     SWITCHES: ClassVar[frozenset[str]] = frozenset()
     FLAG_OVERRIDES: ClassVar[Mapping[str, str]] = MappingProxyType({})
+    # The check of each field, looked up once per value rather than dispatched by kind.
+    _CHECKERS: ClassVar[Mapping[str, Checker]] = MappingProxyType({})
 
     extra_args: dict[str, str] = Field(default_factory=dict)
 
@@ -127,6 +158,11 @@ class BackendOptionsBase(BaseModel):
         }
         cls.FIELD_ORDER = tuple(kinds)
         cls.FIELD_KINDS = MappingProxyType(kinds)
+        checkers = {name: _KIND_CHECKERS[kind] for name, kind in kinds.items()}
+        checkers.update({name: _check_switch for name in cls.SWITCHES})
+        if "port" in checkers:
+            checkers["port"] = cls._check_port
+        cls._CHECKERS = MappingProxyType(checkers)
 
     # -- input -------------------------------------------------------------------------
 
@@ -149,11 +185,18 @@ class BackendOptionsBase(BaseModel):
 
     @classmethod
     def _aliased_values(cls, data: Mapping[str, object]) -> dict[str, object]:
-        """Values given under an alias; they win over the canonical key (null is ignored)."""
+        """Values given under an alias; they win over the canonical key (null is ignored).
+
+        Aliases are applied in table order, so the later of two aliases of a field wins.
+        """
+        present = [key for key in data if key in cls.ALIASES and data[key] is not None]
+        if not present:
+            return {}
+        order = list(cls.ALIASES)
         values: dict[str, object] = {}
-        for alias, field in cls.ALIASES.items():
-            if data.get(alias) is not None:
-                values[field] = cls._check_field(field, data[alias], alias)
+        for alias in sorted(present, key=order.index):
+            field = cls.ALIASES[alias]
+            values[field] = cls._check_field(field, data[alias], alias)
         return values
 
     @classmethod
@@ -170,25 +213,7 @@ class BackendOptionsBase(BaseModel):
         """Check ``value`` for ``field`` (reported as ``label``); ``None`` means unset."""
         if value is None:
             return None
-        if field == "port":
-            return cls._check_port(label, value)
-        if field in cls.SWITCHES and isinstance(value, bool):
-            return "on" if value else "off"
-        return cls._check_kind(cls.FIELD_KINDS[field], label, value)
-
-    @staticmethod
-    def _check_kind(kind: FieldKind, label: str, value: object) -> object:
-        match kind:
-            case FieldKind.BOOL:
-                return check_bool(label, value)
-            case FieldKind.INT:
-                return check_int(label, value)
-            case FieldKind.FLOAT:
-                return check_float(label, value)
-            case FieldKind.STR:
-                return check_str(label, value) or None
-            case FieldKind.LIST:
-                return check_str_list(label, value) or None
+        return cls._CHECKERS[field](label, value)
 
     @staticmethod
     def _check_port(label: str, value: object) -> int | None:
@@ -224,8 +249,8 @@ class BackendOptionsBase(BaseModel):
 
     def set_fields(self) -> list[tuple[str, object]]:
         """The fields that are set, as ``(name, value)`` pairs in command-line order."""
-        pairs = ((name, getattr(self, name)) for name in self.FIELD_ORDER)
-        return [(name, value) for name, value in pairs if value is not None]
+        values = self.__dict__
+        return [(name, values[name]) for name in self.FIELD_ORDER if values[name] is not None]
 
     def replace(self, **changes: object) -> Self:
         """A validated copy with ``changes`` applied (canonical names; ``None`` unsets)."""

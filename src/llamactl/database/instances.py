@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     BindParameter,
     ClauseElement,
     Column,
     Connection,
-    CursorResult,
     Dialect,
     Integer,
     MetaData,
-    Row,
     Table,
     Text,
     bindparam,
@@ -31,7 +29,8 @@ from sqlalchemy import (
 from sqlalchemy import delete as sa_delete
 from sqlalchemy import update as sa_update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine.interfaces import DBAPICursor
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from llamactl.backends import BackendType, parse_backend_options
@@ -104,21 +103,30 @@ def _row_values(inst: Instance, now: int) -> dict[str, Any]:
 
 
 class _Prepared:
-    """A statement built and compiled once per dialect, then run as driver SQL.
+    """A statement built and compiled once per dialect, then run on the driver's cursor.
 
-    Building and compiling an INSERT ... ON CONFLICT with SQLAlchemy costs far more than
-    running it; callers pass parameters by bind name.
+    Building, compiling and executing an INSERT ... ON CONFLICT through SQLAlchemy costs
+    several times more than running it; the statements here are fixed, so they are compiled
+    once and run on the DBAPI cursor of the SQLAlchemy connection (inside its transaction).
+    Callers pass parameters by bind name. Driver errors come out as SQLAlchemy's.
     """
 
     def __init__(self, build: Callable[[str], ClauseElement]) -> None:
         self._build = build
         self._compiled: dict[str, tuple[str, tuple[str, ...] | None]] = {}
 
-    def __call__(self, connection: Connection, parameters: Mapping[str, Any]) -> CursorResult[Any]:
+    def __call__(self, connection: Connection, parameters: Mapping[str, Any]) -> DBAPICursor:
         sql, order = self._compile(connection.dialect)
-        if order is None:
-            return connection.exec_driver_sql(sql, dict(parameters))
-        return connection.exec_driver_sql(sql, tuple(parameters[name] for name in order))
+        arguments = dict(parameters) if order is None else tuple(parameters[n] for n in order)
+        cursor = connection.connection.cursor()
+        try:
+            cursor.execute(sql, arguments)
+        except connection.dialect.loaded_dbapi.Error as exc:
+            cursor.close()
+            raise DBAPIError.instance(
+                sql, arguments, exc, connection.dialect.loaded_dbapi.Error
+            ) from exc
+        return cursor
 
     def _compile(self, dialect: Dialect) -> tuple[str, tuple[str, ...] | None]:
         found = self._compiled.get(dialect.name)
@@ -160,45 +168,89 @@ _count = _Prepared(lambda _dialect: select(func.count()).select_from(instances))
 
 def upsert(connection: Connection, inst: Instance, now: int) -> None:
     """Insert the instance, or update its row (but not ``created_at``), in one statement."""
-    _upsert(connection, _row_values(inst, now))
+    _upsert(connection, _row_values(inst, now)).close()
 
 
 def insert(connection: Connection, inst: Instance, now: int) -> None:
     try:
-        _insert(connection, _row_values(inst, now))
+        _insert(connection, _row_values(inst, now)).close()
     except IntegrityError as exc:
-        if _select_one(connection, {"name": inst.name}).first() is not None:
+        if _fetch_one(connection, inst.name) is not None:
             raise InstanceExists(inst.name) from exc
         raise
 
 
 def update(connection: Connection, inst: Instance, now: int) -> None:
-    result = _update(connection, {"match_name": inst.name, **_row_values(inst, now)})
-    if result.rowcount == 0:
+    if _changed(_update(connection, {"match_name": inst.name, **_row_values(inst, now)})) == 0:
         raise InstanceNotFound(inst.name)
 
 
 def delete(connection: Connection, name: str) -> None:
-    if _delete(connection, {"name": name}).rowcount == 0:
+    if _changed(_delete(connection, {"name": name})) == 0:
         raise InstanceNotFound(name)
 
 
 def count(connection: Connection) -> int:
-    return int(_count(connection, {}).scalar_one())
+    cursor = _count(connection, {})
+    try:
+        (found,) = cursor.fetchone() or (0,)
+        return int(found)
+    finally:
+        cursor.close()
 
 
 def select_one(connection: Connection, name: str) -> Instance:
-    row = _select_one(connection, {"name": name}).first()
+    row = _fetch_one(connection, name)
     if row is None:
         raise InstanceNotFound(name)
-    return _to_instance(row)
+    return _to_instance(_Row._make(row))
 
 
 def select_all(connection: Connection) -> list[Instance]:
-    return [_to_instance(row) for row in _select_all(connection, {})]
+    cursor = _select_all(connection, {})
+    try:
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    return [_to_instance(_Row._make(row)) for row in rows]
 
 
-def _to_instance(row: Row[Any]) -> Instance:
+def _fetch_one(connection: Connection, name: str) -> Any:
+    cursor = _select_one(connection, {"name": name})
+    try:
+        return cursor.fetchone()
+    finally:
+        cursor.close()
+
+
+def _changed(cursor: DBAPICursor) -> int:
+    try:
+        return int(cursor.rowcount)
+    finally:
+        cursor.close()
+
+
+class _Row(NamedTuple):
+    """A row of ``_SELECT``: the written columns, in table order."""
+
+    name: str
+    backend_type: str
+    backend_config_json: str
+    status: str
+    created_at: int
+    updated_at: int
+    auto_restart: int
+    max_restarts: int
+    restart_delay: int
+    on_demand_start: int
+    idle_timeout: int
+    docker_enabled: int
+    command_override: str | None
+    nodes: str | None
+    environment: str | None
+
+
+def _to_instance(row: _Row) -> Instance:
     """Rebuild an Instance from a row; a row that does not validate is a DatabaseError."""
     try:
         return Instance(
@@ -212,7 +264,7 @@ def _to_instance(row: Row[Any]) -> Instance:
         raise DatabaseError(f"stored instance {row.name!r} is invalid: {message}") from exc
 
 
-def _to_options(row: Row[Any]) -> Options:
+def _to_options(row: _Row) -> Options:
     backend_type = BackendType(row.backend_type)
     backend_options = parse_backend_options(backend_type, json.loads(row.backend_config_json))
     return Options(
