@@ -8,6 +8,7 @@ exit with 2.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import sys
@@ -91,16 +92,21 @@ def config_group() -> None:
 
 
 @config_group.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
 @reports_errors
-def config_show(ctx: click.Context) -> None:
-    """Print the effective configuration and where each value came from."""
+def config_show(ctx: click.Context, as_json: bool) -> None:
+    """Print the effective configuration and where each value came from (secrets masked)."""
     config = _config(ctx)
+    rows = describe_config(config)
+    if as_json:
+        listing = [{"key": row.key, "value": row.value, "source": row.source} for row in rows]
+        click.echo(json.dumps(listing, indent=2))
+        return
     table = Table(title=f"configuration file: {config.config_path or 'none (defaults)'}")
-    table.add_column("key")
-    table.add_column("value")
-    table.add_column("source")
-    for row in describe_config(config):
+    for heading in ("key", "value", "source"):
+        table.add_column(heading, overflow="fold")
+    for row in rows:
         table.add_row(row.key, row.value, row.source)
     Console(width=max(120, Console().width)).print(table)
 

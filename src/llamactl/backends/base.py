@@ -169,16 +169,18 @@ class BackendOptionsBase(BaseModel):
     @classmethod
     def from_json(cls, data: Mapping[str, object]) -> Self:
         """Validate decoded JSON into options; raise ``InvalidOptions`` naming the bad key."""
-        if not isinstance(data, Mapping):
+        if not isinstance(data, dict | Mapping):
             raise expected("backend_options", "a JSON object", data)
         extras = cls._explicit_extra_args(data.get(EXTRA_ARGS))
         values: dict[str, object] = {}
+        checkers, aliases = cls._CHECKERS, cls.ALIASES  # this loop runs for every stored row
         for key, value in data.items():
             if not isinstance(key, str):
                 raise expected(str(key), "a string key", key)
-            if key in cls.FIELD_KINDS:
-                values[key] = cls._check_field(key, value, key)
-            elif key != EXTRA_ARGS and key not in cls.ALIASES:
+            checker = checkers.get(key)
+            if checker is not None:
+                values[key] = None if value is None else checker(key, value)
+            elif key != EXTRA_ARGS and key not in aliases:
                 extras[_check_flag_key(key, key)] = stringify(key, value)
         values.update(cls._aliased_values(data))
         return cls._build(values, extras)
