@@ -156,9 +156,21 @@ def test_unset_options_in_an_update_reset_to_the_column_defaults(memory_db: data
     assert (stored["auto_restart"], stored["max_restarts"], stored["idle_timeout"]) == (0, -1, 0)
 
 
-def test_explicit_zeros_and_falses_are_stored_and_kept(memory_db: database.DB) -> None:
+BACKENDS = sorted(BACKEND_OPTIONS)
+
+
+def on(backend_type: str) -> dict[str, object]:
+    """Options selecting ``backend_type`` with its sample backend options."""
+    return {"backend_type": backend_type, "backend_options": BACKEND_OPTIONS[backend_type]}
+
+
+@pytest.mark.parametrize("backend_type", BACKENDS)
+def test_explicit_zeros_and_falses_are_stored_and_kept(
+    memory_db: database.DB, backend_type: str
+) -> None:
     inst = make(
         "zeros",
+        **on(backend_type),
         auto_restart=False,
         max_restarts=0,
         restart_delay=0,
@@ -186,19 +198,23 @@ def test_typed_zero_backend_options_survive(memory_db: database.DB) -> None:
     assert loaded.to_json() == {"gpu_layers": 0, "model": "/m", "no_mmap": False, "seed": 0}
 
 
+@pytest.mark.parametrize("backend_type", BACKENDS)
 @pytest.mark.parametrize(("nodes", "stored"), [([], None), (["b", "a", "c"], '["a", "b", "c"]')])
 def test_nodes_survive_load_all(
-    memory_db: database.DB, nodes: list[str], stored: str | None
+    memory_db: database.DB, backend_type: str, nodes: list[str], stored: str | None
 ) -> None:
-    memory_db.save(make("noded", nodes=nodes))
+    memory_db.save(make("noded", nodes=nodes, **on(backend_type)))
     assert row(memory_db, "noded")["nodes"] == stored
     (loaded,) = memory_db.load_all()
     assert loaded.options.nodes == tuple(sorted(nodes))
 
 
+@pytest.mark.parametrize("backend_type", BACKENDS)
 @pytest.mark.parametrize("environment", [{}, {"A": "1", "B": "two words", "C": "x=y"}])
-def test_environment_round_trip(memory_db: database.DB, environment: dict[str, str]) -> None:
-    memory_db.save(make("env", environment=environment))
+def test_environment_round_trip(
+    memory_db: database.DB, backend_type: str, environment: dict[str, str]
+) -> None:
+    memory_db.save(make("env", environment=environment, **on(backend_type)))
     stored = row(memory_db, "env")["environment"]
     assert stored == (json.dumps(environment) if environment else None)
     assert dict(memory_db.get_by_name("env").options.environment) == environment
@@ -211,8 +227,11 @@ def test_command_override_round_trip(memory_db: database.DB) -> None:
     assert loaded.options.command_override == "/opt/venv/bin/llama-server --foo 'a b'"
 
 
-def test_created_survives_and_updated_at_moves(memory_db: database.DB, clock: FakeClock) -> None:
-    memory_db.save(make("times", created=1_600_000_000))
+@pytest.mark.parametrize("backend_type", BACKENDS)
+def test_created_survives_and_updated_at_moves(
+    memory_db: database.DB, clock: FakeClock, backend_type: str
+) -> None:
+    memory_db.save(make("times", created=1_600_000_000, **on(backend_type)))
     first = row(memory_db, "times")
     assert (first["created_at"], first["updated_at"]) == (1_600_000_000, int(clock.now))
     clock.now += 120
@@ -264,7 +283,7 @@ def test_a_stored_row_that_does_not_validate_names_the_instance(memory_db: datab
     memory_db.save(make("broken"))
     with memory_db.writing() as connection:
         connection.exec_driver_sql(
-            "UPDATE instances SET backend_config_json = '{\"ctx_size\": \"big\"}' "
+            'UPDATE instances SET backend_config_json = \'{"ctx_size": "big"}\' '
             "WHERE name = 'broken'"
         )
     with pytest.raises(DatabaseError, match=r"'broken'.*ctx_size"):
