@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from llamactl import database
+from llamactl.backends import BackendType
 from llamactl.database.json_import import ARCHIVE_DIR, import_json
 from llamactl.errors import JsonImportError
 from llamactl.instance import Instance, InstanceDefaults, Options, Status
 
-DEFAULTS = InstanceDefaults(
+NATIVE = InstanceDefaults(
     auto_restart=True,
     max_restarts=3,
     restart_delay=5,
@@ -21,6 +23,10 @@ DEFAULTS = InstanceDefaults(
     idle_timeout=0,
     docker_enabled=False,
 )
+
+
+def DEFAULTS(_backend_type: BackendType) -> InstanceDefaults:  # noqa: N802 - used like a constant
+    return NATIVE
 
 
 def legacy(
@@ -190,3 +196,18 @@ def test_crash_after_commit_finishes_archiving(memory_db: database.DB, folder: P
     assert result.count == 0
     assert not any(path.exists() for path in paths)
     assert changed.exists()  # never imported: kept, and a warning says so
+
+
+def test_defaults_are_chosen_per_backend_type(memory_db: database.DB, folder: Path) -> None:
+    """Only vllm runs in docker by default here: the llama_cpp file must not inherit it."""
+    for name, backend_type in (("llama", "llama_cpp"), ("vl", "vllm")):
+        body = legacy(name, backend_type=backend_type, backend_options={"model": "m"})
+        del body["options"]["auto_restart"]  # type: ignore[attr-defined]
+        write(folder, name, body)
+
+    def defaults(backend_type: BackendType) -> InstanceDefaults:
+        return replace(NATIVE, docker_enabled=backend_type is BackendType.VLLM)
+
+    import_json(memory_db, folder, defaults)
+    assert memory_db.get_by_name("llama").options.docker_enabled is False
+    assert memory_db.get_by_name("vl").options.docker_enabled is True

@@ -18,18 +18,23 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from llamactl.backends import BackendType
 from llamactl.database.database import DB
 from llamactl.errors import JsonImportError, LlamactlError
 from llamactl.instance import Instance, InstanceDefaults
 
-__all__ = ["ARCHIVE_DIR", "ImportResult", "import_json"]
+__all__ = ["ARCHIVE_DIR", "DefaultsFor", "ImportResult", "import_json"]
 
 logger = logging.getLogger(__name__)
 
 ARCHIVE_DIR = "json_archive"
+
+# The configured defaults for a backend type (the docker default differs per backend).
+DefaultsFor = Callable[[BackendType], InstanceDefaults]
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,7 @@ class ImportResult:
         return len(self.imported)
 
 
-def import_json(db: DB, instances_dir: Path, defaults: InstanceDefaults) -> ImportResult:
+def import_json(db: DB, instances_dir: Path, defaults: DefaultsFor) -> ImportResult:
     """Import the legacy files of ``instances_dir`` if the database has no instance yet."""
     files = _legacy_files(instances_dir)
     if not files:
@@ -67,7 +72,7 @@ def _legacy_files(instances_dir: Path) -> list[Path]:
     return sorted(path for path in instances_dir.glob("*.json") if path.is_file())
 
 
-def _read_file(path: Path, defaults: InstanceDefaults) -> Instance:
+def _read_file(path: Path, defaults: DefaultsFor) -> Instance:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
@@ -87,7 +92,8 @@ def _read_file(path: Path, defaults: InstanceDefaults) -> Instance:
             f"{path} holds the instance {inst.name!r}, which does not match its file name",
             path=str(path),
         )
-    return inst.with_options(inst.options.with_defaults(defaults))
+    options = inst.options
+    return inst.with_options(options.with_defaults(defaults(options.backend_type)))
 
 
 def _copy_to_archive(files: list[Path], instances_dir: Path) -> Path:

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from llamactl import database
-from llamactl.backends import BackendType
 from llamactl.config import AppConfig
 from llamactl.database import DB, DatabaseSettings
 from llamactl.database.json_import import ImportResult, import_json
@@ -69,9 +68,11 @@ def open_database(config: AppConfig) -> DB:
 
 def import_legacy(config: AppConfig, db: DB, folder: Path | None = None) -> ImportResult:
     """Import ``instances_dir/*.json`` (or ``folder``) into an empty database."""
-    # Legacy files carry their backend type; defaults other than docker do not depend on it.
-    defaults = instance_defaults(config, BackendType.LLAMA_CPP)
-    return import_json(db, folder or config.instances.instances_dir, defaults)
+    return import_json(
+        db,
+        folder or config.instances.instances_dir,
+        lambda backend_type: instance_defaults(config, backend_type),
+    )
 
 
 def start_services(config: AppConfig) -> Services:
