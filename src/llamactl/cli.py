@@ -129,12 +129,9 @@ def _open(config: AppConfig) -> database.DB:
 @reports_errors
 def db_upgrade(ctx: click.Context, revision: str) -> None:
     """Apply migrations up to REVISION (default: the newest)."""
-    db = _open(_config(ctx))
-    try:
+    with _open(_config(ctx)) as db:
         database.upgrade(db, revision)
         click.echo(f"database at revision {database.current_revision(db)}")
-    finally:
-        db.close()
 
 
 @db_group.command("downgrade")
@@ -150,12 +147,9 @@ def db_downgrade(ctx: click.Context, revision: str, yes: bool) -> None:
             f"Downgrade {config.database.path} to {revision}? Data in removed tables is lost",
             abort=True,
         )
-    db = _open(config)
-    try:
+    with _open(config) as db:
         database.downgrade(db, revision)
         click.echo(f"database at revision {database.current_revision(db) or 'base'}")
-    finally:
-        db.close()
 
 
 @db_group.command("current")
@@ -163,12 +157,9 @@ def db_downgrade(ctx: click.Context, revision: str, yes: bool) -> None:
 @reports_errors
 def db_current(ctx: click.Context) -> None:
     """Print the database's schema revision and the newest one this llamactl knows."""
-    db = _open(_config(ctx))
-    try:
+    with _open(_config(ctx)) as db:
         current = database.current_revision(db) or "base (empty)"
         click.echo(f"current: {current}\nnewest:  {database.head_revision()}")
-    finally:
-        db.close()
 
 
 @db_group.command("import-json")
@@ -180,11 +171,8 @@ def db_import_json(ctx: click.Context, directory: Path | None) -> None:
     from llamactl.server.lifecycle import import_legacy, open_database
 
     config = _config(ctx)
-    db = open_database(config)
-    try:
+    with open_database(config) as db:
         result = import_legacy(config, db, directory)
-    finally:
-        db.close()
     if result.count:
         click.echo(f"imported {result.count} instances: {', '.join(result.imported)}")
     else:

@@ -201,6 +201,12 @@ class DB:
     def _now(self) -> int:
         return int(self._clock())
 
+    def __enter__(self) -> DB:
+        return self
+
+    def __exit__(self, *_exc_info: object) -> None:
+        self.close()
+
     # The Database protocol.
 
     def save(self, inst: Instance) -> None:
