@@ -5,8 +5,10 @@ socket and touches no file.
 """
 
 from llamactl.backends.base import BackendOptionsBase, BackendType, FieldKind
+from llamactl.backends.command import Command, backend_args, build_command, render
 from llamactl.backends.llama_cpp import LLAMA_CPP_ALIASES, LlamaCppOptions
 from llamactl.backends.mlx_lm import MlxLmOptions
+from llamactl.backends.parse import CommandParseError, parse_command, split_command
 from llamactl.backends.registry import (
     OPTIONS_CLASSES,
     BackendOptions,
@@ -23,12 +25,19 @@ __all__ = [
     "BackendOptions",
     "BackendOptionsBase",
     "BackendType",
+    "Command",
+    "CommandParseError",
     "FieldKind",
     "LlamaCppOptions",
     "MlxLmOptions",
     "VllmOptions",
+    "backend_args",
+    "build_command",
     "options_class",
     "parse_backend_options",
     "parse_backend_type",
+    "parse_command",
+    "render",
+    "split_command",
     "to_json",
 ]
