@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from llamactl import __version__
+from llamactl import __version__, database
 from llamactl.cli import main
 
 
@@ -73,13 +73,14 @@ def test_explicit_missing_config_file(home: Path) -> None:
 def test_db_upgrade_current_downgrade(home: Path) -> None:
     upgraded = run("db", "upgrade")
     assert upgraded.exit_code == 0, upgraded.output
-    assert "database at revision 0001" in upgraded.output
+    head = database.head_revision()
+    assert f"database at revision {head}" in upgraded.output
     assert (data_dir(home) / "llamactl.db").is_file()
     current = run("db", "current")
-    assert "current: 0001" in current.output and "newest:  0001" in current.output
+    assert f"current: {head}" in current.output and f"newest:  {head}" in current.output
     refused = run("db", "downgrade", "base", input="n\n")
     assert refused.exit_code == 1 and "Aborted" in refused.output
-    assert "current: 0001" in run("db", "current").output
+    assert f"current: {head}" in run("db", "current").output
     downgraded = run("db", "downgrade", "base", "--yes")
     assert downgraded.exit_code == 0 and "at revision base" in downgraded.output
     assert "current: base" in run("db", "current").output

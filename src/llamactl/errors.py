@@ -17,6 +17,7 @@ pydantic, ``OSError``) are translated once, at the layer that meets them, chaine
     │   ├── InstanceExists        an instance with that name already exists
     │   ├── InvalidTransition     a status change that the lifecycle forbids
     │   └── LimitReached          a configured limit (max_instances, ...) is reached
+    ├── BackendFailed             a backend process could not be started or kept running
     ├── DatabaseError             the database failed or holds something unexpected
     │   ├── MigrationError        the schema cannot be brought to the code's version
     │   └── NotALlamactlDatabase  the database holds tables that are not llamactl's
@@ -26,6 +27,7 @@ pydantic, ``OSError``) are translated once, at the layer that meets them, chaine
 from __future__ import annotations
 
 __all__ = [
+    "BackendFailed",
     "ConfigError",
     "Conflict",
     "DatabaseError",
@@ -143,6 +145,13 @@ class LimitReached(Conflict):
     """Raised when a configured limit (max_instances, max_running_instances, ports) is hit."""
 
     code = "limit_reached"
+
+
+class BackendFailed(LlamactlError):
+    """Raised when a backend process cannot be started (missing executable, early exit)."""
+
+    code = "backend_failed"
+    status = 502
 
 
 class DatabaseError(LlamactlError):

@@ -60,7 +60,7 @@ def test_upgrade_creates_exactly_the_spec_schema(tmp_path: Path) -> None:
     connection = sqlite3.connect(path)
     try:
         built = describe_table(connection, "instances")
-        assert user_tables(connection) == {"instances", "alembic_version"}
+        assert user_tables(connection) == {"instances", "instance_processes", "alembic_version"}
     finally:
         connection.close()
     expected = spec_schema()
@@ -128,7 +128,7 @@ def test_current_and_head_revision(tmp_path: Path) -> None:
     try:
         assert database.current_revision(db) is None
         database.run_migrations(db)
-        assert database.current_revision(db) == database.head_revision() == "0001"
+        assert database.current_revision(db) == database.head_revision() == "0002"
     finally:
         db.close()
 
@@ -182,7 +182,7 @@ def test_schema_version_one_database_is_adopted(tmp_path: Path) -> None:
     db = open_file_db(path)
     try:
         database.run_migrations(db)
-        assert database.current_revision(db) == "0001"
+        assert database.current_revision(db) == database.head_revision()
         (inst,) = db.load_all()
     finally:
         db.close()
@@ -207,7 +207,52 @@ def test_memory_database_shares_one_connection() -> None:
     db = database.open(DatabaseSettings(path=":memory:"))
     try:
         database.run_migrations(db)
-        assert database.current_revision(db) == "0001"
+        assert database.current_revision(db) == database.head_revision()
         assert db.count() == 0
+    finally:
+        db.close()
+
+
+def test_downgrade_to_0001_keeps_the_instances(tmp_path: Path) -> None:
+    path = tmp_path / "llamactl.db"
+    migrated(path)
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            "INSERT INTO instances (name, backend_type, backend_config_json, created_at, "
+            "updated_at) VALUES ('kept', 'llama_cpp', '{}', 1, 2)"
+        )
+    connection.close()
+    db = open_file_db(path)
+    try:
+        database.downgrade(db, "0001")
+        assert database.current_revision(db) == "0001"
+        assert [inst.name for inst in db.load_all()] == ["kept"]
+    finally:
+        db.close()
+    connection = sqlite3.connect(path)
+    try:
+        assert user_tables(connection) == {"instances", "alembic_version"}
+    finally:
+        connection.close()
+
+
+def test_process_records_go_with_their_instance(tmp_path: Path) -> None:
+    from llamactl.database.processes import ProcessRecord
+
+    path = tmp_path / "llamactl.db"
+    migrated(path)
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            "INSERT INTO instances (name, backend_type, backend_config_json, created_at, "
+            "updated_at) VALUES ('a', 'llama_cpp', '{}', 1, 2)"
+        )
+    connection.close()
+    db = open_file_db(path)
+    try:
+        db.record_process(ProcessRecord("a", 4242, 77, 1000))
+        db.record_process(ProcessRecord("a", 4343, None, 1001))
+        assert db.recorded_processes() == [ProcessRecord("a", 4343, None, 1001)]
+        db.delete("a")
+        assert db.recorded_processes() == []
     finally:
         db.close()

@@ -12,6 +12,7 @@ from llamactl.instance import Status, ensure_transition, parse_status
 S = Status
 ALLOWED = {
     (S.STOPPED, S.RUNNING),
+    (S.STOPPED, S.FAILED),
     (S.FAILED, S.RUNNING),
     (S.FAILED, S.STOPPED),
     (S.RUNNING, S.STOPPED),
@@ -67,7 +68,7 @@ def test_forbidden_transitions_raise_a_sentence(old: Status, new: Status) -> Non
 
 
 def test_forbidden_list_is_what_the_lifecycle_rules_out() -> None:
-    assert (S.STOPPED, S.FAILED) in FORBIDDEN
+    assert (S.STOPPED, S.RESTARTING) in FORBIDDEN
     assert (S.SHUTTING_DOWN, S.RUNNING) in FORBIDDEN
     assert (S.RESTARTING, S.SHUTTING_DOWN) in FORBIDDEN
     assert len(FORBIDDEN) == 25 - 5 - len(ALLOWED)
@@ -78,7 +79,7 @@ def test_message_names_where_the_instance_can_go() -> None:
         ensure_transition(S.STOPPED, S.SHUTTING_DOWN)
     assert caught.value.message == (
         "An instance cannot go from 'stopped' to 'shutting_down'; "
-        "from 'stopped' it can only go to 'running'."
+        "from 'stopped' it can only go to 'failed' or 'running'."
     )
 
 

@@ -21,6 +21,8 @@ from llamactl.errors import (
 from llamactl.instance import Instance, Status
 from llamactl.manager import InstanceManager
 
+pytestmark = pytest.mark.anyio
+
 LLAMA = {"backend_type": "llama_cpp", "backend_options": {"model": "/m/x.gguf"}}
 
 
@@ -45,8 +47,10 @@ def manager(tmp_path: Path, db: database.DB) -> InstanceManager:
     return built
 
 
-def test_create_fills_defaults_and_persists(manager: InstanceManager, db: database.DB) -> None:
-    created = manager.create("alpha", LLAMA)
+async def test_create_fills_defaults_and_persists(
+    manager: InstanceManager, db: database.DB
+) -> None:
+    created = await manager.create("alpha", LLAMA)
     assert created.status is Status.STOPPED and created.created > 0
     options = created.options
     assert (options.auto_restart, options.max_restarts, options.restart_delay) == (True, 3, 5)
@@ -58,7 +62,9 @@ def test_create_fills_defaults_and_persists(manager: InstanceManager, db: databa
     assert db.get_by_name("alpha") == created
 
 
-def test_configured_defaults_apply_and_explicit_values_win(tmp_path: Path, db: database.DB) -> None:
+async def test_configured_defaults_apply_and_explicit_values_win(
+    tmp_path: Path, db: database.DB
+) -> None:
     manager = InstanceManager(
         config(
             tmp_path,
@@ -69,22 +75,22 @@ def test_configured_defaults_apply_and_explicit_values_win(tmp_path: Path, db: d
         db,
     )
     manager.load()
-    first = manager.create("first", LLAMA)
+    first = await manager.create("first", LLAMA)
     assert (first.options.max_restarts, first.options.idle_timeout) == (9, 15)
     assert first.options.docker_enabled is True
-    second = manager.create("second", {**LLAMA, "max_restarts": 0, "docker_enabled": False})
+    second = await manager.create("second", {**LLAMA, "max_restarts": 0, "docker_enabled": False})
     assert (second.options.max_restarts, second.options.docker_enabled) == (0, False)
-    mlx = manager.create("mlx", {"backend_type": "mlx_lm", "backend_options": {"model": "m"}})
+    mlx = await manager.create("mlx", {"backend_type": "mlx_lm", "backend_options": {"model": "m"}})
     assert mlx.options.docker_enabled is False
 
 
-def test_load_reads_what_another_manager_stored(tmp_path: Path) -> None:
+async def test_load_reads_what_another_manager_stored(tmp_path: Path) -> None:
     path = tmp_path / "llamactl.db"
     first_db = database.open(DatabaseSettings(path=str(path)))
     database.run_migrations(first_db)
     first = InstanceManager(config(tmp_path), first_db)
     first.load()
-    first.create("kept", {**LLAMA, "nodes": ["main"]})
+    await first.create("kept", {**LLAMA, "nodes": ["main"]})
     first_db.close()
 
     second_db = database.open(DatabaseSettings(path=str(path)))
@@ -98,40 +104,42 @@ def test_load_reads_what_another_manager_stored(tmp_path: Path) -> None:
         second_db.close()
 
 
-def test_list_is_sorted_and_get_finds(manager: InstanceManager) -> None:
+async def test_list_is_sorted_and_get_finds(manager: InstanceManager) -> None:
     for name in ("zeta", "alpha", "mid"):
-        manager.create(name, LLAMA)
+        await manager.create(name, LLAMA)
     assert [inst.name for inst in manager.list()] == ["alpha", "mid", "zeta"]
     assert manager.get("mid").name == "mid"
     with pytest.raises(InstanceNotFound, match="nope"):
         manager.get("nope")
 
 
-def test_create_refuses_duplicates_bad_names_and_bad_options(
+async def test_create_refuses_duplicates_bad_names_and_bad_options(
     manager: InstanceManager, db: database.DB
 ) -> None:
-    manager.create("alpha", LLAMA)
+    await manager.create("alpha", LLAMA)
     with pytest.raises(InstanceExists, match="alpha"):
-        manager.create("alpha", LLAMA)
+        await manager.create("alpha", LLAMA)
     with pytest.raises(InvalidInstanceName):
-        manager.create("../etc", LLAMA)
+        await manager.create("../etc", LLAMA)
     with pytest.raises(InvalidOptions, match="gpu_layers"):
-        manager.create("beta", {**LLAMA, "backend_options": {"gpu_layers": "lots"}})
+        await manager.create("beta", {**LLAMA, "backend_options": {"gpu_layers": "lots"}})
     assert [inst.name for inst in db.load_all()] == ["alpha"]
 
 
-def test_max_instances(tmp_path: Path, db: database.DB) -> None:
+async def test_max_instances(tmp_path: Path, db: database.DB) -> None:
     manager = InstanceManager(config(tmp_path, LLAMACTL_MAX_INSTANCES="1"), db)
     manager.load()
-    manager.create("one", LLAMA)
+    await manager.create("one", LLAMA)
     with pytest.raises(LimitReached, match=r"maximum number of instances \(1\)"):
-        manager.create("two", LLAMA)
+        await manager.create("two", LLAMA)
     assert db.count() == 1
 
 
-def test_update_replaces_options_and_keeps_nodes(manager: InstanceManager, db: database.DB) -> None:
-    created = manager.create("alpha", {**LLAMA, "nodes": ["main"], "idle_timeout": 10})
-    updated = manager.update(
+async def test_update_replaces_options_and_keeps_nodes(
+    manager: InstanceManager, db: database.DB
+) -> None:
+    created = await manager.create("alpha", {**LLAMA, "nodes": ["main"], "idle_timeout": 10})
+    updated = await manager.update(
         "alpha",
         {"backend_type": "llama_cpp", "backend_options": {"model": "/m/new.gguf"}, "nodes": ["x"]},
     )
@@ -141,25 +149,25 @@ def test_update_replaces_options_and_keeps_nodes(manager: InstanceManager, db: d
     assert updated.created == created.created
     assert db.get_by_name("alpha") == updated
     with pytest.raises(InstanceNotFound):
-        manager.update("missing", LLAMA)
+        await manager.update("missing", LLAMA)
 
 
-def test_delete(manager: InstanceManager, db: database.DB) -> None:
-    manager.create("alpha", LLAMA)
-    manager.delete("alpha")
+async def test_delete(manager: InstanceManager, db: database.DB) -> None:
+    await manager.create("alpha", LLAMA)
+    await manager.delete("alpha")
     assert manager.list() == [] and db.count() == 0
     with pytest.raises(InstanceNotFound):
-        manager.delete("alpha")
+        await manager.delete("alpha")
 
 
 @pytest.mark.parametrize("status", [Status.RUNNING, Status.RESTARTING, Status.SHUTTING_DOWN])
-def test_delete_is_refused_while_a_backend_may_run(
+async def test_delete_is_refused_while_a_backend_may_run(
     tmp_path: Path, db: database.DB, status: Status
 ) -> None:
-    created = InstanceManager(config(tmp_path), db).create("busy", LLAMA)
+    created = await InstanceManager(config(tmp_path), db).create("busy", LLAMA)
     db.save(Instance(name="busy", created=created.created, status=status, options=created.options))
     manager = InstanceManager(config(tmp_path), db)
     manager.load()
     with pytest.raises(Conflict, match=f"busy is {status.value}"):
-        manager.delete("busy")
+        await manager.delete("busy")
     assert db.count() == 1

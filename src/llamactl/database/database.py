@@ -21,6 +21,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import QueuePool, StaticPool
 
 from llamactl.database import instances as sql
+from llamactl.database import processes
+from llamactl.database.processes import ProcessRecord
 from llamactl.errors import DatabaseError
 from llamactl.instance import Instance
 
@@ -44,6 +46,17 @@ class Database(Protocol):
 
     def close(self) -> None:
         """Release every connection."""
+
+    # Beyond the spec: the backend processes that are running, for reaping after a crash.
+
+    def record_process(self, entry: ProcessRecord) -> None:
+        """Remember that ``entry.instance_name`` has a backend running as ``entry.pid``."""
+
+    def forget_process(self, name: str) -> None:
+        """The backend of ``name`` has ended."""
+
+    def recorded_processes(self) -> list[ProcessRecord]:
+        """Every backend recorded as running."""
 
 
 @dataclass(frozen=True)
@@ -248,6 +261,18 @@ class DB:
             sql.delete(connection, name)
 
     # Beyond the spec.
+
+    def record_process(self, entry: ProcessRecord) -> None:
+        with self.writing() as connection:
+            processes.record(connection, entry)
+
+    def forget_process(self, name: str) -> None:
+        with self.writing() as connection:
+            processes.forget(connection, name)
+
+    def recorded_processes(self) -> list[ProcessRecord]:
+        with self.reading() as connection:
+            return processes.select_all(connection)
 
     def count(self) -> int:
         """How many instances are stored."""

@@ -43,7 +43,8 @@ class Status(StrEnum):
 # Allowed moves, besides staying in the same status.
 _TRANSITIONS: Mapping[Status, frozenset[Status]] = MappingProxyType(
     {
-        Status.STOPPED: frozenset({Status.RUNNING}),
+        # A start whose process cannot be spawned goes straight to failed.
+        Status.STOPPED: frozenset({Status.RUNNING, Status.FAILED}),
         Status.FAILED: frozenset({Status.RUNNING, Status.STOPPED}),
         Status.RUNNING: frozenset(
             {Status.STOPPED, Status.FAILED, Status.RESTARTING, Status.SHUTTING_DOWN}

@@ -1,107 +1,192 @@
-"""The instance manager: the registry of instances, kept true to the database.
+"""The instance manager: the registry of instances and the backends behind them.
 
-Owns the in-memory registry and the rules around it (names, limits, defaults, what may be
-deleted). It depends on a ``Database`` injected by the caller, never on a concrete store.
-Processes are not started here yet.
+Owns the rules (names, limits, defaults, ports, what may be deleted) and the lifecycle of
+backend processes: start, stop, restart, crash restarts, idle stop, boot and shutdown.
+Every status change is written to the injected ``Database`` as it happens. All methods
+run on one asyncio event loop; each instance has a lock, so operations on one instance
+are serialised and different instances proceed in parallel.
 """
 
 from __future__ import annotations
 
+import asyncio
+import builtins
 import dataclasses
-import threading
+import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
+from pathlib import Path
+from typing import Any
 
 from llamactl.backends import BackendType
-from llamactl.config import AppConfig
+from llamactl.backends.command import build_command, render
+from llamactl.config import AppConfig, BackendConfig
 from llamactl.database import Database
-from llamactl.errors import Conflict, InstanceExists, InstanceNotFound, LimitReached
+from llamactl.database.processes import ProcessRecord
+from llamactl.errors import (
+    BackendFailed,
+    Conflict,
+    InstanceExists,
+    InstanceNotFound,
+    LimitReached,
+)
 from llamactl.instance import Instance, InstanceDefaults, Options, Status, validate_name
+from llamactl.manager.health import probe
+from llamactl.manager.logs import InstanceLog
+from llamactl.manager.ports import PortAllocator, is_port_free
+from llamactl.manager.process import BackendProcess, ExitStatus, process_start_ticks, spawn
+from llamactl.manager.reaper import reap
+from llamactl.manager.runtime import Failure, Readiness, Runtime, RuntimeInfo, Timings
 
 __all__ = ["InstanceManager", "instance_defaults"]
 
-# Statuses in which a backend process may be alive: such an instance cannot be deleted.
+logger = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+HEALTH_PATH = "/health"
+FAILURE_LINES = 20
+# A backend process may be alive in these statuses: such an instance cannot be deleted.
 _ACTIVE = frozenset({Status.RUNNING, Status.RESTARTING, Status.SHUTTING_DOWN})
+# These hold a slot of max_running_instances.
+_OCCUPYING = frozenset({Status.RUNNING, Status.RESTARTING})
+_CONFIG_KEYS = {
+    BackendType.LLAMA_CPP: "llama-cpp",
+    BackendType.VLLM: "vllm",
+    BackendType.MLX_LM: "mlx",
+}
 
 
 def instance_defaults(config: AppConfig, backend_type: BackendType) -> InstanceDefaults:
     """The ``instances.default_*`` settings, and the backend's docker default."""
     settings = config.instances
+    docker = _backend_config(config, backend_type).docker
     return InstanceDefaults(
         auto_restart=settings.default_auto_restart,
         max_restarts=settings.default_max_restarts,
         restart_delay=settings.default_restart_delay,
         on_demand_start=settings.default_on_demand_start,
         idle_timeout=settings.default_idle_timeout,
-        docker_enabled=_docker_default(config, backend_type),
+        docker_enabled=docker is not None and docker.enabled,
     )
 
 
-def _docker_default(config: AppConfig, backend_type: BackendType) -> bool:
-    backend = {
-        BackendType.LLAMA_CPP: config.backends.llama_cpp,
-        BackendType.VLLM: config.backends.vllm,
-        BackendType.MLX_LM: config.backends.mlx,
+def _backend_config(config: AppConfig, backend_type: BackendType) -> BackendConfig:
+    backends = config.backends
+    return {
+        BackendType.LLAMA_CPP: backends.llama_cpp,
+        BackendType.VLLM: backends.vllm,
+        BackendType.MLX_LM: backends.mlx,
     }[backend_type]
-    return backend.docker is not None and backend.docker.enabled
 
 
 class InstanceManager:
-    """Creates, reads, updates and deletes instances through the injected database."""
+    """Creates, reads, updates, deletes, starts and stops instances.
 
-    def __init__(self, config: AppConfig, db: Database) -> None:
+    The constructor does no I/O: ``load`` reads the registry, ``boot`` also reaps leftovers
+    of a crashed run and resumes instances, ``shutdown`` stops every backend.
+    """
+
+    def __init__(
+        self,
+        config: AppConfig,
+        db: Database,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        timings: Timings | None = None,
+    ) -> None:
         self._config = config
         self._db = db
+        self._clock = clock
+        self._timings = timings or Timings()
         self._instances: dict[str, Instance] = {}
-        self._lock = threading.RLock()
+        self._runtimes: dict[str, Runtime] = {}
+        self._ports = PortAllocator(config.instances.port_range)
+        self._idle_task: asyncio.Task[None] | None = None
+
+    # -- registry -----------------------------------------------------------------------
 
     def load(self) -> None:
-        """Read every stored instance into the registry (called once at startup)."""
-        loaded = {inst.name: inst for inst in self._db.load_all()}
-        with self._lock:
-            self._instances = loaded
+        """Read every stored instance and reserve its port (no process is started)."""
+        self._instances = {inst.name: inst for inst in self._db.load_all()}
+        for inst in self._instances.values():
+            port = inst.options.backend_options.port
+            if port is not None and self._ports.owner(port) is None:
+                self._ports.reserve(inst.name, port)
+        for name, inst in list(self._instances.items()):
+            port = inst.options.backend_options.port
+            if port is None or self._ports.owner(port) != name:
+                self._persist(self._with_port(inst, self._ports.allocate(name)))
 
     def defaults_for(self, backend_type: BackendType) -> InstanceDefaults:
         return instance_defaults(self._config, backend_type)
 
     def list(self) -> list[Instance]:
         """Every instance, sorted by name."""
-        with self._lock:
-            return [self._instances[name] for name in sorted(self._instances)]
+        return [self._instances[name] for name in sorted(self._instances)]
 
     def get(self, name: str) -> Instance:
-        with self._lock:
+        return self._require(name)
+
+    def info(self, name: str) -> RuntimeInfo:
+        """Readiness, process, failure and request accounting of an instance."""
+        self._require(name)
+        return self._runtime(name).snapshot()
+
+    def log_path(self, name: str) -> Path:
+        return Path(self._config.instances.logs_dir) / f"{name}.log"
+
+    async def create(self, name: str, options: Options | Mapping[str, object]) -> Instance:
+        """Create a stopped instance with the configured defaults and a port."""
+        validate_name(name)
+        completed = self._complete(options)
+        if name in self._instances:
+            raise InstanceExists(name)
+        self._check_instance_limit()
+        port = self._claim_port(name, completed.backend_options.port)
+        inst = Instance(
+            name=name,
+            created=int(time.time()),
+            status=Status.STOPPED,
+            options=self._with_port_options(completed, port),
+        )
+        try:
+            self._db.save(inst)
+        except BaseException:
+            self._ports.release(name)
+            raise
+        self._instances[name] = inst
+        return inst
+
+    async def update(self, name: str, options: Options | Mapping[str, object]) -> Instance:
+        """Replace the options (nodes are kept); a running instance restarts with them.
+
+        Leaving the port out keeps the current one.
+        """
+        completed = self._complete(options)
+        runtime = self._runtime(name)
+        async with runtime.lock:
+            current = self._require(name)
+            was_active = current.status in _OCCUPYING
+            port = completed.backend_options.port or current.options.backend_options.port
+            assert port is not None
+            if port != current.options.backend_options.port:
+                self._ports.reserve(name, port)
+            new_options = dataclasses.replace(
+                self._with_port_options(completed, port), nodes=current.options.nodes
+            )
+            if was_active:
+                await self._stop_locked(name)
+            self._release_other_ports(name, keep=port)
+            self._persist(self._require(name).with_options(new_options))
+            if was_active:
+                runtime.restarts = 0
+                await self._launch(name)
             return self._require(name)
 
-    def create(self, name: str, options: Options | Mapping[str, object]) -> Instance:
-        """Create a stopped instance with the configured defaults filled in."""
-        validate_name(name)
-        options = self._complete(options)
-        with self._lock:
-            if name in self._instances:
-                raise InstanceExists(name)
-            self._check_instance_limit()
-            inst = Instance(
-                name=name, created=int(time.time()), status=Status.STOPPED, options=options
-            )
-            self._db.save(inst)
-            self._instances[name] = inst
-            return inst
-
-    def update(self, name: str, options: Options | Mapping[str, object]) -> Instance:
-        """Replace the options of an instance. Its nodes are kept: they never change."""
-        options = self._complete(options)
-        with self._lock:
-            current = self._require(name)
-            kept = dataclasses.replace(options, nodes=current.options.nodes)
-            updated = current.with_options(kept)
-            self._db.save(updated)
-            self._instances[name] = updated
-            return updated
-
-    def delete(self, name: str) -> None:
+    async def delete(self, name: str) -> None:
         """Delete an instance; refused while its backend may be running."""
-        with self._lock:
+        runtime = self._runtime(name)
+        async with runtime.lock:
             inst = self._require(name)
             if inst.status in _ACTIVE:
                 raise Conflict(
@@ -109,11 +194,402 @@ class InstanceManager:
                 )
             self._db.delete(name)
             del self._instances[name]
+            self._ports.release(name)
+            self._runtimes.pop(name, None)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self, name: str) -> Instance:
+        """Start the backend; returns once the process is up (not when it is ready)."""
+        runtime = self._runtime(name)
+        async with runtime.lock:
+            inst = self._require(name)
+            if inst.status in _OCCUPYING:
+                return inst
+            if inst.status is Status.SHUTTING_DOWN:
+                raise Conflict(f"instance {name} is shutting down: wait until it has stopped")
+            self._check_running_limit()
+            runtime.restarts = 0
+            await self._launch(name)
+            return self._require(name)
+
+    async def stop(self, name: str) -> Instance:
+        """Stop the backend (waiting for requests in flight, within bounds)."""
+        runtime = self._runtime(name)
+        async with runtime.lock:
+            self._require(name)
+            await self._stop_locked(name)
+            return self._require(name)
+
+    async def restart(self, name: str) -> Instance:
+        runtime = self._runtime(name)
+        async with runtime.lock:
+            self._require(name)
+            await self._stop_locked(name)
+            self._check_running_limit()
+            runtime.restarts = 0
+            await self._launch(name)
+            return self._require(name)
+
+    async def wait_ready(self, name: str, timeout: float) -> Instance:
+        """Wait until the backend answers its health check; ``BackendFailed`` if it cannot."""
+        runtime = self._runtime(name)
+
+        def settled() -> bool:
+            inst = self._require(name)
+            return inst.status not in _OCCUPYING or runtime.readiness is Readiness.READY
+
+        if not await self._wait_for(runtime, settled, timeout):
+            raise BackendFailed(f"instance {name} did not become ready within {timeout:g} s")
+        inst = self._require(name)
+        if inst.status is not Status.RUNNING:
+            failure = runtime.failure.reason if runtime.failure else inst.status.value
+            raise BackendFailed(f"instance {name} is not running: {failure}")
+        return inst
+
+    async def wait_until(
+        self, name: str, condition: Callable[[Instance, RuntimeInfo], bool], timeout: float
+    ) -> bool:
+        """Wait until ``condition(instance, info)`` holds; False if ``timeout`` passes first."""
+        runtime = self._runtime(name)
+        return await self._wait_for(
+            runtime, lambda: condition(self._require(name), runtime.snapshot()), timeout
+        )
+
+    # -- request accounting (used by the proxy) -----------------------------------------
+
+    def begin_request(self, name: str) -> None:
+        """A request for ``name`` is in flight: the instance is not idle until it ends."""
+        self._runtime(name).in_flight += 1
+
+    def end_request(self, name: str) -> None:
+        """The request ended (response complete or client gone): idle time counts from now."""
+        runtime = self._runtime(name)
+        runtime.in_flight = max(0, runtime.in_flight - 1)
+        runtime.last_activity = self._clock()
+        if runtime.in_flight == 0:
+            _notify(runtime)
+
+    def lru_candidate(self, exclude: str | None = None) -> str | None:
+        """The running instance used least recently that has no request in flight."""
+        candidates = [
+            (self._runtime(name).last_activity or float("-inf"), name)
+            for name, inst in self._instances.items()
+            if name != exclude
+            and inst.status is Status.RUNNING
+            and self._runtime(name).in_flight == 0
+        ]
+        return min(candidates)[1] if candidates else None
+
+    async def check_idle(self) -> builtins.list[str]:
+        """Stop every instance idle for longer than its ``idle_timeout``; return their names."""
+        stopped = []
+        for name in [name for name in sorted(self._instances) if self._is_idle(name)]:
+            runtime = self._runtime(name)
+            async with runtime.lock:
+                if name in self._instances and self._is_idle(name):
+                    logger.info("stopping %s: idle for its idle_timeout", name)
+                    await self._stop_locked(name)
+                    stopped.append(name)
+        return stopped
+
+    def _is_idle(self, name: str) -> bool:
+        inst = self._instances[name]
+        runtime = self._runtime(name)
+        minutes = inst.options.idle_timeout or 0
+        return (
+            minutes > 0
+            and inst.status is Status.RUNNING
+            and runtime.readiness is Readiness.READY
+            and runtime.in_flight == 0
+            and runtime.last_activity is not None
+            and self._clock() - runtime.last_activity >= minutes * 60
+        )
+
+    # -- boot and shutdown --------------------------------------------------------------
+
+    async def boot(self) -> None:
+        """Load, reap what a crashed run left, resume instances, start the idle check."""
+        self.load()
+        recorded = self._db.recorded_processes()
+        for name in await reap(recorded, self._timings.reap_timeout):
+            logger.warning("reaped the backend of %s left by a previous run", name)
+        for entry in recorded:
+            self._db.forget_process(entry.instance_name)
+        for name in self._resume_or_stop():
+            try:
+                await self.start(name)
+            except (BackendFailed, LimitReached) as exc:
+                logger.error("could not resume %s: %s", name, exc.message)
+        self._idle_task = asyncio.create_task(self._idle_loop())
+
+    def _resume_or_stop(self) -> builtins.list[str]:
+        """Mark what cannot resume as stopped; return the instances to start again."""
+        resume = []
+        for name, inst in sorted(self._instances.items()):
+            if inst.status not in _ACTIVE:
+                continue
+            if inst.status in _OCCUPYING and inst.options.auto_restart:
+                self._instances[name] = inst.with_status(Status.STOPPED)  # not persisted
+                resume.append(name)
+            else:
+                self._set_status(name, Status.STOPPED)
+        return resume
+
+    async def shutdown(self) -> None:
+        """Stop every backend concurrently. Rows keep their status, so a boot resumes them."""
+        if self._idle_task is not None:
+            self._idle_task.cancel()
+        await asyncio.gather(*(self._halt(name) for name in list(self._runtimes)))
+
+    async def _halt(self, name: str) -> None:
+        runtime = self._runtimes[name]
+        if runtime.restart_task is not None:
+            runtime.restart_task.cancel()
+        process = runtime.process
+        if process is not None:
+            runtime.stopping = True
+            await process.stop(self._timings.stop_timeout)
+            await self._wait_for(runtime, lambda: runtime.process is None, 5.0)
+        for task in list(runtime.tasks):
+            task.cancel()
+
+    async def _idle_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._timings.idle_check)
+            try:
+                await self.check_idle()
+            except Exception:  # one failing stop must not end the idle checks
+                logger.exception("idle check failed")
+
+    # -- starting and stopping processes ------------------------------------------------
+
+    async def _launch(self, name: str) -> None:
+        """Spawn the backend of ``name`` (lock held); ``running`` once the process is up."""
+        inst = self._require(name)
+        runtime = self._runtime(name)
+        options = inst.options
+        port = options.backend_options.port
+        assert port is not None, "every instance holds a port"
+        host = options.backend_options.host or LOOPBACK
+        backend = _backend_config(self._config, options.backend_type)
+        command = build_command(options, backend, port=port, host=LOOPBACK)
+        log = self._open_log(name)
+        log.write(f"$ {render(command.argv)}\n".encode())
+        try:
+            if not is_port_free(port, LOOPBACK):
+                raise BackendFailed(f"port {port} is in use by another program")
+            process = await spawn(
+                command.argv, command.environment, log, command_hint=self._hint(options)
+            )
+        except BackendFailed as exc:
+            log.write(f"{exc.message}\n".encode())
+            log.marker(name, "stopped")
+            log.close()
+            runtime.failure = Failure(exc.message)
+            self._set_status(name, Status.FAILED)
+            raise
+        self._adopt(name, runtime, process, log)
+        self._track(runtime, self._supervise(name, process))
+        self._track(runtime, self._watch_health(name, process, host, port))
+
+    def _adopt(
+        self, name: str, runtime: Runtime, process: BackendProcess, log: InstanceLog
+    ) -> None:
+        runtime.process, runtime.log = process, log
+        runtime.readiness, runtime.ready_since = Readiness.STARTING, None
+        runtime.stopping, runtime.failure = False, None
+        runtime.last_activity = self._clock()
+        entry = ProcessRecord(name, process.pid, process_start_ticks(process.pid), int(time.time()))
+        self._db.record_process(entry)
+        self._set_status(name, Status.RUNNING)
+
+    def _open_log(self, name: str) -> InstanceLog:
+        settings = self._config.instances
+        max_bytes = settings.log_rotation_max_size * 1024 * 1024
+        log = InstanceLog(
+            self.log_path(name),
+            max_bytes=max_bytes if settings.log_rotation_enabled else None,
+            compress=settings.log_rotation_compress,
+        )
+        log.open()
+        log.marker(name, "started")
+        return log
+
+    def _hint(self, options: Options) -> str:
+        if options.command_override:
+            return "command_override"
+        return f"backends.{_CONFIG_KEYS[options.backend_type]}.command"
+
+    async def _stop_locked(self, name: str) -> None:
+        """Stop ``name`` with its lock held: cancel a pending restart, drain, signal."""
+        runtime = self._runtime(name)
+        if runtime.restart_task is not None:
+            runtime.restart_task.cancel()
+            runtime.restart_task = None
+        process = runtime.process
+        if process is None:
+            if self._require(name).status is not Status.STOPPED:
+                self._set_status(name, Status.STOPPED)
+            runtime.failure = None
+            return
+        runtime.stopping = True
+        self._set_status(name, Status.SHUTTING_DOWN)
+        await self._wait_for(runtime, lambda: runtime.in_flight == 0, self._timings.drain_timeout)
+        await process.stop(self._timings.stop_timeout)
+        await self._wait_for(runtime, lambda: runtime.process is None, 5.0)
+        self._set_status(name, Status.STOPPED)
+        runtime.failure = None
+
+    async def _supervise(self, name: str, process: BackendProcess) -> None:
+        """Wait for the process to end; decide between stopped, restarting and failed."""
+        status = await process.wait()
+        runtime = self._runtime(name)
+        self._release_process(name, runtime, status)
+        if runtime.stopping or name not in self._instances:
+            runtime.stopping = False
+            _notify(runtime)
+            return
+        async with runtime.lock:
+            self._after_crash(name, runtime, status)
+        _notify(runtime)
+
+    def _release_process(self, name: str, runtime: Runtime, status: ExitStatus) -> None:
+        log = runtime.log
+        if log is not None:
+            log.write(f"process {status.describe()}\n".encode())
+            runtime.failure = Failure(status.describe(), tuple(log.last_lines(FAILURE_LINES)))
+            log.marker(name, "stopped")
+            log.close()
+        runtime.process, runtime.log, runtime.readiness = None, None, None
+        if name in self._instances:
+            self._db.forget_process(name)
+
+    def _after_crash(self, name: str, runtime: Runtime, status: ExitStatus) -> None:
+        inst = self._require(name)
+        if status.is_clean:
+            runtime.failure = None
+            self._set_status(name, Status.STOPPED)
+            return
+        stable_since = runtime.ready_since
+        if stable_since is not None and self._clock() - stable_since >= self._timings.stable_after:
+            runtime.restarts = 0
+        options = inst.options
+        limit = options.max_restarts if options.max_restarts is not None else 0
+        if options.auto_restart and (limit < 0 or runtime.restarts < limit):
+            self._set_status(name, Status.RESTARTING)
+            delay = float(options.restart_delay or 0)
+            runtime.restart_task = asyncio.create_task(self._restart_later(name, delay))
+            return
+        if runtime.failure is not None and runtime.restarts:
+            reason = f"{runtime.failure.reason} (after {runtime.restarts} restarts)"
+            runtime.failure = dataclasses.replace(runtime.failure, reason=reason)
+        self._set_status(name, Status.FAILED)
+
+    async def _restart_later(self, name: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        runtime = self._runtime(name)
+        async with runtime.lock:
+            runtime.restart_task = None
+            if name not in self._instances or self._require(name).status is not Status.RESTARTING:
+                return
+            runtime.restarts += 1
+            logger.info("restarting %s (restart %d)", name, runtime.restarts)
+            try:
+                await self._launch(name)
+            except BackendFailed as exc:
+                logger.error("restart of %s failed: %s", name, exc.message)
+        _notify(runtime)
+
+    async def _watch_health(self, name: str, process: BackendProcess, host: str, port: int) -> None:
+        """Poll the health endpoint: ``starting`` until the first 200, then ``ready``."""
+        runtime = self._runtime(name)
+        failures = 0
+        while runtime.process is process:
+            healthy = await probe(host, port, HEALTH_PATH, timeout=2.0) == 200
+            if runtime.process is not process:
+                return
+            failures = 0 if healthy else failures + 1
+            self._record_health(runtime, healthy, failures)
+            starting = runtime.readiness is Readiness.STARTING
+            await asyncio.sleep(
+                self._timings.health_poll if starting else self._timings.health_interval
+            )
+
+    def _record_health(self, runtime: Runtime, healthy: bool, failures: int) -> None:
+        if healthy and runtime.readiness is not Readiness.READY:
+            if runtime.ready_since is None:
+                runtime.ready_since = self._clock()
+                runtime.last_activity = self._clock()
+            runtime.readiness = Readiness.READY
+            _notify(runtime)
+        elif runtime.readiness is Readiness.READY and failures >= self._timings.unhealthy_after:
+            runtime.readiness = Readiness.UNHEALTHY
+            _notify(runtime)
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _runtime(self, name: str) -> Runtime:
+        runtime = self._runtimes.get(name)
+        if runtime is None:
+            runtime = self._runtimes[name] = Runtime()
+        return runtime
+
+    def _track(self, runtime: Runtime, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        runtime.tasks.add(task)
+        task.add_done_callback(runtime.tasks.discard)
+
+    async def _wait_for_change(self, runtime: Runtime, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(runtime.changed.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _wait_for(self, runtime: Runtime, done: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``done()``, woken by every change of the instance (real time bound)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not done():
+            remaining = deadline - loop.time()
+            if remaining <= 0 or not await self._wait_for_change(runtime, remaining):
+                return done()
+        return True
+
+    def _set_status(self, name: str, status: Status) -> None:
+        inst = self._require(name)
+        if inst.status is not status:
+            self._persist(inst.with_status(status))
+        _notify(self._runtime(name))
+
+    def _persist(self, inst: Instance) -> None:
+        self._db.save(inst)
+        self._instances[inst.name] = inst
 
     def _complete(self, options: Options | Mapping[str, object]) -> Options:
         if not isinstance(options, Options):
             options = Options.from_json(options)
         return options.with_defaults(self.defaults_for(options.backend_type))
+
+    def _claim_port(self, name: str, port: int | None) -> int:
+        if port is None:
+            return self._ports.allocate(name)
+        self._ports.reserve(name, port)
+        return port
+
+    def _release_other_ports(self, name: str, keep: int) -> None:
+        self._ports.release(name)
+        self._ports.reserve(name, keep)
+
+    @staticmethod
+    def _with_port_options(options: Options, port: int) -> Options:
+        return dataclasses.replace(
+            options, backend_options=options.backend_options.replace(port=port)
+        )
+
+    def _with_port(self, inst: Instance, port: int) -> Instance:
+        return inst.with_options(self._with_port_options(inst.options, port))
 
     def _require(self, name: str) -> Instance:
         try:
@@ -125,3 +601,18 @@ class InstanceManager:
         limit = self._config.instances.max_instances
         if limit >= 0 and len(self._instances) >= limit:
             raise LimitReached(f"maximum number of instances ({limit}) reached")
+
+    def _check_running_limit(self) -> None:
+        limit = self._config.instances.max_running_instances
+        running = sum(inst.status in _OCCUPYING for inst in self._instances.values())
+        if limit >= 0 and running >= limit:
+            raise LimitReached(
+                f"maximum number of running instances ({limit}) reached: stop one first"
+            )
+
+
+def _notify(runtime: Runtime) -> None:
+    """Wake everything waiting for a change of this instance (status, readiness, requests)."""
+    changed = runtime.changed
+    runtime.changed = asyncio.Event()
+    changed.set()

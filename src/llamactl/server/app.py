@@ -21,8 +21,12 @@ def create_app(services: Services) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        stop_services(services)
+        await services.manager.boot()
+        try:
+            yield
+        finally:
+            await services.manager.shutdown()
+            stop_services(services)
 
     app = FastAPI(title="llamactl", version=__version__, lifespan=lifespan)
     app.state.services = services

@@ -1,0 +1,86 @@
+"""Reaping backends left behind by a llamactl that died without stopping them.
+
+Each backend is the leader of its own process group, recorded with its PID and its start
+time (clock ticks since boot). At start-up, a recorded process that is still alive with
+the same start time is ours: its whole group gets SIGTERM, then SIGKILL after a bounded
+wait. A live process with another start time is a reused PID and is left alone. When the
+leader is gone, any members left in its group are killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterable
+
+from llamactl.database.processes import ProcessRecord
+from llamactl.manager.process import group_members, kill_group, process_start_ticks
+
+__all__ = ["is_alive", "reap"]
+
+logger = logging.getLogger(__name__)
+
+_POLL = 0.05
+
+
+def is_alive(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as stat:  # noqa: PTH123 - /proc needs no Path
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _is_ours(entry: ProcessRecord) -> bool:
+    if entry.start_ticks is None:
+        return True  # recorded where start times are unknown: trust the PID
+    return process_start_ticks(entry.pid) == entry.start_ticks
+
+
+def _kill_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+async def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while is_alive(pid):
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(_POLL)  # not our child: there is nothing to wait on but polling
+    return True
+
+
+async def _reap_one(entry: ProcessRecord, timeout: float) -> bool:
+    if not is_alive(entry.pid):
+        # The leader is gone, so no other process can have its PID as group ID: whatever
+        # is still in that group was left behind by the backend.
+        return bool(group_members(entry.pid)) and await kill_group(entry.pid, timeout)
+    if not _is_ours(entry):
+        logger.info("pid %d of %s now belongs to another process", entry.pid, entry.instance_name)
+        return False
+    logger.warning(
+        "stopping backend %s (pid %d) left by a previous run", entry.instance_name, entry.pid
+    )
+    _kill_group(entry.pid, signal.SIGTERM)
+    await _wait_gone(entry.pid, timeout)
+    await kill_group(entry.pid, timeout)
+    return True
+
+
+async def reap(entries: Iterable[ProcessRecord], timeout: float = 5.0) -> list[str]:
+    """Stop every recorded backend that is still alive; return the instances reaped."""
+    recorded = list(entries)
+    results = await asyncio.gather(*(_reap_one(entry, timeout) for entry in recorded))
+    return [entry.instance_name for entry, reaped in zip(recorded, results, strict=True) if reaped]

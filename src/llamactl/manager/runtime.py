@@ -1,0 +1,90 @@
+"""What the manager knows about an instance beyond its stored row: never persisted.
+
+Readiness (from the backend's health endpoint), the process, the failure reason, the
+consecutive automatic restarts, and the request accounting that idle stop and LRU
+eviction use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from llamactl.manager.logs import InstanceLog
+from llamactl.manager.process import BackendProcess
+
+__all__ = ["Failure", "Readiness", "Runtime", "RuntimeInfo", "Timings"]
+
+
+class Readiness(StrEnum):
+    """Whether a running backend answers its health endpoint."""
+
+    STARTING = "starting"  # the process is up; the health endpoint has not said yes yet
+    READY = "ready"  # the health endpoint answered 200; requests may be forwarded
+    UNHEALTHY = "unhealthy"  # it was ready, then stopped answering its health checks
+
+
+@dataclass(frozen=True)
+class Timings:
+    """The manager's intervals and bounds, in seconds. Tests shrink them."""
+
+    health_poll: float = 0.25  # health checks while a backend starts
+    health_interval: float = 5.0  # health checks once it is ready
+    unhealthy_after: int = 3  # failed checks in a row before a ready backend is unhealthy
+    stop_timeout: float = 10.0  # SIGTERM to SIGKILL
+    drain_timeout: float = 30.0  # how long a stop waits for requests in flight
+    idle_check: float = 2.0  # how often idle instances are looked for
+    stable_after: float = 60.0  # ready this long: the restart count starts again from 0
+    reap_timeout: float = 5.0  # SIGTERM to SIGKILL for leftovers of a previous run
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why an instance is failed or restarting: what ended it and its last output."""
+
+    reason: str
+    last_lines: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    """A snapshot for the API: everything about an instance that is not stored."""
+
+    readiness: Readiness | None
+    pid: int | None
+    failure: Failure | None
+    restarts: int
+    in_flight: int
+    last_activity: float | None  # clock time of the end of the last request (or of start)
+
+
+@dataclass
+class Runtime:
+    """The mutable state of one instance, owned by the manager's event loop."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    process: BackendProcess | None = None
+    log: InstanceLog | None = None
+    readiness: Readiness | None = None
+    # Replaced and set on every change of status, readiness or requests in flight, so that
+    # waiters wake up and look again.
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    ready_since: float | None = None
+    failure: Failure | None = None
+    restarts: int = 0
+    stopping: bool = False
+    in_flight: int = 0
+    last_activity: float | None = None
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    restart_task: asyncio.Task[None] | None = None
+
+    def snapshot(self) -> RuntimeInfo:
+        return RuntimeInfo(
+            readiness=self.readiness,
+            pid=self.process.pid if self.process else None,
+            failure=self.failure,
+            restarts=self.restarts,
+            in_flight=self.in_flight,
+            last_activity=self.last_activity,
+        )
