@@ -9,6 +9,7 @@ pydantic, ``OSError``) are translated once, at the layer that meets them, chaine
     LlamactlError
     ├── ConfigError               the configuration cannot be loaded or is invalid
     ├── InvalidInput              a user-supplied value is malformed (400)
+    │   ├── CommandParseError     a pasted command line cannot be read as a backend's flags
     │   ├── InvalidInstanceName   an instance name breaks the naming rule
     │   └── InvalidOptions        instance or backend options fail validation
     ├── NotFound                  something named does not exist (404)
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 __all__ = [
     "BackendFailed",
+    "CommandParseError",
     "ConfigError",
     "Conflict",
     "DatabaseError",
@@ -82,6 +84,12 @@ class InvalidInput(LlamactlError):
 
     code = "invalid_request"
     status = 400
+
+
+class CommandParseError(InvalidInput):
+    """Raised when a command line cannot be split into words or read as a backend's flags."""
+
+    code = "parse_error"
 
 
 class InvalidInstanceName(InvalidInput):

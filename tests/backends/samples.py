@@ -30,8 +30,17 @@ def sample_value(kind: FieldKind, rng: random.Random | None = None) -> object:
             return rng.choice([["one"], ["a", "b"], ["x=1", "y:2", "z"]])
 
 
+def field_value(
+    cls: type[BackendOptionsBase], name: str, rng: random.Random | None = None
+) -> object:
+    """A valid value for field ``name`` of ``cls``: switches get on/off/auto, port a port."""
+    if name in cls.SWITCHES:
+        return rng.choice(["on", "off", "auto"]) if rng else "auto"
+    if name == "port":
+        return rng.randint(1, 65535) if rng else 8123
+    return sample_value(cls.FIELD_KINDS[name], rng)
+
+
 def full_json(cls: type[BackendOptionsBase]) -> dict[str, object]:
-    """JSON with every field of ``cls`` set to a sample value (port to a valid port)."""
-    data = {name: sample_value(kind) for name, kind in cls.FIELD_KINDS.items()}
-    data["port"] = 8123
-    return data
+    """JSON with every field of ``cls`` set to a valid sample value."""
+    return {name: field_value(cls, name) for name in cls.FIELD_KINDS}

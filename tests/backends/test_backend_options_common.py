@@ -22,7 +22,7 @@ from llamactl.backends import (
 )
 from llamactl.errors import InvalidOptions
 
-from .samples import full_json, sample_value
+from .samples import field_value, full_json
 
 BACKENDS = [BackendType.LLAMA_CPP, BackendType.MLX_LM, BackendType.VLLM]
 
@@ -320,7 +320,7 @@ def test_random_subsets_round_trip(backend: BackendType, seed: int) -> None:
     rng = random.Random(seed)
     cls = options_class(backend)
     names = rng.sample(list(cls.FIELD_ORDER), k=rng.randint(1, 12))
-    data: dict[str, object] = {name: sample_value(cls.FIELD_KINDS[name], rng) for name in names}
+    data: dict[str, object] = {name: field_value(cls, name, rng) for name in names}
     data.pop("port", None)
     if rng.random() < 0.5:
         data["extra_args"] = {f"x-{seed}": str(seed)}

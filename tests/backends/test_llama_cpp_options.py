@@ -13,7 +13,7 @@ from llamactl.backends import (
 )
 from llamactl.errors import InvalidOptions
 
-from .samples import sample_value
+from .samples import field_value
 
 # The llama-server options in command-line order, as the instance JSON format defines them.
 LLAMA_CPP_FIELDS_TEXT = """
@@ -195,7 +195,7 @@ def test_alias_table_is_complete() -> None:
 
 @pytest.mark.parametrize(("alias", "field"), sorted(EXPECTED_ALIASES.items()))
 def test_alias_sets_its_field(alias: str, field: str) -> None:
-    value = sample_value(LlamaCppOptions.FIELD_KINDS[field])
+    value = field_value(LlamaCppOptions, field)
 
     options = parse({alias: value})
 
@@ -265,3 +265,11 @@ def test_reference_example_options() -> None:
         ("model", "/m.gguf"),
         ("port", 8000),
     ]
+
+
+@pytest.mark.parametrize("field", ["flash_attn", "log_colors"])
+def test_switches_take_only_on_off_auto(field: str) -> None:
+    assert getattr(parse({field: "auto"}), field) == "auto"
+    assert getattr(parse({field: False}), field) == "off"
+    with pytest.raises(InvalidOptions, match=f"{field}.*one of on, off, auto.*maybe"):
+        parse({field: "maybe"})

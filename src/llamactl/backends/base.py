@@ -97,11 +97,17 @@ def _check_optional_list(label: str, value: object) -> list[str] | None:
     return check_str_list(label, value) or None
 
 
+SWITCH_VALUES = ("on", "off", "auto")
+
+
 def _check_switch(label: str, value: object) -> str | None:
-    """An ``on|off|auto`` string that also accepts a legacy boolean."""
+    """``on``, ``off`` or ``auto``; a legacy boolean means on or off."""
     if isinstance(value, bool):
         return "on" if value else "off"
-    return _check_optional_str(label, value)
+    text = _check_optional_str(label, value)
+    if text is not None and text not in SWITCH_VALUES:
+        raise expected(label, "one of on, off, auto", value)
+    return text
 
 
 _KIND_CHECKERS: Mapping[FieldKind, Checker] = MappingProxyType(

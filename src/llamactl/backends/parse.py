@@ -22,7 +22,7 @@ from typing import Generic, TypeVar
 from llamactl.backends.base import EXTRA_ARGS, BackendOptionsBase, BackendType, FieldKind
 from llamactl.backends.registry import BackendOptions, options_class
 from llamactl.backends.values import describe, invalid
-from llamactl.errors import InvalidInput, InvalidOptions
+from llamactl.errors import CommandParseError, InvalidOptions
 
 __all__ = ["CommandParseError", "parse_command", "split_command"]
 
@@ -41,12 +41,6 @@ _SWITCH_VALUES = frozenset({"on", "off", "auto"})
 _BOOLEANS: Mapping[str, bool] = MappingProxyType({"true": True, "false": False})
 
 _Options = TypeVar("_Options", bound=BackendOptionsBase)
-
-
-class CommandParseError(InvalidInput):
-    """Raised when a command line cannot be split into words or read as a backend's flags."""
-
-    code = "parse_error"
 
 
 # -- words -------------------------------------------------------------------------------
