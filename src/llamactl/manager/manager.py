@@ -14,15 +14,12 @@ import builtins
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 from llamactl.backends import BackendType
-from llamactl.backends.command import build_command, render
-from llamactl.config import AppConfig, BackendConfig
+from llamactl.config import AppConfig
 from llamactl.database import Database
-from llamactl.database.processes import ProcessRecord
 from llamactl.errors import (
     BackendFailed,
     Conflict,
@@ -31,35 +28,25 @@ from llamactl.errors import (
     LimitReached,
 )
 from llamactl.instance import Instance, InstanceDefaults, Options, Status, validate_name
-from llamactl.manager.health import probe
-from llamactl.manager.logs import InstanceLog
-from llamactl.manager.ports import PortAllocator, is_port_free
-from llamactl.manager.process import BackendProcess, ExitStatus, process_start_ticks, spawn
+from llamactl.manager.ports import PortAllocator
 from llamactl.manager.reaper import reap
-from llamactl.manager.runtime import Failure, Readiness, Runtime, RuntimeInfo, Timings
+from llamactl.manager.runtime import Readiness, Runtime, RuntimeInfo, Timings
+from llamactl.manager.supervisor import Supervisor, backend_config
 
 __all__ = ["InstanceManager", "instance_defaults"]
 
 logger = logging.getLogger(__name__)
 
-LOOPBACK = "127.0.0.1"
-HEALTH_PATH = "/health"
-FAILURE_LINES = 20
 # A backend process may be alive in these statuses: such an instance cannot be deleted.
 _ACTIVE = frozenset({Status.RUNNING, Status.RESTARTING, Status.SHUTTING_DOWN})
 # These hold a slot of max_running_instances.
 _OCCUPYING = frozenset({Status.RUNNING, Status.RESTARTING})
-_CONFIG_KEYS = {
-    BackendType.LLAMA_CPP: "llama-cpp",
-    BackendType.VLLM: "vllm",
-    BackendType.MLX_LM: "mlx",
-}
 
 
 def instance_defaults(config: AppConfig, backend_type: BackendType) -> InstanceDefaults:
     """The ``instances.default_*`` settings, and the backend's docker default."""
     settings = config.instances
-    docker = _backend_config(config, backend_type).docker
+    docker = backend_config(config, backend_type).docker
     return InstanceDefaults(
         auto_restart=settings.default_auto_restart,
         max_restarts=settings.default_max_restarts,
@@ -68,15 +55,6 @@ def instance_defaults(config: AppConfig, backend_type: BackendType) -> InstanceD
         idle_timeout=settings.default_idle_timeout,
         docker_enabled=docker is not None and docker.enabled,
     )
-
-
-def _backend_config(config: AppConfig, backend_type: BackendType) -> BackendConfig:
-    backends = config.backends
-    return {
-        BackendType.LLAMA_CPP: backends.llama_cpp,
-        BackendType.VLLM: backends.vllm,
-        BackendType.MLX_LM: backends.mlx,
-    }[backend_type]
 
 
 class InstanceManager:
@@ -102,6 +80,14 @@ class InstanceManager:
         self._runtimes: dict[str, Runtime] = {}
         self._ports = PortAllocator(config.instances.port_range)
         self._idle_task: asyncio.Task[None] | None = None
+        self._supervisor = Supervisor(
+            config,
+            db,
+            self,
+            clock=clock,
+            timings=self._timings,
+            logs_dir=Path(config.instances.logs_dir),
+        )
 
     # -- registry -----------------------------------------------------------------------
 
@@ -133,7 +119,7 @@ class InstanceManager:
         return self._runtime(name).snapshot()
 
     def log_path(self, name: str) -> Path:
-        return Path(self._config.instances.logs_dir) / f"{name}.log"
+        return self._supervisor.log_path(name)
 
     async def create(self, name: str, options: Options | Mapping[str, object]) -> Instance:
         """Create a stopped instance with the configured defaults and a port."""
@@ -180,7 +166,7 @@ class InstanceManager:
             self._persist(self._require(name).with_options(new_options))
             if was_active:
                 runtime.restarts = 0
-                await self._launch(name)
+                await self._supervisor.launch(name)
             return self._require(name)
 
     async def delete(self, name: str) -> None:
@@ -210,7 +196,7 @@ class InstanceManager:
                 raise Conflict(f"instance {name} is shutting down: wait until it has stopped")
             self._check_running_limit()
             runtime.restarts = 0
-            await self._launch(name)
+            await self._supervisor.launch(name)
             return self._require(name)
 
     async def stop(self, name: str) -> Instance:
@@ -228,7 +214,7 @@ class InstanceManager:
             await self._stop_locked(name)
             self._check_running_limit()
             runtime.restarts = 0
-            await self._launch(name)
+            await self._supervisor.launch(name)
             return self._require(name)
 
     async def wait_ready(self, name: str, timeout: float) -> Instance:
@@ -239,7 +225,7 @@ class InstanceManager:
             inst = self._require(name)
             return inst.status not in _OCCUPYING or runtime.readiness is Readiness.READY
 
-        if not await self._wait_for(runtime, settled, timeout):
+        if not await runtime.wait_for(settled, timeout):
             raise BackendFailed(f"instance {name} did not become ready within {timeout:g} s")
         inst = self._require(name)
         if inst.status is not Status.RUNNING:
@@ -252,8 +238,8 @@ class InstanceManager:
     ) -> bool:
         """Wait until ``condition(instance, info)`` holds; False if ``timeout`` passes first."""
         runtime = self._runtime(name)
-        return await self._wait_for(
-            runtime, lambda: condition(self._require(name), runtime.snapshot()), timeout
+        return await runtime.wait_for(
+            lambda: condition(self._require(name), runtime.snapshot()), timeout
         )
 
     # -- request accounting (used by the proxy) -----------------------------------------
@@ -268,7 +254,7 @@ class InstanceManager:
         runtime.in_flight = max(0, runtime.in_flight - 1)
         runtime.last_activity = self._clock()
         if runtime.in_flight == 0:
-            _notify(runtime)
+            runtime.notify()
 
     def lru_candidate(self, exclude: str | None = None) -> str | None:
         """The running instance used least recently that has no request in flight."""
@@ -340,19 +326,7 @@ class InstanceManager:
         """Stop every backend concurrently. Rows keep their status, so a boot resumes them."""
         if self._idle_task is not None:
             self._idle_task.cancel()
-        await asyncio.gather(*(self._halt(name) for name in list(self._runtimes)))
-
-    async def _halt(self, name: str) -> None:
-        runtime = self._runtimes[name]
-        if runtime.restart_task is not None:
-            runtime.restart_task.cancel()
-        process = runtime.process
-        if process is not None:
-            runtime.stopping = True
-            await process.stop(self._timings.stop_timeout)
-            await self._wait_for(runtime, lambda: runtime.process is None, 5.0)
-        for task in list(runtime.tasks):
-            task.cancel()
+        await asyncio.gather(*(self._supervisor.halt(name) for name in list(self._runtimes)))
 
     async def _idle_loop(self) -> None:
         while True:
@@ -363,63 +337,6 @@ class InstanceManager:
                 logger.exception("idle check failed")
 
     # -- starting and stopping processes ------------------------------------------------
-
-    async def _launch(self, name: str) -> None:
-        """Spawn the backend of ``name`` (lock held); ``running`` once the process is up."""
-        inst = self._require(name)
-        runtime = self._runtime(name)
-        options = inst.options
-        port = options.backend_options.port
-        assert port is not None, "every instance holds a port"
-        host = options.backend_options.host or LOOPBACK
-        backend = _backend_config(self._config, options.backend_type)
-        command = build_command(options, backend, port=port, host=LOOPBACK)
-        log = self._open_log(name)
-        log.write(f"$ {render(command.argv)}\n".encode())
-        try:
-            if not is_port_free(port, LOOPBACK):
-                raise BackendFailed(f"port {port} is in use by another program")
-            process = await spawn(
-                command.argv, command.environment, log, command_hint=self._hint(options)
-            )
-        except BackendFailed as exc:
-            log.write(f"{exc.message}\n".encode())
-            log.marker(name, "stopped")
-            log.close()
-            runtime.failure = Failure(exc.message)
-            self._set_status(name, Status.FAILED)
-            raise
-        self._adopt(name, runtime, process, log)
-        self._track(runtime, self._supervise(name, process))
-        self._track(runtime, self._watch_health(name, process, host, port))
-
-    def _adopt(
-        self, name: str, runtime: Runtime, process: BackendProcess, log: InstanceLog
-    ) -> None:
-        runtime.process, runtime.log = process, log
-        runtime.readiness, runtime.ready_since = Readiness.STARTING, None
-        runtime.stopping, runtime.failure = False, None
-        runtime.last_activity = self._clock()
-        entry = ProcessRecord(name, process.pid, process_start_ticks(process.pid), int(time.time()))
-        self._db.record_process(entry)
-        self._set_status(name, Status.RUNNING)
-
-    def _open_log(self, name: str) -> InstanceLog:
-        settings = self._config.instances
-        max_bytes = settings.log_rotation_max_size * 1024 * 1024
-        log = InstanceLog(
-            self.log_path(name),
-            max_bytes=max_bytes if settings.log_rotation_enabled else None,
-            compress=settings.log_rotation_compress,
-        )
-        log.open()
-        log.marker(name, "started")
-        return log
-
-    def _hint(self, options: Options) -> str:
-        if options.command_override:
-            return "command_override"
-        return f"backends.{_CONFIG_KEYS[options.backend_type]}.command"
 
     async def _stop_locked(self, name: str) -> None:
         """Stop ``name`` with its lock held: cancel a pending restart, drain, signal."""
@@ -435,99 +352,27 @@ class InstanceManager:
             return
         runtime.stopping = True
         self._set_status(name, Status.SHUTTING_DOWN)
-        await self._wait_for(runtime, lambda: runtime.in_flight == 0, self._timings.drain_timeout)
+        await runtime.wait_for(lambda: runtime.in_flight == 0, self._timings.drain_timeout)
         await process.stop(self._timings.stop_timeout)
-        await self._wait_for(runtime, lambda: runtime.process is None, 5.0)
+        await runtime.wait_for(lambda: runtime.process is None, 5.0)
         self._set_status(name, Status.STOPPED)
         runtime.failure = None
 
-    async def _supervise(self, name: str, process: BackendProcess) -> None:
-        """Wait for the process to end; decide between stopped, restarting and failed."""
-        status = await process.wait()
-        runtime = self._runtime(name)
-        self._release_process(name, runtime, status)
-        if runtime.stopping or name not in self._instances:
-            runtime.stopping = False
-            _notify(runtime)
-            return
-        async with runtime.lock:
-            self._after_crash(name, runtime, status)
-        _notify(runtime)
-
-    def _release_process(self, name: str, runtime: Runtime, status: ExitStatus) -> None:
-        log = runtime.log
-        if log is not None:
-            log.write(f"process {status.describe()}\n".encode())
-            runtime.failure = Failure(status.describe(), tuple(log.last_lines(FAILURE_LINES)))
-            log.marker(name, "stopped")
-            log.close()
-        runtime.process, runtime.log, runtime.readiness = None, None, None
-        if name in self._instances:
-            self._db.forget_process(name)
-
-    def _after_crash(self, name: str, runtime: Runtime, status: ExitStatus) -> None:
-        inst = self._require(name)
-        if status.is_clean:
-            runtime.failure = None
-            self._set_status(name, Status.STOPPED)
-            return
-        stable_since = runtime.ready_since
-        if stable_since is not None and self._clock() - stable_since >= self._timings.stable_after:
-            runtime.restarts = 0
-        options = inst.options
-        limit = options.max_restarts if options.max_restarts is not None else 0
-        if options.auto_restart and (limit < 0 or runtime.restarts < limit):
-            self._set_status(name, Status.RESTARTING)
-            delay = float(options.restart_delay or 0)
-            runtime.restart_task = asyncio.create_task(self._restart_later(name, delay))
-            return
-        if runtime.failure is not None and runtime.restarts:
-            reason = f"{runtime.failure.reason} (after {runtime.restarts} restarts)"
-            runtime.failure = dataclasses.replace(runtime.failure, reason=reason)
-        self._set_status(name, Status.FAILED)
-
-    async def _restart_later(self, name: str, delay: float) -> None:
-        await asyncio.sleep(delay)
-        runtime = self._runtime(name)
-        async with runtime.lock:
-            runtime.restart_task = None
-            if name not in self._instances or self._require(name).status is not Status.RESTARTING:
-                return
-            runtime.restarts += 1
-            logger.info("restarting %s (restart %d)", name, runtime.restarts)
-            try:
-                await self._launch(name)
-            except BackendFailed as exc:
-                logger.error("restart of %s failed: %s", name, exc.message)
-        _notify(runtime)
-
-    async def _watch_health(self, name: str, process: BackendProcess, host: str, port: int) -> None:
-        """Poll the health endpoint: ``starting`` until the first 200, then ``ready``."""
-        runtime = self._runtime(name)
-        failures = 0
-        while runtime.process is process:
-            healthy = await probe(host, port, HEALTH_PATH, timeout=2.0) == 200
-            if runtime.process is not process:
-                return
-            failures = 0 if healthy else failures + 1
-            self._record_health(runtime, healthy, failures)
-            starting = runtime.readiness is Readiness.STARTING
-            await asyncio.sleep(
-                self._timings.health_poll if starting else self._timings.health_interval
-            )
-
-    def _record_health(self, runtime: Runtime, healthy: bool, failures: int) -> None:
-        if healthy and runtime.readiness is not Readiness.READY:
-            if runtime.ready_since is None:
-                runtime.ready_since = self._clock()
-                runtime.last_activity = self._clock()
-            runtime.readiness = Readiness.READY
-            _notify(runtime)
-        elif runtime.readiness is Readiness.READY and failures >= self._timings.unhealthy_after:
-            runtime.readiness = Readiness.UNHEALTHY
-            _notify(runtime)
-
     # -- helpers ------------------------------------------------------------------------
+
+    # The supervisor's view of the manager (its Host).
+
+    def exists(self, name: str) -> bool:
+        return name in self._instances
+
+    def instance(self, name: str) -> Instance:
+        return self._require(name)
+
+    def runtime(self, name: str) -> Runtime:
+        return self._runtime(name)
+
+    def set_status(self, name: str, status: Status) -> None:
+        self._set_status(name, status)
 
     def _runtime(self, name: str) -> Runtime:
         runtime = self._runtimes.get(name)
@@ -535,33 +380,11 @@ class InstanceManager:
             runtime = self._runtimes[name] = Runtime()
         return runtime
 
-    def _track(self, runtime: Runtime, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        runtime.tasks.add(task)
-        task.add_done_callback(runtime.tasks.discard)
-
-    async def _wait_for_change(self, runtime: Runtime, timeout: float) -> bool:
-        try:
-            await asyncio.wait_for(runtime.changed.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
-
-    async def _wait_for(self, runtime: Runtime, done: Callable[[], bool], timeout: float) -> bool:
-        """Wait until ``done()``, woken by every change of the instance (real time bound)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not done():
-            remaining = deadline - loop.time()
-            if remaining <= 0 or not await self._wait_for_change(runtime, remaining):
-                return done()
-        return True
-
     def _set_status(self, name: str, status: Status) -> None:
         inst = self._require(name)
         if inst.status is not status:
             self._persist(inst.with_status(status))
-        _notify(self._runtime(name))
+        self._runtime(name).notify()
 
     def _persist(self, inst: Instance) -> None:
         self._db.save(inst)
@@ -609,10 +432,3 @@ class InstanceManager:
             raise LimitReached(
                 f"maximum number of running instances ({limit}) reached: stop one first"
             )
-
-
-def _notify(runtime: Runtime) -> None:
-    """Wake everything waiting for a change of this instance (status, readiness, requests)."""
-    changed = runtime.changed
-    runtime.changed = asyncio.Event()
-    changed.set()

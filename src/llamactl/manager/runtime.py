@@ -8,6 +8,7 @@ eviction use.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -78,6 +79,26 @@ class Runtime:
     last_activity: float | None = None
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     restart_task: asyncio.Task[None] | None = None
+
+    def notify(self) -> None:
+        """Wake everything waiting for a change of this instance."""
+        changed = self.changed
+        self.changed = asyncio.Event()
+        changed.set()
+
+    async def wait_for(self, done: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``done()``, looking again at every change; False after ``timeout`` s."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not done():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self.changed.wait(), remaining)
+            except TimeoutError:
+                return done()
+        return True
 
     def snapshot(self) -> RuntimeInfo:
         return RuntimeInfo(

@@ -1,0 +1,254 @@
+"""Running the backend of an instance: launch, readiness, exit, crash restarts, halt.
+
+The supervisor owns what happens to one backend process from spawn to exit: the command,
+the log, the health polling (``starting`` until the first healthy answer, then ``ready``),
+and the decision after an exit (``stopped``, ``restarting`` after ``restart_delay``, or
+``failed`` with the exit status and the last output lines). Statuses are set through its
+host, the manager, which persists each change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, Protocol
+
+from llamactl.backends import BackendType
+from llamactl.backends.command import build_command, render
+from llamactl.config import AppConfig, BackendConfig
+from llamactl.database import Database
+from llamactl.database.processes import ProcessRecord
+from llamactl.errors import BackendFailed
+from llamactl.instance import Instance, Options, Status
+from llamactl.manager.health import probe
+from llamactl.manager.logs import InstanceLog
+from llamactl.manager.ports import is_port_free
+from llamactl.manager.process import BackendProcess, ExitStatus, process_start_ticks, spawn
+from llamactl.manager.runtime import Failure, Readiness, Runtime, Timings
+
+__all__ = ["Host", "Supervisor", "backend_config"]
+
+logger = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+HEALTH_PATH = "/health"
+FAILURE_LINES = 20
+_CONFIG_KEYS = {
+    BackendType.LLAMA_CPP: "llama-cpp",
+    BackendType.VLLM: "vllm",
+    BackendType.MLX_LM: "mlx",
+}
+
+
+def backend_config(config: AppConfig, backend_type: BackendType) -> BackendConfig:
+    """The ``backends.<type>`` section for ``backend_type``."""
+    backends = config.backends
+    return {
+        BackendType.LLAMA_CPP: backends.llama_cpp,
+        BackendType.VLLM: backends.vllm,
+        BackendType.MLX_LM: backends.mlx,
+    }[backend_type]
+
+
+class Host(Protocol):
+    """What the supervisor needs from the manager."""
+
+    def exists(self, name: str) -> bool: ...
+
+    def instance(self, name: str) -> Instance: ...
+
+    def runtime(self, name: str) -> Runtime: ...
+
+    def set_status(self, name: str, status: Status) -> None:
+        """Persist ``status`` and wake everything waiting on the instance."""
+
+
+class Supervisor:
+    """Starts backends and watches them until they end."""
+
+    def __init__(
+        self,
+        config: AppConfig,
+        db: Database,
+        host: Host,
+        *,
+        clock: Callable[[], float],
+        timings: Timings,
+        logs_dir: Path,
+    ) -> None:
+        self._config = config
+        self._db = db
+        self._host = host
+        self._clock = clock
+        self._timings = timings
+        self._logs_dir = logs_dir
+
+    def log_path(self, name: str) -> Path:
+        return self._logs_dir / f"{name}.log"
+
+    async def halt(self, name: str) -> None:
+        runtime = self._host.runtime(name)
+        if runtime.restart_task is not None:
+            runtime.restart_task.cancel()
+        process = runtime.process
+        if process is not None:
+            runtime.stopping = True
+            await process.stop(self._timings.stop_timeout)
+            await runtime.wait_for(lambda: runtime.process is None, 5.0)
+        for task in list(runtime.tasks):
+            task.cancel()
+
+    async def launch(self, name: str) -> None:
+        """Spawn the backend of ``name`` (lock held); ``running`` once the process is up."""
+        inst = self._host.instance(name)
+        runtime = self._host.runtime(name)
+        options = inst.options
+        port = options.backend_options.port
+        assert port is not None, "every instance holds a port"
+        host = options.backend_options.host or LOOPBACK
+        backend = backend_config(self._config, options.backend_type)
+        command = build_command(options, backend, port=port, host=LOOPBACK)
+        log = self._open_log(name)
+        log.write(f"$ {render(command.argv)}\n".encode())
+        try:
+            if not is_port_free(port, LOOPBACK):
+                raise BackendFailed(f"port {port} is in use by another program")
+            process = await spawn(
+                command.argv, command.environment, log, command_hint=self._hint(options)
+            )
+        except BackendFailed as exc:
+            log.write(f"{exc.message}\n".encode())
+            log.marker(name, "stopped")
+            log.close()
+            runtime.failure = Failure(exc.message)
+            self._host.set_status(name, Status.FAILED)
+            raise
+        self._adopt(name, runtime, process, log)
+        self._track(runtime, self._supervise(name, process))
+        self._track(runtime, self._watch_health(name, process, host, port))
+
+    def _adopt(
+        self, name: str, runtime: Runtime, process: BackendProcess, log: InstanceLog
+    ) -> None:
+        runtime.process, runtime.log = process, log
+        runtime.readiness, runtime.ready_since = Readiness.STARTING, None
+        runtime.stopping, runtime.failure = False, None
+        runtime.last_activity = self._clock()
+        entry = ProcessRecord(name, process.pid, process_start_ticks(process.pid), int(time.time()))
+        self._db.record_process(entry)
+        self._host.set_status(name, Status.RUNNING)
+
+    def _open_log(self, name: str) -> InstanceLog:
+        settings = self._config.instances
+        max_bytes = settings.log_rotation_max_size * 1024 * 1024
+        log = InstanceLog(
+            self.log_path(name),
+            max_bytes=max_bytes if settings.log_rotation_enabled else None,
+            compress=settings.log_rotation_compress,
+        )
+        log.open()
+        log.marker(name, "started")
+        return log
+
+    def _hint(self, options: Options) -> str:
+        if options.command_override:
+            return "command_override"
+        return f"backends.{_CONFIG_KEYS[options.backend_type]}.command"
+
+    async def _supervise(self, name: str, process: BackendProcess) -> None:
+        """Wait for the process to end; decide between stopped, restarting and failed."""
+        status = await process.wait()
+        runtime = self._host.runtime(name)
+        self._release_process(name, runtime, status)
+        if runtime.stopping or not self._host.exists(name):
+            runtime.stopping = False
+            runtime.notify()
+            return
+        async with runtime.lock:
+            self._after_crash(name, runtime, status)
+        runtime.notify()
+
+    def _release_process(self, name: str, runtime: Runtime, status: ExitStatus) -> None:
+        log = runtime.log
+        if log is not None:
+            log.write(f"process {status.describe()}\n".encode())
+            runtime.failure = Failure(status.describe(), tuple(log.last_lines(FAILURE_LINES)))
+            log.marker(name, "stopped")
+            log.close()
+        runtime.process, runtime.log, runtime.readiness = None, None, None
+        if self._host.exists(name):
+            self._db.forget_process(name)
+
+    def _after_crash(self, name: str, runtime: Runtime, status: ExitStatus) -> None:
+        inst = self._host.instance(name)
+        if status.is_clean:
+            runtime.failure = None
+            self._host.set_status(name, Status.STOPPED)
+            return
+        stable_since = runtime.ready_since
+        if stable_since is not None and self._clock() - stable_since >= self._timings.stable_after:
+            runtime.restarts = 0
+        options = inst.options
+        limit = options.max_restarts if options.max_restarts is not None else 0
+        if options.auto_restart and (limit < 0 or runtime.restarts < limit):
+            self._host.set_status(name, Status.RESTARTING)
+            delay = float(options.restart_delay or 0)
+            runtime.restart_task = asyncio.create_task(self._restart_later(name, delay))
+            return
+        if runtime.failure is not None and runtime.restarts:
+            reason = f"{runtime.failure.reason} (after {runtime.restarts} restarts)"
+            runtime.failure = dataclasses.replace(runtime.failure, reason=reason)
+        self._host.set_status(name, Status.FAILED)
+
+    async def _restart_later(self, name: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        runtime = self._host.runtime(name)
+        async with runtime.lock:
+            runtime.restart_task = None
+            if (
+                not self._host.exists(name)
+                or self._host.instance(name).status is not Status.RESTARTING
+            ):
+                return
+            runtime.restarts += 1
+            logger.info("restarting %s (restart %d)", name, runtime.restarts)
+            try:
+                await self.launch(name)
+            except BackendFailed as exc:
+                logger.error("restart of %s failed: %s", name, exc.message)
+        runtime.notify()
+
+    async def _watch_health(self, name: str, process: BackendProcess, host: str, port: int) -> None:
+        """Poll the health endpoint: ``starting`` until the first 200, then ``ready``."""
+        runtime = self._host.runtime(name)
+        failures = 0
+        while runtime.process is process:
+            healthy = await probe(host, port, HEALTH_PATH, timeout=2.0) == 200
+            if runtime.process is not process:
+                return
+            failures = 0 if healthy else failures + 1
+            self._record_health(runtime, healthy, failures)
+            starting = runtime.readiness is Readiness.STARTING
+            await asyncio.sleep(
+                self._timings.health_poll if starting else self._timings.health_interval
+            )
+
+    def _record_health(self, runtime: Runtime, healthy: bool, failures: int) -> None:
+        if healthy and runtime.readiness is not Readiness.READY:
+            if runtime.ready_since is None:
+                runtime.ready_since = self._clock()
+                runtime.last_activity = self._clock()
+            runtime.readiness = Readiness.READY
+            runtime.notify()
+        elif runtime.readiness is Readiness.READY and failures >= self._timings.unhealthy_after:
+            runtime.readiness = Readiness.UNHEALTHY
+            runtime.notify()
+
+    def _track(self, runtime: Runtime, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        runtime.tasks.add(task)
+        task.add_done_callback(runtime.tasks.discard)
