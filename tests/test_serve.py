@@ -172,3 +172,17 @@ def test_a_bad_configuration_value_stops_startup_with_one_line(home: Path) -> No
     assert len(lines) == 1, result.stderr
     assert "database.max_open_connections" in lines[0]
     assert "lots" in lines[0] and "LLAMACTL_DATABASE_MAX_OPEN_CONNECTIONS" in lines[0]
+
+
+def test_a_setting_without_effect_is_reported(
+    home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from llamactl.config import load_config
+    from llamactl.server.lifecycle import warn_about_settings
+
+    warn_about_settings(load_config(None, {}, cwd=home, home=home))
+    assert caplog.records == []
+    warn_about_settings(
+        load_config(None, {"LLAMACTL_TIMEOUT_CHECK_INTERVAL": "1"}, cwd=home, home=home)
+    )
+    assert "timeout_check_interval has no effect" in caplog.text

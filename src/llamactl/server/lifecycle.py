@@ -75,7 +75,17 @@ def import_legacy(config: AppConfig, db: DB, folder: Path | None = None) -> Impo
     )
 
 
+def warn_about_settings(config: AppConfig) -> None:
+    """Say so when a setting is given that no longer has an effect."""
+    if config.sources.get("instances.timeout_check_interval", "default") != "default":
+        logger.warning(
+            "instances.timeout_check_interval has no effect: idle instances are checked "
+            "every 2 seconds"
+        )
+
+
 def start_services(config: AppConfig) -> Services:
+    warn_about_settings(config)
     create_directories(config)
     db = open_database(config)
     try:
