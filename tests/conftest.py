@@ -16,6 +16,14 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """An empty folder to serve as HOME (and working directory) of a llamactl process."""
+    folder = tmp_path / "home"
+    folder.mkdir()
+    return folder
+
+
 def descendants(root: int) -> list[int]:
     """Every live, non-zombie process below ``root`` (children, grandchildren, ...)."""
     parents: dict[int, list[int]] = {}

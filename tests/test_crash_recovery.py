@@ -97,13 +97,6 @@ def grandchild(log: Path) -> int:
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Path:
-    folder = tmp_path / "home"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
 def server_env(home: Path) -> Iterator[dict[str, str]]:
     yield environment(
         home,

@@ -20,6 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
+from llamactl.manager.reaper import is_alive
+
 FAKE = Path(__file__).with_name("fake_llama_server.py")
 START_DEADLINE = 5.0
 LOADING_BODY = {"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}}
@@ -32,21 +34,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
         return int(probe.getsockname()[1])
-
-
-def pid_alive(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -159,9 +146,9 @@ def no_process_left_behind() -> Iterator[None]:
         for child in fake.child_pids():
             # Killed children are reaped by init; give it a moment.
             deadline = time.monotonic() + 2
-            while pid_alive(child) and time.monotonic() < deadline:
+            while is_alive(child) and time.monotonic() < deadline:
                 time.sleep(0.02)
-            if pid_alive(child):
+            if is_alive(child):
                 leftovers.append(f"grandchild pid {child}")
                 with suppress(ProcessLookupError):
                     os.kill(child, signal.SIGKILL)
@@ -625,10 +612,10 @@ def test_grandchild_shares_the_process_group(start_fake: Callable[..., Fake]) ->
     fake = start_fake(env={"FAKE_LLAMA_CHILD": "1"})
     fake.wait_listening()
     [child] = fake.child_pids()
-    assert pid_alive(child)
+    assert is_alive(child)
     assert os.getpgid(child) == os.getpgid(fake.proc.pid) == fake.proc.pid
     assert os.getpgid(child) != os.getpgid(0)
 
     os.killpg(fake.proc.pid, signal.SIGTERM)
     assert fake.proc.wait(timeout=5) == 0
-    wait_until(lambda: not pid_alive(child), 3, "the grandchild to die with its group")
+    wait_until(lambda: not is_alive(child), 3, "the grandchild to die with its group")

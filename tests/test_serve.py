@@ -71,13 +71,6 @@ def stop(process: subprocess.Popen[str]) -> str:
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Path:
-    folder = tmp_path / "home"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
 def server(home: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
     port = free_port()
     data_dir = home / ".local" / "share" / "llamactl"
@@ -174,9 +167,7 @@ def test_a_bad_configuration_value_stops_startup_with_one_line(home: Path) -> No
     assert "lots" in lines[0] and "LLAMACTL_DATABASE_MAX_OPEN_CONNECTIONS" in lines[0]
 
 
-def test_a_setting_without_effect_is_reported(
-    home: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_setting_without_effect_is_reported(home: Path, caplog: pytest.LogCaptureFixture) -> None:
     from llamactl.config import load_config
     from llamactl.server.lifecycle import warn_about_settings
 

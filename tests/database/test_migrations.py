@@ -29,6 +29,20 @@ def migrated(path: Path) -> None:
         db.close()
 
 
+def insert_raw_row(path: Path, name: str) -> None:
+    """A minimal instances row written with sqlite3 alone (columns with DEFAULTs left out)."""
+    connection = sqlite3.connect(path)
+    try:
+        with connection:
+            connection.execute(
+                "INSERT INTO instances (name, backend_type, backend_config_json, created_at, "
+                "updated_at) VALUES (?, 'llama_cpp', '{}', 1, 2)",
+                (name,),
+            )
+    finally:
+        connection.close()
+
+
 def snapshot(path: Path) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
     """The schema objects and every row of every table: what 'untouched' compares."""
     connection = sqlite3.connect(path)
@@ -112,12 +126,7 @@ def test_downgrade_to_base_then_upgrade_again(tmp_path: Path) -> None:
 def test_second_upgrade_is_a_no_op(tmp_path: Path) -> None:
     path = tmp_path / "llamactl.db"
     migrated(path)
-    with sqlite3.connect(path) as connection:
-        connection.execute(
-            "INSERT INTO instances (name, backend_type, backend_config_json, created_at, "
-            "updated_at) VALUES ('kept', 'llama_cpp', '{}', 1, 2)"
-        )
-    connection.close()
+    insert_raw_row(path, "kept")
     before = snapshot(path)
     migrated(path)
     assert snapshot(path) == before
@@ -216,12 +225,7 @@ def test_memory_database_shares_one_connection() -> None:
 def test_downgrade_to_0001_keeps_the_instances(tmp_path: Path) -> None:
     path = tmp_path / "llamactl.db"
     migrated(path)
-    with sqlite3.connect(path) as connection:
-        connection.execute(
-            "INSERT INTO instances (name, backend_type, backend_config_json, created_at, "
-            "updated_at) VALUES ('kept', 'llama_cpp', '{}', 1, 2)"
-        )
-    connection.close()
+    insert_raw_row(path, "kept")
     db = open_file_db(path)
     try:
         database.downgrade(db, "0001")
@@ -241,12 +245,7 @@ def test_process_records_go_with_their_instance(tmp_path: Path) -> None:
 
     path = tmp_path / "llamactl.db"
     migrated(path)
-    with sqlite3.connect(path) as connection:
-        connection.execute(
-            "INSERT INTO instances (name, backend_type, backend_config_json, created_at, "
-            "updated_at) VALUES ('a', 'llama_cpp', '{}', 1, 2)"
-        )
-    connection.close()
+    insert_raw_row(path, "a")
     db = open_file_db(path)
     try:
         db.record_process(ProcessRecord("a", 4242, 77, 1000))
