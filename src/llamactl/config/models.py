@@ -38,6 +38,7 @@ class ServerConfig(_Frozen):
     allowed_headers: list[str] = Field(default_factory=lambda: ["*"])
     enable_swagger: bool = False
     response_headers: dict[str, str] = Field(default_factory=dict)
+    max_request_body_mb: int = 256
 
 
 class DockerConfig(_Frozen):
@@ -89,6 +90,7 @@ class InstancesConfig(_Frozen):
     default_on_demand_start: bool
     default_idle_timeout: int
     on_demand_start_timeout: int
+    max_queued_requests: int
     timeout_check_interval: int
     log_rotation_enabled: bool
     log_rotation_max_size: int

@@ -165,6 +165,9 @@ _SERVER = [
     _s("server.enable_swagger", kinds.BOOL, False, "serve the Swagger UI",
        "LLAMACTL_ENABLE_SWAGGER"),
     _s("server.response_headers", kinds.HEADERS, {}, "headers added to every API response"),
+    _s("server.max_request_body_mb", kinds.INT, 256,
+       "largest request body accepted, in MB (413 beyond it)", "LLAMACTL_MAX_REQUEST_BODY_MB",
+       minimum=1),
 ]  # fmt: skip
 
 _BACKENDS = [
@@ -212,6 +215,9 @@ _INSTANCES = [
        "LLAMACTL_DEFAULT_IDLE_TIMEOUT", minimum=0),
     _s("instances.on_demand_start_timeout", kinds.INT, 120,
        "seconds to wait for an on-demand start", "LLAMACTL_ON_DEMAND_START_TIMEOUT", minimum=0),
+    _s("instances.max_queued_requests", kinds.INT, 100,
+       "requests that may wait for an instance to become ready (503 beyond it)",
+       "LLAMACTL_MAX_QUEUED_REQUESTS", minimum=1),
     _s("instances.timeout_check_interval", kinds.INT, 5,
        "accepted for compatibility; idle instances are checked every 2 s",
        "LLAMACTL_TIMEOUT_CHECK_INTERVAL", minimum=1),
