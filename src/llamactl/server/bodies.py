@@ -1,0 +1,103 @@
+"""The JSON bodies of the management API: instances out, JSON objects in.
+
+``instance_body`` is an instance as the API shows it: the stored record (``name``,
+``status``, ``created``, ``options``) followed by what only the running manager knows
+(``readiness``, ``failure``, ``restarts``, ``in_flight``, ``pid``). ``read_object`` reads a
+request body as a JSON object with errors that say what was wrong. ``OPTIONS_SCHEMA``
+documents the create/update body in OpenAPI; validation itself is ``Options.from_json``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import Request
+
+from llamactl.backends import BackendType
+from llamactl.errors import InvalidInput
+from llamactl.instance import Instance
+from llamactl.manager import InstanceManager
+from llamactl.manager.runtime import RuntimeInfo
+from llamactl.server.errors import InvalidJson
+
+__all__ = ["OPTIONS_SCHEMA", "current_body", "instance_body", "read_object"]
+
+
+def instance_body(inst: Instance, info: RuntimeInfo) -> dict[str, object]:
+    """The API form of an instance: its JSON form plus readiness, failure and process."""
+    body = inst.to_json()
+    body["readiness"] = None if info.readiness is None else info.readiness.value
+    body["failure"] = (
+        None
+        if info.failure is None
+        else {"reason": info.failure.reason, "last_lines": list(info.failure.last_lines)}
+    )
+    body["restarts"] = info.restarts
+    body["in_flight"] = info.in_flight
+    body["pid"] = info.pid
+    return body
+
+
+def current_body(manager: InstanceManager, name: str) -> dict[str, object]:
+    """The body of ``name`` as the manager sees it now."""
+    return instance_body(manager.get(name), manager.info(name))
+
+
+async def read_object(request: Request) -> dict[str, object]:
+    """The request body as a JSON object; ``InvalidJson`` or ``InvalidInput`` if it is not."""
+    raw = await request.body()
+    if not raw.strip():
+        raise InvalidJson("the request body is empty: send a JSON object")
+    try:
+        data = json.loads(raw)
+    except UnicodeDecodeError as exc:
+        raise InvalidJson("the request body is not UTF-8 text") from exc
+    except json.JSONDecodeError as exc:
+        raise InvalidJson(
+            f"the request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from exc
+    if not isinstance(data, dict):
+        raise InvalidInput(f"the request body must be a JSON object, got {_json_kind(data)}")
+    return data
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "null"
+
+
+# OpenAPI only: the instance options accepted by create and update (§1.5 of the docs).
+OPTIONS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["backend_type", "backend_options"],
+    "properties": {
+        "backend_type": {"type": "string", "enum": [kind.value for kind in BackendType]},
+        "backend_options": {
+            "type": "object",
+            "description": "The backend's flags as snake_case keys; unknown keys become "
+            "extra_args.",
+        },
+        "auto_restart": {"type": "boolean"},
+        "max_restarts": {"type": "integer", "description": "-1 unlimited, 0 never"},
+        "restart_delay": {"type": "integer", "description": "seconds"},
+        "on_demand_start": {"type": "boolean"},
+        "idle_timeout": {"type": "integer", "description": "minutes; 0 never"},
+        "environment": {"type": "object", "additionalProperties": {"type": "string"}},
+        "docker_enabled": {"type": "boolean"},
+        "command_override": {"type": "string"},
+        "nodes": {"type": "array", "items": {"type": "string"}},
+    },
+    "example": {
+        "backend_type": "llama_cpp",
+        "backend_options": {"model": "/models/qwen2.5-0.5b-instruct-q4_k_m.gguf", "ctx_size": 4096},
+        "idle_timeout": 30,
+    },
+}

@@ -1,0 +1,142 @@
+"""The one place where errors become HTTP responses.
+
+Management routes answer ``{"error": {"code": "<slug>", "message": "<sentence>"}}``; the
+OpenAI-compatible ``/v1`` routes answer OpenAI's shape through ``openai_error``. Handlers
+are looked up by exception class: ``LlamactlError`` carries its own code and status,
+FastAPI's request validation becomes 400 ``invalid_request``, Starlette's ``HTTPException``
+(unknown route, wrong method) keeps its status and headers, and anything else is a 500
+``internal_error`` whose traceback is logged and never sent. This module raises nothing
+and knows no route.
+"""
+
+from __future__ import annotations
+
+import http
+import logging
+from collections.abc import Mapping, Sequence
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.middleware.exceptions import ExceptionMiddleware
+from starlette.responses import Response
+
+from llamactl.errors import InvalidInput, LlamactlError
+
+__all__ = [
+    "InvalidJson",
+    "error_response",
+    "install_error_handlers",
+    "openai_error",
+    "validation_message",
+]
+
+logger = logging.getLogger(__name__)
+
+# Codes for HTTP errors raised by routing or by dependencies (auth) rather than by llamactl.
+_HTTP_CODES: Mapping[int, str] = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+}
+
+
+class InvalidJson(InvalidInput):
+    """Raised when a request body is not valid JSON."""
+
+    code = "invalid_json"
+
+
+def error_response(
+    status: int, code: str, message: str, *, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """The management error body: ``{"error": {"code": ..., "message": ...}}``."""
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+    )
+
+
+def openai_error(status: int, message: str, *, type: str, code: str | None = None) -> JSONResponse:
+    """The OpenAI error body: ``{"error": {"message", "type", "param": null, "code"}}``."""
+    body = {"error": {"message": message, "type": type, "param": None, "code": code}}
+    return JSONResponse(body, status_code=status)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Render every error raised under ``app`` in the management shape."""
+    app.add_exception_handler(LlamactlError, _llamactl_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    # Starlette hands an ``Exception`` handler registered on the app to its outermost
+    # middleware, which re-raises after answering; this one answers and stops there.
+    app.add_middleware(
+        ExceptionMiddleware, handlers={HTTPException: _http_error, Exception: _internal_error}
+    )
+
+
+async def _llamactl_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, LlamactlError)
+    if exc.status >= 500:
+        logger.error("%s %s: %s (%s)", request.method, request.url.path, exc.message, exc.code)
+    return error_response(exc.status, exc.code, exc.message)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    return error_response(400, "invalid_request", validation_message(exc.errors()))
+
+
+def validation_message(errors: Sequence[object]) -> str:
+    """One sentence per problem, each naming where the parameter is and what it got."""
+    sentences = []
+    for error in errors:
+        if not isinstance(error, Mapping):
+            continue
+        location = [str(part) for part in error.get("loc", ())]
+        where = f"{location[0]} parameter {'.'.join(location[1:])}" if location else "request"
+        sentence = f"{where}: {error.get('msg', 'invalid value')}"
+        if "input" in error and error["input"] is not None:
+            sentence += f" (got {error['input']!r})"
+        sentences.append(sentence)
+    return "; ".join(sentences) or "invalid request"
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    status = exc.status_code
+    if status in {204, 304}:
+        return Response(status_code=status, headers=exc.headers)
+    phrase = _phrase(status)
+    code = _HTTP_CODES.get(status, "http_error")
+    message = exc.detail if exc.detail and exc.detail != phrase else _default_message(request, exc)
+    return error_response(status, code, message, headers=exc.headers)
+
+
+def _default_message(request: Request, exc: HTTPException) -> str:
+    target = f"{request.method} {request.url.path}"
+    if exc.status_code == 404:
+        return f"no route matches {target}"
+    if exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        return f"method {request.method} is not allowed on {request.url.path}" + (
+            f"; allowed: {allowed}" if allowed else ""
+        )
+    return f"{_phrase(exc.status_code) or 'HTTP error'} ({target})"
+
+
+def _phrase(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "internal error")

@@ -1,0 +1,56 @@
+"""The management API: ``/healthz`` and everything under ``/api/v1``.
+
+``build_management_app`` assembles the routes of ``routes_*`` over already started
+``Services`` and installs the error rendering of ``server.errors``. It has no lifespan:
+whoever serves it boots and shuts down the manager. Handlers find the services at
+``request.app.state.services``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fastapi import FastAPI, params
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from llamactl import __version__
+from llamactl.errors import DatabaseError
+from llamactl.server import routes_backends, routes_instances, routes_system
+from llamactl.server.errors import install_error_handlers
+from llamactl.server.lifecycle import Services
+from llamactl.server.routes_common import ServicesDep
+
+__all__ = ["API_PREFIX", "build_management_app"]
+
+API_PREFIX = "/api/v1"
+
+
+def build_management_app(
+    services: Services, *, dependencies: Sequence[params.Depends] = ()
+) -> FastAPI:
+    """The management application; every ``/api/v1`` route runs ``dependencies`` first."""
+    app = FastAPI(
+        title="llamactl",
+        version=__version__,
+        summary="Manage local LLM inference servers.",
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.services = services
+    install_error_handlers(app)
+    app.get("/healthz", tags=["system"])(healthz)
+    for module in (routes_system, routes_instances, routes_backends):
+        app.include_router(module.router, prefix=API_PREFIX, dependencies=list(dependencies))
+    return app
+
+
+def healthz(services: ServicesDep) -> JSONResponse:
+    """llamactl itself is up and its database answers (503 if it does not)."""
+    try:
+        with services.db.reading() as connection:
+            connection.execute(text("SELECT 1"))
+    except DatabaseError as exc:
+        return JSONResponse({"status": "unhealthy", "error": str(exc)}, status_code=503)
+    return JSONResponse({"status": "ok", "version": __version__})

@@ -1,0 +1,146 @@
+"""``/api/v1/instances``: create, read, update and delete instances, run them, read logs.
+
+Handlers translate HTTP into ``InstanceManager`` calls and nothing more: the manager
+owns the rules, and errors it raises are rendered by ``server.errors``. Every
+per-instance route checks the name (400) and then that the instance exists (404) before
+doing anything else. The CRUD routes also answer with a trailing slash, as remote nodes
+call them that way.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import anyio.to_thread
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from llamactl.config import AppConfig
+from llamactl.errors import InvalidInput
+from llamactl.manager.logs import tail_lines
+from llamactl.server.bodies import OPTIONS_SCHEMA, current_body, read_object
+from llamactl.server.routes_common import InstanceName, ServicesDep
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["instances"])
+
+_OPTIONS_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": OPTIONS_SCHEMA}},
+    }
+}
+_FALLBACK_START_TIMEOUT = 30.0  # when instances.on_demand_start_timeout is 0
+
+
+@router.get("/instances")
+async def list_instances(services: ServicesDep) -> JSONResponse:
+    """Every instance, sorted by name."""
+    manager = services.manager
+    return JSONResponse([current_body(manager, inst.name) for inst in manager.list()])
+
+
+@router.post("/instances/{name}", status_code=201, openapi_extra=_OPTIONS_BODY)
+@router.post("/instances/{name}/", include_in_schema=False)
+async def create_instance(name: InstanceName, services: ServicesDep, request: Request) -> Response:
+    """Create a stopped instance from its options; unset settings take the defaults."""
+    options = await read_object(request)
+    await services.manager.create(name, options)
+    return JSONResponse(current_body(services.manager, name), status_code=201)
+
+
+@router.get("/instances/{name}")
+@router.get("/instances/{name}/", include_in_schema=False)
+async def get_instance(name: InstanceName, services: ServicesDep) -> JSONResponse:
+    return JSONResponse(current_body(services.manager, name))
+
+
+@router.put("/instances/{name}", openapi_extra=_OPTIONS_BODY)
+@router.put("/instances/{name}/", include_in_schema=False)
+async def update_instance(name: InstanceName, services: ServicesDep, request: Request) -> Response:
+    """Replace the options (``nodes`` are kept); a running instance restarts with them."""
+    services.manager.get(name)
+    options = await read_object(request)
+    await services.manager.update(name, options)
+    return JSONResponse(current_body(services.manager, name))
+
+
+@router.delete("/instances/{name}", status_code=204, response_class=Response)
+@router.delete("/instances/{name}/", status_code=204, include_in_schema=False)
+async def delete_instance(name: InstanceName, services: ServicesDep) -> Response:
+    """Delete a stopped instance (409 while its backend may be running)."""
+    services.manager.get(name)
+    await services.manager.delete(name)
+    return Response(status_code=204)
+
+
+@router.post("/instances/{name}/start")
+async def start_instance(
+    name: InstanceName,
+    services: ServicesDep,
+    wait: Annotated[
+        bool, Query(description="answer once the backend is ready (502 if it fails)")
+    ] = False,
+    timeout: Annotated[
+        float | None,
+        Query(
+            gt=0,
+            allow_inf_nan=False,
+            description="seconds to wait with wait=true "
+            "(default: instances.on_demand_start_timeout)",
+        ),
+    ] = None,
+) -> JSONResponse:
+    """Start the backend; ``running``/``starting`` at once, or ``ready`` with ``wait``."""
+    manager = services.manager
+    manager.get(name)
+    if timeout is not None and not wait:
+        raise InvalidInput("timeout applies only with wait=true")
+    await manager.start(name)
+    if wait:
+        await manager.wait_ready(name, timeout or _start_timeout(services.config))
+    return JSONResponse(current_body(manager, name))
+
+
+@router.post("/instances/{name}/stop")
+async def stop_instance(name: InstanceName, services: ServicesDep) -> JSONResponse:
+    """Stop the backend, letting requests in flight finish (within bounds)."""
+    services.manager.get(name)
+    await services.manager.stop(name)
+    return JSONResponse(current_body(services.manager, name))
+
+
+@router.post("/instances/{name}/restart")
+async def restart_instance(name: InstanceName, services: ServicesDep) -> JSONResponse:
+    services.manager.get(name)
+    await services.manager.restart(name)
+    return JSONResponse(current_body(services.manager, name))
+
+
+@router.get("/instances/{name}/logs", response_class=PlainTextResponse)
+async def instance_logs(
+    name: InstanceName,
+    services: ServicesDep,
+    lines: Annotated[
+        str | None, Query(description="the last N lines; absent or 0: the whole file")
+    ] = None,
+) -> PlainTextResponse:
+    """The instance's log file, whether or not it ran since llamactl started."""
+    services.manager.get(name)
+    count = _line_count(lines)
+    path = services.manager.log_path(name)
+    return PlainTextResponse(await anyio.to_thread.run_sync(tail_lines, path, count))
+
+
+def _line_count(lines: str | None) -> int:
+    if lines is None:
+        return 0
+    if not (lines.isascii() and lines.isdigit()):
+        raise InvalidInput(f"lines must be a non-negative integer, got {lines!r}")
+    return int(lines)
+
+
+def _start_timeout(config: AppConfig) -> float:
+    configured = config.instances.on_demand_start_timeout
+    return float(configured) if configured > 0 else _FALLBACK_START_TIMEOUT
