@@ -88,7 +88,13 @@ def test_default_server_creates_the_database_and_answers(
     health = wait_healthy(process, f"{url}/healthz")
     assert health.status_code == 200
     assert health.json()["status"] == "ok"
-    version = httpx.get(f"{url}/api/v1/version", timeout=5)
+    assert httpx.get(f"{url}/api/v1/version", timeout=5).status_code == 401
+    key_file = data_dir / "management.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    key = key_file.read_text().strip()
+    version = httpx.get(
+        f"{url}/api/v1/version", headers={"Authorization": f"Bearer {key}"}, timeout=5
+    )
     assert version.status_code == 200 and version.text.startswith("Version: ")
     database = data_dir / "llamactl.db"
     assert database.is_file()

@@ -11,7 +11,8 @@ pydantic, ``OSError``) are translated once, at the layer that meets them, chaine
     ├── InvalidInput              a user-supplied value is malformed (400)
     │   ├── CommandParseError     a pasted command line cannot be read as a backend's flags
     │   ├── InvalidInstanceName   an instance name breaks the naming rule
-    │   └── InvalidOptions        instance or backend options fail validation
+    │   ├── InvalidOptions        instance or backend options fail validation
+    │   └── PayloadTooLarge       a request body exceeds server.max_request_body_mb (413)
     ├── NotFound                  something named does not exist (404)
     │   └── InstanceNotFound      no instance has that name
     ├── Conflict                  the request clashes with current state (409)
@@ -19,6 +20,9 @@ pydantic, ``OSError``) are translated once, at the layer that meets them, chaine
     │   ├── InvalidTransition     a status change that the lifecycle forbids
     │   └── LimitReached          a configured limit (max_instances, ...) is reached
     ├── BackendFailed             a backend process could not be started or kept running
+    ├── Unavailable               a request cannot be served now; try again later (503)
+    │   ├── InstanceNotRunning    the instance is stopped and may not be started on demand
+    │   └── QueueFull             too many requests already wait for the instance
     ├── DatabaseError             the database failed or holds something unexpected
     │   ├── MigrationError        the schema cannot be brought to the code's version
     │   └── NotALlamactlDatabase  the database holds tables that are not llamactl's
@@ -35,6 +39,7 @@ __all__ = [
     "DatabaseError",
     "InstanceExists",
     "InstanceNotFound",
+    "InstanceNotRunning",
     "InvalidInput",
     "InvalidInstanceName",
     "InvalidOptions",
@@ -45,6 +50,9 @@ __all__ = [
     "MigrationError",
     "NotALlamactlDatabase",
     "NotFound",
+    "PayloadTooLarge",
+    "QueueFull",
+    "Unavailable",
 ]
 
 
@@ -109,6 +117,13 @@ class InvalidOptions(InvalidInput):
         self.value = value
 
 
+class PayloadTooLarge(InvalidInput):
+    """Raised when a request body is larger than ``server.max_request_body_mb``."""
+
+    code = "payload_too_large"
+    status = 413
+
+
 class NotFound(LlamactlError):
     """Raised when something named does not exist."""
 
@@ -160,6 +175,29 @@ class BackendFailed(LlamactlError):
 
     code = "backend_failed"
     status = 502
+
+
+class Unavailable(LlamactlError):
+    """Raised when a request cannot be served now; ``retry_after`` seconds is a hint."""
+
+    code = "unavailable"
+    status = 503
+
+    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class InstanceNotRunning(Unavailable):
+    """Raised when a request needs an instance that is stopped and not started on demand."""
+
+    code = "instance_not_running"
+
+
+class QueueFull(Unavailable):
+    """Raised when an instance's wait queue (``instances.max_queued_requests``) is full."""
+
+    code = "queue_full"
 
 
 class DatabaseError(LlamactlError):

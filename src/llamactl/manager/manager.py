@@ -28,10 +28,11 @@ from llamactl.errors import (
     LimitReached,
 )
 from llamactl.instance import Instance, InstanceDefaults, Options, Status, validate_name
+from llamactl.manager.health import connect_host
 from llamactl.manager.ports import PortAllocator
 from llamactl.manager.reaper import reap
 from llamactl.manager.runtime import Readiness, Runtime, RuntimeInfo, Timings
-from llamactl.manager.supervisor import Supervisor, backend_config
+from llamactl.manager.supervisor import LOOPBACK, Supervisor, backend_config
 
 __all__ = ["InstanceManager", "instance_defaults"]
 
@@ -112,6 +113,29 @@ class InstanceManager:
 
     def get(self, name: str) -> Instance:
         return self._require(name)
+
+    def is_ready(self, name: str) -> bool:
+        """Whether requests may be forwarded to ``name`` now (cheap: the proxy asks often)."""
+        inst = self._instances.get(name)
+        runtime = self._runtimes.get(name)
+        return (
+            inst is not None
+            and inst.status is Status.RUNNING
+            and runtime is not None
+            and runtime.readiness is Readiness.READY
+        )
+
+    def address(self, name: str) -> tuple[str, int]:
+        """Where the backend of ``name`` listens, from its current options (never cached)."""
+        options = self._require(name).options.backend_options
+        assert options.port is not None, "every instance holds a port"
+        return connect_host(options.host or LOOPBACK), options.port
+
+    def running_count(self, exclude: str | None = None) -> int:
+        """Instances holding a slot of ``max_running_instances`` (running or restarting)."""
+        return sum(
+            inst.status in _OCCUPYING for name, inst in self._instances.items() if name != exclude
+        )
 
     def info(self, name: str) -> RuntimeInfo:
         """Readiness, process, failure and request accounting of an instance."""
@@ -427,8 +451,7 @@ class InstanceManager:
 
     def _check_running_limit(self) -> None:
         limit = self._config.instances.max_running_instances
-        running = sum(inst.status in _OCCUPYING for inst in self._instances.values())
-        if limit >= 0 and running >= limit:
+        if limit >= 0 and self.running_count() >= limit:
             raise LimitReached(
                 f"maximum number of running instances ({limit}) reached: stop one first"
             )

@@ -1,48 +1,88 @@
-"""The FastAPI application factory."""
+"""The ASGI application: the proxy for inference routes, FastAPI for everything else.
+
+Inference requests (``/v1/...``, ``/llama-cpp/...``, the per-instance proxy) go straight to
+the bare ASGI proxy, so that the hot path pays for no framework machinery; the
+management API, OpenAPI and the docs are a FastAPI application. CORS wraps both. The
+lifespan opens the backend client pool and boots the manager, and at shutdown stops every
+backend and closes the database.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import Response
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
 
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse, PlainTextResponse
-from sqlalchemy import text
-
-from llamactl import __version__
-from llamactl.errors import DatabaseError
+from llamactl.proxy import OnDemand, ProxyApp, Upstream
+from llamactl.proxy.asgi import Receive, Scope, Send
+from llamactl.server import auth
 from llamactl.server.lifecycle import Services, stop_services
+from llamactl.server.management import build_management_app
 
-__all__ = ["create_app"]
+__all__ = ["LlamactlApp", "create_app"]
 
 
-def create_app(services: Services) -> FastAPI:
-    """The application over already started services; its shutdown stops them."""
+class LlamactlApp:
+    """Dispatches each request to the proxy or to the management application."""
 
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await services.manager.boot()
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.upstream = Upstream()
+        self.ondemand = OnDemand(services.manager, services.config)
+        self.proxy = ProxyApp(
+            services.manager, services.config, services.keys, self.upstream, self.ondemand
+        )
+        self.management = _management(services)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http" and ProxyApp.handles(scope["path"]):
+            await self.proxy(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        else:
+            await self.management(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        await receive()  # lifespan.startup
         try:
-            yield
+            await self.upstream.open()
+            await self.services.manager.boot()
+        except Exception as exc:  # reported to the server, which stops
+            await send({"type": "lifespan.startup.failed", "message": str(exc)})
+            return
+        await send({"type": "lifespan.startup.complete"})
+        await receive()  # lifespan.shutdown
+        try:
+            await self.services.manager.shutdown()
+            await self.upstream.aclose()
         finally:
-            await services.manager.shutdown()
-            stop_services(services)
+            stop_services(self.services)
+        await send({"type": "lifespan.shutdown.complete"})
 
-    app = FastAPI(title="llamactl", version=__version__, lifespan=lifespan)
-    app.state.services = services
 
-    @app.get("/healthz")
-    def healthz() -> JSONResponse:
-        """llamactl itself is up and its database answers."""
-        try:
-            with services.db.reading() as connection:
-                connection.execute(text("SELECT 1"))
-        except DatabaseError as exc:
-            return JSONResponse({"status": "unhealthy", "error": str(exc)}, status_code=503)
-        return JSONResponse({"status": "ok", "version": __version__})
+def _management(services: Services) -> FastAPI:
+    app = build_management_app(
+        services, dependencies=[Depends(auth.management_dependency(services.keys))]
+    )
 
-    @app.get("/api/v1/version", response_class=PlainTextResponse)
-    def version() -> str:
-        return f"Version: {__version__}\nCommit: unknown\nBuild Time: unknown\n"
+    @app.exception_handler(auth.Unauthorized)
+    async def unauthorized(_request: Request, exc: auth.Unauthorized) -> Response:
+        """401 in the OpenAI error shape, on management routes too."""
+        return auth.unauthorized_response(exc.message)
 
     return app
+
+
+def create_app(services: Services) -> ASGIApp:
+    """The whole application over started services, with CORS per the configuration."""
+    server = services.config.server
+    return CORSMiddleware(
+        LlamactlApp(services),
+        allow_origins=server.allowed_origins,
+        allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+        allow_headers=server.allowed_headers,
+        expose_headers=["Link"],
+        max_age=300,
+    )

@@ -18,6 +18,7 @@ from llamactl.database import DB, DatabaseSettings
 from llamactl.database.json_import import ImportResult, import_json
 from llamactl.errors import ConfigError
 from llamactl.manager import InstanceManager, instance_defaults
+from llamactl.server import auth
 
 __all__ = [
     "Services",
@@ -39,6 +40,7 @@ class Services:
     config: AppConfig
     db: DB
     manager: InstanceManager
+    keys: auth.Keys
     stopped: bool = field(default=False, init=False)
 
 
@@ -87,6 +89,9 @@ def warn_about_settings(config: AppConfig) -> None:
 def start_services(config: AppConfig) -> Services:
     warn_about_settings(config)
     create_directories(config)
+    loaded = auth.load_keys(config)
+    for message in loaded.messages:
+        logger.info("%s", message)
     db = open_database(config)
     try:
         result = import_legacy(config, db)
@@ -97,7 +102,7 @@ def start_services(config: AppConfig) -> Services:
     except BaseException:
         db.close()
         raise
-    return Services(config=config, db=db, manager=manager)
+    return Services(config=config, db=db, manager=manager, keys=loaded.keys)
 
 
 def stop_services(services: Services) -> None:

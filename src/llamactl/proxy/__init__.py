@@ -1,0 +1,12 @@
+"""OpenAI-compatible routing: requests go to the instance their ``model`` names.
+
+A bare ASGI application on the hot path (no framework machinery per request), an aiohttp
+client pool for the backends, and the on-demand start that holds requests until the
+backend is ready.
+"""
+
+from llamactl.proxy.app import ProxyApp
+from llamactl.proxy.ondemand import OnDemand
+from llamactl.proxy.upstream import Upstream
+
+__all__ = ["OnDemand", "ProxyApp", "Upstream"]

@@ -1,0 +1,301 @@
+"""The proxy's routes, as one bare ASGI application.
+
+- ``GET /v1/models``: every instance, with its status.
+- ``POST /v1/...``: routed by the body's ``model`` (an instance name) with the path kept;
+  JSON bodies and multipart forms (audio) alike; started on demand.
+- ``/llama-cpp/{name}/...``: llama.cpp's own endpoints, the prefix stripped; started on
+  demand. ``GET /llama-cpp/{name}/`` (its web page) needs no key and starts nothing.
+- ``/api/v1/instances/{name}/proxy/...``: any request to a running backend, management key
+  required, never started on demand.
+
+Errors on ``/v1`` and ``/llama-cpp`` come in the OpenAI shape. Each request counts as in
+flight from its arrival until its response ends or its client goes away; a client that
+goes away cancels the request to the backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Awaitable, Callable
+from urllib.parse import unquote
+
+from llamactl.backends import BackendType
+from llamactl.config import AppConfig
+from llamactl.errors import (
+    InstanceNotFound,
+    InstanceNotRunning,
+    InvalidInput,
+    LlamactlError,
+    NotFound,
+)
+from llamactl.instance import Instance, validate_name
+from llamactl.manager import InstanceManager
+from llamactl.manager.supervisor import backend_config
+from llamactl.proxy.asgi import (
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    openai_error_body,
+    read_body,
+    send_error,
+    send_json,
+)
+from llamactl.proxy.ondemand import OnDemand
+from llamactl.proxy.upstream import Upstream, request_headers
+from llamactl.server import auth
+
+__all__ = ["ProxyApp"]
+
+_INSTANCE_PROXY = re.compile(r"^/api/v1/instances/([^/]+)/proxy(/.*)?$")
+_LLAMA_CPP = re.compile(r"^/llama-cpp/([^/]+)(/.*)?$")
+_MULTIPART_MODEL = re.compile(
+    rb'content-disposition:[^\r\n]*name="model"[^\r\n]*\r\n(?:[^\r\n]+\r\n)*\r\n([^\r\n]*)\r\n',
+    re.IGNORECASE,
+)
+# Backends that read the body's "model" themselves get their own model name there.
+_REWRITE_MODEL = frozenset({BackendType.VLLM, BackendType.MLX_LM})
+
+Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class ProxyApp:
+    """Routes inference requests to instances; see the module docstring."""
+
+    def __init__(
+        self,
+        manager: InstanceManager,
+        config: AppConfig,
+        keys: auth.Keys,
+        upstream: Upstream,
+        ondemand: OnDemand,
+    ) -> None:
+        self._manager = manager
+        self._config = config
+        self._keys = keys
+        self._upstream = upstream
+        self._ondemand = ondemand
+        self._body_limit = config.server.max_request_body_mb * 1024 * 1024
+        self._response_headers = {
+            backend_type: [
+                (key.lower().encode("latin-1"), value.encode("latin-1"))
+                for key, value in backend_config(config, backend_type).response_headers.items()
+            ]
+            for backend_type in BackendType
+        }
+
+    @staticmethod
+    def handles(path: str) -> bool:
+        """Whether ``path`` is one of the proxy's routes."""
+        return (
+            path.startswith("/v1/")
+            or path.startswith("/llama-cpp/")
+            or _INSTANCE_PROXY.match(path) is not None
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        openai = not path.startswith("/api/")
+        try:
+            if path.startswith("/v1/"):
+                await self._openai(scope, receive, send)
+            elif path.startswith("/llama-cpp/"):
+                await self._llama_cpp(scope, receive, send)
+            else:
+                await self._instance_proxy(scope, receive, send)
+        except ClientGone:
+            return
+        except LlamactlError as exc:
+            await send_error(send, exc, openai=openai)
+
+    # -- routes -------------------------------------------------------------------------
+
+    async def _openai(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not await self._authorized(scope, send, management=False):
+            return
+        method = scope["method"]
+        if scope["path"] == "/v1/models" and method == "GET":
+            await send_json(send, 200, self._models())
+            return
+        if method != "POST":
+            await send_json(
+                send,
+                405,
+                openai_error_body(405, f"{method} is not allowed here", "method_not_allowed"),
+                [(b"allow", b"POST")],
+            )
+            return
+        body = await read_body(scope, receive, self._body_limit)
+        name = _model_of(scope, body)
+        inst = self._instance(
+            name, not_found=f"model {name!r} not found: no instance has that name"
+        )
+        body = self._body_for(inst, body)
+        await self._forward(scope, receive, send, inst, scope["path"], body, on_demand=True)
+
+    async def _llama_cpp(self, scope: Scope, receive: Receive, send: Send) -> None:
+        match = _LLAMA_CPP.match(scope["path"])
+        assert match is not None
+        name, rest = _path_name(match.group(1)), match.group(2) or "/"
+        inst = self._instance(name)
+        if inst.options.backend_type is not BackendType.LLAMA_CPP:
+            raise InvalidInput(f"instance {name} is not a llama_cpp instance")
+        is_page = rest == "/" and scope["method"] == "GET"
+        if not is_page and not await self._authorized(scope, send, management=False):
+            return
+        if is_page and not self._manager.is_ready(name):
+            raise InstanceNotRunning(f"instance {name} is not running")
+        body = await read_body(scope, receive, self._body_limit)
+        await self._forward(scope, receive, send, inst, rest, body, on_demand=not is_page)
+
+    async def _instance_proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
+        match = _INSTANCE_PROXY.match(scope["path"])
+        assert match is not None
+        if not await self._authorized(scope, send, management=True):
+            return
+        name = _path_name(match.group(1))
+        inst = self._instance(name)
+        if not self._manager.is_ready(name):
+            raise InstanceNotRunning(
+                f"instance {name} is {inst.status.value}, not running and ready"
+            )
+        body = await read_body(scope, receive, self._body_limit)
+        await self._forward(
+            scope, receive, send, inst, match.group(2) or "/", body, on_demand=False
+        )
+
+    # -- forwarding ---------------------------------------------------------------------
+
+    async def _forward(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        inst: Instance,
+        path: str,
+        body: bytes,
+        *,
+        on_demand: bool,
+    ) -> None:
+        """Relay to the instance's backend, counted in flight, cancelled if the client goes."""
+        name = inst.name
+        self._manager.begin_request(name)
+        current = asyncio.current_task()
+        assert current is not None
+        gone = asyncio.Event()
+        watcher = asyncio.create_task(_watch_disconnect(receive, gone, current))
+        try:
+            if on_demand:
+                await self._ondemand.ready(name)
+            await self._relay(scope, send, self._manager.get(name), path, body)
+        except asyncio.CancelledError:
+            if not gone.is_set():
+                raise
+            current.uncancel()  # the client left: nothing more to send
+        finally:
+            watcher.cancel()
+            self._manager.end_request(name)
+
+    async def _relay(
+        self, scope: Scope, send: Send, inst: Instance, path: str, body: bytes
+    ) -> None:
+        host, port = self._manager.address(inst.name)
+        query = scope["query_string"]
+        url = f"http://{host}:{port}{path}" + (f"?{query.decode('latin-1')}" if query else "")
+        api_key = getattr(inst.options.backend_options, "api_key", None)
+        backend_key = api_key if isinstance(api_key, str) else None
+        await self._upstream.relay(
+            send,
+            method=scope["method"],
+            url=url,
+            headers=request_headers(scope["headers"], backend_key),
+            body=body,
+            extra_headers=self._response_headers[inst.options.backend_type],
+            name=inst.name,
+        )
+
+    # -- helpers ------------------------------------------------------------------------
+
+    async def _authorized(self, scope: Scope, send: Send, *, management: bool) -> bool:
+        refused = auth.rejection(self._keys, scope, management=management)
+        if refused is None:
+            return True
+        await auth.reject(send, refused)
+        return False
+
+    def _instance(self, name: str, not_found: str | None = None) -> Instance:
+        try:
+            return self._manager.get(name)
+        except InstanceNotFound:
+            if not_found is None:
+                raise
+            raise NotFound(not_found) from None
+
+    def _models(self) -> bytes:
+        data = [
+            {
+                "id": inst.name,
+                "object": "model",
+                "created": inst.created,
+                "owned_by": "llamactl",
+                "status": inst.status.value,
+                "ready": self._manager.is_ready(inst.name),
+            }
+            for inst in self._manager.list()
+        ]
+        return json.dumps({"object": "list", "data": data}).encode()
+
+    def _body_for(self, inst: Instance, body: bytes) -> bytes:
+        """The body to send: vLLM and MLX get their own model name in ``model``."""
+        options = inst.options
+        if options.backend_type not in _REWRITE_MODEL or not body.startswith(b"{"):
+            return body
+        served = getattr(options.backend_options, "served_model_name", None)
+        model = served[0] if served else options.backend_options.model
+        if not model:
+            return body
+        document = json.loads(body)
+        document["model"] = model
+        return json.dumps(document).encode()
+
+
+async def _watch_disconnect(
+    receive: Receive, gone: asyncio.Event, task: asyncio.Task[None]
+) -> None:
+    """Cancel ``task`` when the client disconnects (the body has been read already)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            gone.set()
+            task.cancel()
+            return
+
+
+def _path_name(segment: str) -> str:
+    """The instance name of a path segment; ``InvalidInstanceName`` (400) if it is not one."""
+    return validate_name(unquote(segment))
+
+
+def _model_of(scope: Scope, body: bytes) -> str:
+    """The ``model`` of a JSON body or of a multipart form."""
+    content_type = b""
+    for key, value in scope["headers"]:
+        if key == b"content-type":
+            content_type = bytes(value).lower()
+            break
+    if content_type.startswith(b"multipart/form-data"):
+        match = _MULTIPART_MODEL.search(body)
+        model: object = match.group(1).decode("utf-8", "replace") if match else None
+    else:
+        try:
+            document = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"the request body is not valid JSON: {exc}") from None
+        if not isinstance(document, dict):
+            raise InvalidInput("the request body must be a JSON object")
+        model = document.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidInput("the request has no 'model': name the instance to use")
+    return model

@@ -1,0 +1,116 @@
+"""The few ASGI helpers the proxy needs: reading a bounded body, sending JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from llamactl.errors import LlamactlError, PayloadTooLarge, Unavailable
+
+__all__ = [
+    "ClientGone",
+    "Receive",
+    "Scope",
+    "Send",
+    "header",
+    "openai_error_body",
+    "read_body",
+    "send_error",
+    "send_json",
+]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request was read."""
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
+    """The first value of header ``name`` (lower case) in an ASGI scope."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The whole request body; ``PayloadTooLarge`` past ``limit`` bytes."""
+    declared = header(scope, b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    megabytes = limit // (1024 * 1024)
+    return PayloadTooLarge(
+        f"the request body is larger than {megabytes} MB (server.max_request_body_mb)"
+    )
+
+
+async def send_json(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                *JSON_HEADERS,
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _openai_type(status: int) -> str:
+    if status == 401:
+        return "authentication_error"
+    if status == 404:
+        return "not_found_error"
+    return "invalid_request_error" if status < 500 else "api_error"
+
+
+def openai_error_body(status: int, message: str, code: str | None) -> bytes:
+    """``{"error": {"message", "type", "param", "code"}}``, as OpenAI clients expect."""
+    error = {"message": message, "type": _openai_type(status), "param": None, "code": code}
+    return json.dumps({"error": error}).encode()
+
+
+def management_error_body(code: str, message: str) -> bytes:
+    """``{"error": {"code", "message"}}``, the management API's shape."""
+    return json.dumps({"error": {"code": code, "message": message}}).encode()
+
+
+async def send_error(send: Send, exc: LlamactlError, *, openai: bool) -> None:
+    """Render ``exc`` in the OpenAI shape (inference routes) or the management shape."""
+    body = (
+        openai_error_body(exc.status, exc.message, exc.code)
+        if openai
+        else management_error_body(exc.code, exc.message)
+    )
+    extra = []
+    if isinstance(exc, Unavailable) and exc.retry_after is not None:
+        extra.append((b"retry-after", str(exc.retry_after).encode()))
+    await send_json(send, exc.status, body, extra)
