@@ -11,6 +11,7 @@ pydantic, ``OSError``) are translated once, at the layer that meets them, chaine
     ├── InvalidInput              a user-supplied value is malformed (400)
     │   ├── CommandParseError     a pasted command line cannot be read as a backend's flags
     │   ├── InvalidInstanceName   an instance name breaks the naming rule
+    │   ├── InvalidJson           a request body is not valid JSON
     │   ├── InvalidOptions        instance or backend options fail validation
     │   └── PayloadTooLarge       a request body exceeds server.max_request_body_mb (413)
     ├── NotFound                  something named does not exist (404)
@@ -42,6 +43,7 @@ __all__ = [
     "InstanceNotRunning",
     "InvalidInput",
     "InvalidInstanceName",
+    "InvalidJson",
     "InvalidOptions",
     "InvalidTransition",
     "JsonImportError",
@@ -104,6 +106,12 @@ class InvalidInstanceName(InvalidInput):
     """Raised when an instance name breaks the naming rule."""
 
     code = "invalid_instance_name"
+
+
+class InvalidJson(InvalidInput):
+    """Raised when a request body is not valid JSON."""
+
+    code = "invalid_json"
 
 
 class InvalidOptions(InvalidInput):

@@ -340,3 +340,26 @@ async def test_instance_proxy_route(serve: Serve) -> None:
         assert health.status_code == 200 and health.json() == {"status": "ok"}
         assert server.manager.get("inner").status is Status.RUNNING
     assert json.loads(json.dumps(server.backend_requests("/health")[-1]))["method"] == "GET"
+
+
+async def test_management_routes_take_management_keys_only(serve: Serve) -> None:
+    server: Running = await serve()
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+        missing = await client.get("/api/v1/instances")
+        inference = await client.get("/api/v1/instances", headers=headers(INFERENCE_KEY))
+        management = await client.get("/api/v1/instances", headers=headers(MANAGEMENT_KEY))
+        health = await client.get("/healthz")
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"] == "Bearer"
+    assert missing.json() == {
+        "error": {
+            "message": "Missing API key",
+            "type": "authentication_error",
+            "param": None,
+            "code": "invalid_api_key",
+        }
+    }
+    assert inference.status_code == 401
+    assert inference.json()["error"]["message"] == "Invalid API key"
+    assert management.status_code == 200 and management.json() == []
+    assert health.status_code == 200

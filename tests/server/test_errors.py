@@ -10,7 +10,8 @@ import pytest
 from fastapi import Depends, HTTPException, Request
 
 from llamactl.errors import DatabaseError
-from llamactl.server.errors import error_response, openai_error, validation_message
+from llamactl.proxy.asgi import openai_error_body
+from llamactl.server.errors import error_response, validation_message
 from tests.manager.conftest import fake_options
 
 from .conftest import Api, serving
@@ -129,21 +130,22 @@ def test_error_response_shape() -> None:
 
 
 def test_openai_error_shape() -> None:
-    response = openai_error(404, "model 'x' not found", type="invalid_request_error")
-    assert response.status_code == 404
-    assert response.headers["content-type"] == "application/json"
-    body = json.loads(bytes(response.body))
+    body = json.loads(openai_error_body(404, "model 'x' not found", None))
     assert body == {
         "error": {
             "message": "model 'x' not found",
-            "type": "invalid_request_error",
+            "type": "not_found_error",
             "param": None,
             "code": None,
         }
     }
     assert list(body["error"]) == ["message", "type", "param", "code"]
-    coded = openai_error(503, "loading", type="server_error", code="instance_starting")
-    assert json.loads(bytes(coded.body))["error"]["code"] == "instance_starting"
+    coded = json.loads(openai_error_body(503, "loading", "instance_starting"))
+    assert coded["error"]["code"] == "instance_starting"
+    assert coded["error"]["type"] == "api_error"
+    assert json.loads(openai_error_body(400, "bad", None))["error"]["type"] == (
+        "invalid_request_error"
+    )
 
 
 def test_validation_message_names_each_parameter() -> None:

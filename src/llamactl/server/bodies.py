@@ -15,11 +15,10 @@ from typing import Any
 from fastapi import Request
 
 from llamactl.backends import BackendType
-from llamactl.errors import InvalidInput
+from llamactl.errors import InvalidInput, InvalidJson
 from llamactl.instance import Instance
 from llamactl.manager import InstanceManager
 from llamactl.manager.runtime import RuntimeInfo
-from llamactl.server.errors import InvalidJson
 
 __all__ = ["OPTIONS_SCHEMA", "current_body", "instance_body", "read_object"]
 

@@ -22,13 +22,11 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.responses import Response
 
-from llamactl.errors import InvalidInput, LlamactlError
+from llamactl.errors import LlamactlError
 
 __all__ = [
-    "InvalidJson",
     "error_response",
     "install_error_handlers",
-    "openai_error",
     "validation_message",
 ]
 
@@ -47,12 +45,6 @@ _HTTP_CODES: Mapping[int, str] = {
 }
 
 
-class InvalidJson(InvalidInput):
-    """Raised when a request body is not valid JSON."""
-
-    code = "invalid_json"
-
-
 def error_response(
     status: int, code: str, message: str, *, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
@@ -60,12 +52,6 @@ def error_response(
     return JSONResponse(
         {"error": {"code": code, "message": message}}, status_code=status, headers=headers
     )
-
-
-def openai_error(status: int, message: str, *, type: str, code: str | None = None) -> JSONResponse:
-    """The OpenAI error body: ``{"error": {"message", "type", "param": null, "code"}}``."""
-    body = {"error": {"message": message, "type": type, "param": None, "code": code}}
-    return JSONResponse(body, status_code=status)
 
 
 def install_error_handlers(app: FastAPI) -> None:
