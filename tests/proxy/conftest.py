@@ -57,7 +57,10 @@ class Running:
         await self.manager.create(name, fake_options(environment=environment, **settings))
 
 
-ServerFactory = Callable[..., "asyncio.Future[Running]"]
+@pytest.fixture
+def anyio_backend() -> tuple[str, dict[str, bool]]:
+    """The proxy runs on uvloop in production (uvicorn picks it): test it there."""
+    return ("asyncio", {"use_uvloop": True})
 
 
 @pytest.fixture

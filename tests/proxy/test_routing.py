@@ -363,3 +363,8 @@ async def test_management_routes_take_management_keys_only(serve: Serve) -> None
     assert inference.json()["error"]["message"] == "Invalid API key"
     assert management.status_code == 200 and management.json() == []
     assert health.status_code == 200
+
+
+async def test_these_tests_run_on_uvloop_like_the_server() -> None:
+    loop = asyncio.get_running_loop()
+    assert type(loop).__module__.startswith("uvloop"), type(loop)

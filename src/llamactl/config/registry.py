@@ -165,6 +165,8 @@ _SERVER = [
     _s("server.enable_swagger", kinds.BOOL, False, "serve the Swagger UI",
        "LLAMACTL_ENABLE_SWAGGER"),
     _s("server.response_headers", kinds.HEADERS, {}, "headers added to every API response"),
+    _s("server.access_log", kinds.BOOL, False,
+       "log one line per HTTP request (costs throughput)", "LLAMACTL_ACCESS_LOG"),
     _s("server.max_request_body_mb", kinds.INT, 256,
        "largest request body accepted, in MB (413 beyond it)", "LLAMACTL_MAX_REQUEST_BODY_MB",
        minimum=1),

@@ -203,13 +203,15 @@ class ProxyApp:
     ) -> None:
         host, port = self._manager.address(inst.name)
         query = scope["query_string"]
-        url = f"http://{host}:{port}{path}" + (f"?{query.decode('latin-1')}" if query else "")
+        target = f"{path}?{query.decode('latin-1')}" if query else path
         api_key = getattr(inst.options.backend_options, "api_key", None)
         backend_key = api_key if isinstance(api_key, str) else None
         await self._upstream.relay(
             send,
             method=scope["method"],
-            url=url,
+            host=host,
+            port=port,
+            target=target,
             headers=request_headers(scope["headers"], backend_key),
             body=body,
             extra_headers=self._response_headers[inst.options.backend_type],

@@ -20,7 +20,7 @@ from llamactl.server import auth
 from llamactl.server.lifecycle import Services, stop_services
 from llamactl.server.management import build_management_app
 
-__all__ = ["LlamactlApp", "create_app"]
+__all__ = ["LlamactlApp", "OriginOnlyCors", "create_app"]
 
 
 class LlamactlApp:
@@ -75,14 +75,36 @@ def _management(services: Services) -> FastAPI:
     return app
 
 
+class OriginOnlyCors:
+    """CORS for requests that carry an ``Origin`` header; the others skip it entirely.
+
+    A response to a request without ``Origin`` needs no CORS headers, and most traffic
+    (SDKs, curl) sends none: it should not pay for wrapping every ``send``.
+    """
+
+    def __init__(self, app: ASGIApp, cors: ASGIApp) -> None:
+        self._app = app
+        self._cors = cors
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for key, _value in scope["headers"]:
+                if key == b"origin":
+                    await self._cors(scope, receive, send)
+                    return
+        await self._app(scope, receive, send)
+
+
 def create_app(services: Services) -> ASGIApp:
     """The whole application over started services, with CORS per the configuration."""
     server = services.config.server
-    return CORSMiddleware(
-        LlamactlApp(services),
+    app = LlamactlApp(services)
+    cors = CORSMiddleware(
+        app,
         allow_origins=server.allowed_origins,
         allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
         allow_headers=server.allowed_headers,
         expose_headers=["Link"],
         max_age=300,
     )
+    return OriginOnlyCors(app, cors)

@@ -127,7 +127,14 @@ def serve(config: AppConfig) -> None:
     try:
         app = create_app(services)
         server = uvicorn.Server(
-            uvicorn.Config(app, host=config.server.host, port=config.server.port, log_level="info")
+            uvicorn.Config(
+                app,
+                host=config.server.host,
+                port=config.server.port,
+                log_level="info",
+                access_log=config.server.access_log,
+                proxy_headers=False,
+            )
         )
         _ignore_signals_after_shutdown()
         server.run()

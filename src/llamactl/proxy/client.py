@@ -1,0 +1,263 @@
+"""A small pooled HTTP/1.1 client for the backends, on asyncio protocols and httptools.
+
+The proxy's hot path needs one thing from a client: send a request that is already in
+memory to a backend on loopback and hand the response back as it arrives. A general
+client spends most of a request's time on features this does not need (cookies,
+redirects, tracing, content decoding); this one keeps connections alive per backend,
+parses responses with httptools, streams the body with backpressure, and closes the
+connection when the caller goes away so that the backend sees the request end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import cast
+
+import httptools
+
+__all__ = ["ConnectionPool", "Response", "UpstreamError"]
+
+_HIGH_WATER = 1024 * 1024  # bytes buffered before the backend is asked to wait
+_CONNECT_TIMEOUT = 10.0
+
+
+class UpstreamError(Exception):
+    """The backend could not be reached or broke the connection."""
+
+
+@dataclass
+class Response:
+    """A response whose body is still arriving: iterate ``body()`` to read it."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    _connection: _Connection
+
+    def body(self) -> AsyncIterator[bytes]:
+        return self._connection.body_chunks()
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection; one request at a time."""
+
+    def __init__(self, pool: ConnectionPool, key: tuple[str, int]) -> None:
+        self._pool = pool
+        self._key = key
+        self._transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpResponseParser(self)
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head: asyncio.Future[None] | None = None
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._buffered = 0
+        self._complete = False
+        self._wakeup: asyncio.Future[None] | None = None
+        self._paused = False
+        self._error: Exception | None = None
+        self.received_anything = False
+        self.reused = False
+        self._no_body = False
+
+    # -- asyncio.Protocol --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self._transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.received_anything = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(UpstreamError(f"invalid response from the backend: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._pool.forget(self)
+        if not self._complete:
+            self._fail(UpstreamError(f"the backend closed the connection: {exc or 'EOF'}"))
+
+    # -- httptools callbacks -----------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        if self._head is not None and not self._head.done():
+            self._head.set_result(None)
+        if self._no_body:
+            self._complete = True
+
+    def on_body(self, body: bytes) -> None:
+        self._chunks.append(body)
+        self._buffered += len(body)
+        if self._buffered > _HIGH_WATER and not self._paused and self._transport is not None:
+            self._transport.pause_reading()
+            self._paused = True
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        self._complete = True
+        self._wake()
+
+    # -- use ---------------------------------------------------------------------------
+
+    @property
+    def usable(self) -> bool:
+        return self._transport is not None and not self._transport.is_closing()
+
+    async def send(self, request: bytes, *, head: bool = False) -> Response:
+        """Write ``request`` and wait for the status line and headers."""
+        assert self._transport is not None
+        self._reset()
+        self._no_body = head  # a response to HEAD has no body, whatever it announces
+        loop = asyncio.get_running_loop()
+        self._head = loop.create_future()
+        self._transport.write(request)
+        await self._head
+        if self._error is not None:
+            raise self._error
+        return Response(self._parser.get_status_code(), self._headers, self)
+
+    async def body_chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives; the connection goes back to the pool at its end."""
+        try:
+            while True:
+                while self._chunks:
+                    chunk = self._chunks.popleft()
+                    self._buffered -= len(chunk)
+                    self._resume_if_drained()
+                    yield chunk
+                if self._complete:
+                    break
+                if self._error is not None:
+                    raise self._error
+                self._wakeup = asyncio.get_running_loop().create_future()
+                await self._wakeup
+        except BaseException:
+            self.close()  # cancelled or failed midway: the backend must see us go
+            raise
+        self._release()
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+        self._pool.forget(self)
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _reset(self) -> None:
+        self._parser = httptools.HttpResponseParser(self)
+        self._headers = []
+        self._chunks.clear()
+        self._buffered = 0
+        self._complete = False
+        self._error = None
+        self.received_anything = False
+
+    def _release(self) -> None:
+        if self._parser.should_keep_alive() and self.usable:
+            self._pool.give_back(self._key, self)
+        else:
+            self.close()
+
+    def _resume_if_drained(self) -> None:
+        if self._paused and self._buffered < _HIGH_WATER // 2 and self._transport is not None:
+            self._transport.resume_reading()
+            self._paused = False
+
+    def _wake(self) -> None:
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
+    def _fail(self, error: Exception) -> None:
+        self._error = error
+        if self._head is not None and not self._head.done():
+            self._head.set_result(None)
+        self._wake()
+
+
+class ConnectionPool:
+    """Idle keep-alive connections per backend address."""
+
+    def __init__(self) -> None:
+        self._idle: dict[tuple[str, int], list[_Connection]] = {}
+        self._all: set[_Connection] = set()
+
+    async def request(
+        self,
+        host: str,
+        port: int,
+        method: str,
+        target: str,
+        headers: Sequence[tuple[bytes, bytes]],
+        body: bytes,
+    ) -> Response:
+        """Send one request; a reused connection that died unanswered is retried once."""
+        payload = _encode(host, port, method, target, headers, body)
+        head = method == "HEAD"
+        connection = await self._acquire(host, port)
+        try:
+            return await connection.send(payload, head=head)
+        except UpstreamError:
+            connection.close()
+            if not connection.reused or connection.received_anything:
+                raise
+        connection = await self._connect(host, port)
+        try:
+            return await connection.send(payload, head=head)
+        except BaseException:
+            connection.close()
+            raise
+
+    async def _acquire(self, host: str, port: int) -> _Connection:
+        idle = self._idle.get((host, port))
+        while idle:
+            connection = idle.pop()
+            if connection.usable:
+                connection.reused = True
+                return connection
+        return await self._connect(host, port)
+
+    async def _connect(self, host: str, port: int) -> _Connection:
+        loop = asyncio.get_running_loop()
+        try:
+            _transport, connection = await asyncio.wait_for(
+                loop.create_connection(lambda: _Connection(self, (host, port)), host, port),
+                _CONNECT_TIMEOUT,
+            )
+        except (OSError, TimeoutError) as exc:
+            raise UpstreamError(f"cannot connect to {host}:{port}: {exc}") from exc
+        self._all.add(connection)
+        return connection
+
+    def give_back(self, key: tuple[str, int], connection: _Connection) -> None:
+        connection.reused = False
+        self._idle.setdefault(key, []).append(connection)
+
+    def forget(self, connection: _Connection) -> None:
+        self._all.discard(connection)
+        for idle in self._idle.values():
+            if connection in idle:
+                idle.remove(connection)
+
+    def close(self) -> None:
+        for connection in list(self._all):
+            connection.close()
+        self._idle.clear()
+
+
+def _encode(
+    host: str,
+    port: int,
+    method: str,
+    target: str,
+    headers: Sequence[tuple[bytes, bytes]],
+    body: bytes,
+) -> bytes:
+    lines = [f"{method} {target} HTTP/1.1\r\nHost: {host}:{port}\r\n".encode("latin-1")]
+    lines.extend(name + b": " + value + b"\r\n" for name, value in headers)
+    lines.append(b"Content-Length: %d\r\n\r\n" % len(body))
+    lines.append(body)
+    return b"".join(lines)
