@@ -1,8 +1,8 @@
 """OpenAI-compatible routing: requests go to the instance their ``model`` names.
 
-A bare ASGI application on the hot path (no framework machinery per request), an aiohttp
-client pool for the backends, and the on-demand start that holds requests until the
-backend is ready.
+A bare ASGI application on the hot path (no framework machinery per request), a small
+pooled HTTP/1.1 client for the backends, and the on-demand start that holds requests until
+the backend is ready.
 """
 
 from llamactl.proxy.app import ProxyApp
