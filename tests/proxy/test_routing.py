@@ -368,3 +368,15 @@ async def test_management_routes_take_management_keys_only(serve: Serve) -> None
 async def test_these_tests_run_on_uvloop_like_the_server() -> None:
     loop = asyncio.get_running_loop()
     assert type(loop).__module__.startswith("uvloop"), type(loop)
+
+
+async def test_backend_connections_are_kept_alive(serve: Serve) -> None:
+    server: Running = await serve()
+    await server.create("kept")
+    async with httpx.AsyncClient(base_url=server.url, headers=headers(), timeout=10) as client:
+        for index in range(6):
+            body = chat("kept", f"n{index}", stream=index % 2 == 1)
+            reply = await client.post("/v1/chat/completions", json=body)
+            assert reply.status_code == 200
+    peers = {entry["peer"] for entry in server.backend_requests("/v1/chat/completions")}
+    assert len(peers) == 1, peers  # one connection for all six, streamed or not

@@ -59,6 +59,7 @@ class _Connection(asyncio.Protocol):
         self.received_anything = False
         self.reused = False
         self._no_body = False
+        self._keep_alive = False
 
     # -- asyncio.Protocol --------------------------------------------------------------
 
@@ -84,6 +85,8 @@ class _Connection(asyncio.Protocol):
         self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
+        # Asked here: once the message is complete the parser no longer knows.
+        self._keep_alive = self._parser.should_keep_alive()
         if self._head is not None and not self._head.done():
             self._head.set_result(None)
         if self._no_body:
@@ -124,11 +127,9 @@ class _Connection(asyncio.Protocol):
         """The body as it arrives; the connection goes back to the pool at its end."""
         try:
             while True:
-                while self._chunks:
-                    chunk = self._chunks.popleft()
-                    self._buffered -= len(chunk)
-                    self._resume_if_drained()
-                    yield chunk
+                if self._chunks:
+                    yield self._take_buffered()
+                    continue
                 if self._complete:
                     break
                 if self._error is not None:
@@ -154,13 +155,23 @@ class _Connection(asyncio.Protocol):
         self._buffered = 0
         self._complete = False
         self._error = None
+        self._keep_alive = False
         self.received_anything = False
 
     def _release(self) -> None:
-        if self._parser.should_keep_alive() and self.usable:
+        if self._keep_alive and self.usable:
             self._pool.give_back(self._key, self)
         else:
             self.close()
+
+    def _take_buffered(self) -> bytes:
+        """Everything that has arrived, as one piece: streaming never waits for more, but
+        what is already here goes out in one write rather than one per chunk."""
+        chunk = self._chunks.popleft() if len(self._chunks) == 1 else b"".join(self._chunks)
+        self._chunks.clear()
+        self._buffered = 0
+        self._resume_if_drained()
+        return chunk
 
     def _resume_if_drained(self) -> None:
         if self._paused and self._buffered < _HIGH_WATER // 2 and self._transport is not None:
