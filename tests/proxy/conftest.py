@@ -16,6 +16,7 @@ from llamactl import database
 from llamactl.config import AppConfig
 from llamactl.database import DatabaseSettings
 from llamactl.manager import InstanceManager
+from llamactl.proxy import OnDemand
 from llamactl.server import auth
 from llamactl.server.app import create_app
 from llamactl.server.lifecycle import Services
@@ -38,6 +39,7 @@ class Running:
     url: str
     services: Services
     request_log: Path
+    ondemand: OnDemand
 
     @property
     def manager(self) -> InstanceManager:
@@ -82,9 +84,10 @@ async def serve(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
         keys = auth.load_keys(config).keys
         services = Services(config=config, db=db, manager=manager, keys=keys)
         port = free_port()
+        app = create_app(services)
         server = uvicorn.Server(
             uvicorn.Config(
-                create_app(services),
+                app,
                 host="127.0.0.1",
                 port=port,
                 log_level="warning",
@@ -97,7 +100,12 @@ async def serve(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
             if task.done():
                 task.result()
             await asyncio.sleep(0.01)
-        return Running(f"http://127.0.0.1:{port}", services, tmp_path / "backend-requests.jsonl")
+        return Running(
+            f"http://127.0.0.1:{port}",
+            services,
+            tmp_path / "backend-requests.jsonl",
+            app.app.ondemand,
+        )
 
     yield start
     for server, task in started:

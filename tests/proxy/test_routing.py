@@ -380,3 +380,29 @@ async def test_backend_connections_are_kept_alive(serve: Serve) -> None:
             assert reply.status_code == 200
     peers = {entry["peer"] for entry in server.backend_requests("/v1/chat/completions")}
     assert len(peers) == 1, peers  # one connection for all six, streamed or not
+
+
+async def test_configured_response_headers_are_added(serve: Serve) -> None:
+    server: Running = await serve(LLAMACTL_LLAMACPP_RESPONSE_HEADERS="X-Accel-Buffering=no")
+    await server.create("headed")
+    async with httpx.AsyncClient(base_url=server.url, headers=headers(), timeout=10) as client:
+        reply = await client.post("/v1/chat/completions", json=chat("headed"))
+    assert reply.status_code == 200 and reply.headers["x-accel-buffering"] == "no"
+
+
+async def test_a_waiter_whose_client_leaves_frees_its_place(serve: Serve) -> None:
+    server: Running = await serve(LLAMACTL_MAX_QUEUED_REQUESTS="1")
+    await server.create("slow", environment={"FAKE_LLAMA_LOAD_SECONDS": "1.0"})
+    ondemand = server.ondemand
+    async with httpx.AsyncClient(base_url=server.url, headers=headers(), timeout=30) as client:
+        leaving = asyncio.create_task(client.post("/v1/chat/completions", json=chat("slow")))
+        await server.manager.wait_until("slow", lambda inst, _: inst.status is Status.RUNNING, 5)
+        assert ondemand.waiting("slow") == 1
+        leaving.cancel()  # the client goes away while it waits
+        deadline = time.monotonic() + 5
+        while ondemand.waiting("slow"):
+            assert time.monotonic() < deadline, "the waiter stayed in the queue"
+            await asyncio.sleep(0.01)
+        reply = await client.post("/v1/chat/completions", json=chat("slow"))
+    assert reply.status_code == 200
+    assert len(server.backend_requests("/v1/chat/completions")) == 1

@@ -14,7 +14,7 @@ from llamactl.errors import BackendFailed
 from llamactl.proxy.asgi import Send
 from llamactl.proxy.client import ConnectionPool, UpstreamError
 
-__all__ = ["Upstream", "request_headers"]
+__all__ = ["Upstream", "request_headers", "response_headers"]
 
 _HOP_BY_HOP = frozenset(
     {
@@ -57,6 +57,13 @@ def request_headers(
     return headers
 
 
+def response_headers(
+    raw: Iterable[tuple[bytes, bytes]], extra: Iterable[tuple[bytes, bytes]] = ()
+) -> list[tuple[bytes, bytes]]:
+    """The backend's headers to return, without hop-by-hop and CORS ones, then ``extra``."""
+    return [*((key, value) for key, value in raw if key not in _NOT_RETURNED), *extra]
+
+
 class Upstream:
     """The backends' side of the proxy: a pool of keep-alive connections."""
 
@@ -91,10 +98,7 @@ class Upstream:
             {
                 "type": "http.response.start",
                 "status": response.status,
-                "headers": [
-                    *((key, value) for key, value in response.headers if key not in _NOT_RETURNED),
-                    *extra_headers,
-                ],
+                "headers": response_headers(response.headers, extra_headers),
             }
         )
         try:

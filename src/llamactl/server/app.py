@@ -82,8 +82,8 @@ class OriginOnlyCors:
     (SDKs, curl) sends none: it should not pay for wrapping every ``send``.
     """
 
-    def __init__(self, app: ASGIApp, cors: ASGIApp) -> None:
-        self._app = app
+    def __init__(self, app: LlamactlApp, cors: ASGIApp) -> None:
+        self.app = app
         self._cors = cors
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -92,10 +92,10 @@ class OriginOnlyCors:
                 if key == b"origin":
                     await self._cors(scope, receive, send)
                     return
-        await self._app(scope, receive, send)
+        await self.app(scope, receive, send)
 
 
-def create_app(services: Services) -> ASGIApp:
+def create_app(services: Services) -> OriginOnlyCors:
     """The whole application over started services, with CORS per the configuration."""
     server = services.config.server
     app = LlamactlApp(services)
