@@ -33,8 +33,10 @@ class InstanceLog:
         max_bytes: int | None = None,
         compress: bool = False,
         clock: Callable[[], float] = time.time,
+        on_write: Callable[[bytes], None] | None = None,
     ) -> None:
         self.path = path
+        self._on_write = on_write
         self._max_bytes = max_bytes
         self._compress = compress
         self._clock = clock
@@ -67,6 +69,8 @@ class InstanceLog:
         self._file.flush()
         self._size += len(data)
         self._remember(data)
+        if self._on_write is not None:
+            self._on_write(data)
         if self._max_bytes is not None and self._size >= self._max_bytes:
             self._rotate()
 

@@ -31,7 +31,7 @@ from llamactl.instance import Instance, InstanceDefaults, Options, Status, valid
 from llamactl.manager.health import connect_host
 from llamactl.manager.ports import PortAllocator
 from llamactl.manager.reaper import reap
-from llamactl.manager.runtime import Readiness, Runtime, RuntimeInfo, Timings
+from llamactl.manager.runtime import Event, Readiness, Runtime, RuntimeInfo, Timings
 from llamactl.manager.supervisor import LOOPBACK, Supervisor, backend_config
 
 __all__ = ["InstanceManager", "instance_defaults"]
@@ -398,6 +398,35 @@ class InstanceManager:
     def set_status(self, name: str, status: Status) -> None:
         self._set_status(name, status)
 
+    def publish_status(self, name: str) -> None:
+        runtime = self._runtime(name)
+        runtime.notify()
+        runtime.publish("status", self._status_event(name))
+
+    def _status_event(self, name: str) -> dict[str, object]:
+        readiness = self._runtime(name).readiness
+        return {
+            "status": self._require(name).status.value,
+            "readiness": readiness.value if readiness else None,
+        }
+
+    # Following an instance's log and status.
+
+    def follow(self, name: str) -> asyncio.Queue[Event | None]:
+        """A queue of ``("log", {"text"})`` and ``("status", {...})`` events for ``name``;
+        ``None`` ends it (the follower fell too far behind). Call ``unfollow`` after."""
+        self._require(name)
+        return self._runtime(name).follow()
+
+    def unfollow(self, name: str, queue: asyncio.Queue[Event | None]) -> None:
+        runtime = self._runtimes.get(name)
+        if runtime is not None:
+            runtime.unfollow(queue)
+
+    def status_event(self, name: str) -> dict[str, object]:
+        """The current status and readiness, as a follower's ``status`` event carries them."""
+        return self._status_event(name)
+
     def _runtime(self, name: str) -> Runtime:
         runtime = self._runtimes.get(name)
         if runtime is None:
@@ -408,7 +437,9 @@ class InstanceManager:
         inst = self._require(name)
         if inst.status is not status:
             self._persist(inst.with_status(status))
-        self._runtime(name).notify()
+            self.publish_status(name)
+        else:
+            self._runtime(name).notify()
 
     def _persist(self, inst: Instance) -> None:
         self._db.save(inst)

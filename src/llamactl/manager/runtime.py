@@ -15,7 +15,10 @@ from enum import StrEnum
 from llamactl.manager.logs import InstanceLog
 from llamactl.manager.process import BackendProcess
 
-__all__ = ["Failure", "Readiness", "Runtime", "RuntimeInfo", "Timings"]
+__all__ = ["FOLLOW_BACKLOG", "Event", "Failure", "Readiness", "Runtime", "RuntimeInfo", "Timings"]
+
+FOLLOW_BACKLOG = 1000
+Event = tuple[str, dict[str, object]]
 
 
 class Readiness(StrEnum):
@@ -79,6 +82,27 @@ class Runtime:
     last_activity: float | None = None
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     restart_task: asyncio.Task[None] | None = None
+    # Followers of the instance's log and status (see ``publish``).
+    followers: set[asyncio.Queue[Event | None]] = field(default_factory=set)
+
+    def publish(self, kind: str, data: dict[str, object]) -> None:
+        """Hand an event to every follower. One that is ``FOLLOW_BACKLOG`` events behind
+        is dropped (it gets ``None``, the end of its stream) rather than holding memory."""
+        for queue in list(self.followers):
+            if queue.qsize() >= FOLLOW_BACKLOG:
+                self.followers.discard(queue)
+                queue.put_nowait(None)
+            else:
+                queue.put_nowait((kind, data))
+
+    def follow(self) -> asyncio.Queue[Event | None]:
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self.followers.add(queue)
+        return queue
+
+    def unfollow(self, queue: asyncio.Queue[Event | None]) -> None:
+        self.followers.discard(queue)
+        self.notify()
 
     def notify(self) -> None:
         """Wake everything waiting for a change of this instance."""

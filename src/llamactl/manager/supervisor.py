@@ -66,6 +66,9 @@ class Host(Protocol):
     def set_status(self, name: str, status: Status) -> None:
         """Persist ``status`` and wake everything waiting on the instance."""
 
+    def publish_status(self, name: str) -> None:
+        """Tell waiters and followers that the status or readiness of ``name`` changed."""
+
 
 class Supervisor:
     """Starts backends and watches them until they end."""
@@ -145,10 +148,14 @@ class Supervisor:
     def _open_log(self, name: str) -> InstanceLog:
         settings = self._config.instances
         max_bytes = settings.log_rotation_max_size * 1024 * 1024
+        runtime = self._host.runtime(name)
         log = InstanceLog(
             self.log_path(name),
             max_bytes=max_bytes if settings.log_rotation_enabled else None,
             compress=settings.log_rotation_compress,
+            on_write=lambda data: runtime.publish(
+                "log", {"text": data.decode("utf-8", "replace")}
+            ),
         )
         log.open()
         log.marker(name, "started")
@@ -231,22 +238,24 @@ class Supervisor:
             if runtime.process is not process:
                 return
             failures = 0 if healthy else failures + 1
-            self._record_health(runtime, healthy, failures)
+            self._record_health(name, runtime, healthy, failures)
             starting = runtime.readiness is Readiness.STARTING
             await asyncio.sleep(
                 self._timings.health_poll if starting else self._timings.health_interval
             )
 
-    def _record_health(self, runtime: Runtime, healthy: bool, failures: int) -> None:
+    def _record_health(
+        self, name: str, runtime: Runtime, healthy: bool, failures: int
+    ) -> None:
         if healthy and runtime.readiness is not Readiness.READY:
             if runtime.ready_since is None:
                 runtime.ready_since = self._clock()
                 runtime.last_activity = self._clock()
             runtime.readiness = Readiness.READY
-            runtime.notify()
+            self._host.publish_status(name)
         elif runtime.readiness is Readiness.READY and failures >= self._timings.unhealthy_after:
             runtime.readiness = Readiness.UNHEALTHY
-            runtime.notify()
+            self._host.publish_status(name)
 
     def _track(self, runtime: Runtime, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)

@@ -9,11 +9,14 @@ call them that way.
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 import anyio.to_thread
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from llamactl.config import AppConfig
 from llamactl.errors import InvalidInput
@@ -131,6 +134,56 @@ async def instance_logs(
     count = _line_count(lines)
     path = services.manager.log_path(name)
     return PlainTextResponse(await anyio.to_thread.run_sync(tail_lines, path, count))
+
+
+_FOLLOW_LINES = 100
+_KEEP_ALIVE = 15.0  # seconds between comments on a quiet stream, so proxies keep it open
+
+
+@router.get("/instances/{name}/logs/follow")
+async def follow_logs(
+    name: InstanceName,
+    services: ServicesDep,
+    lines: Annotated[
+        str | None, Query(description="how many past lines to send first (default 100)")
+    ] = None,
+) -> StreamingResponse:
+    """Server-sent events: the last lines, then output as the backend writes it.
+
+    ``event: log`` carries ``{"text": ...}`` (append it as it is); ``event: status``
+    carries ``{"status", "readiness"}`` whenever either changes. The stream stays open
+    until the client leaves.
+    """
+    manager = services.manager
+    count = _FOLLOW_LINES if lines is None else _line_count(lines)
+    queue = manager.follow(name)  # before reading the past: nothing is missed between
+
+    async def events() -> AsyncIterator[bytes]:
+        try:
+            past = await anyio.to_thread.run_sync(tail_lines, manager.log_path(name), count)
+            yield _sse("log", {"text": past + "\n" if past else ""})
+            yield _sse("status", manager.status_event(name))
+            while True:
+                try:
+                    event = await asyncio.wait_for(queue.get(), _KEEP_ALIVE)
+                except TimeoutError:
+                    yield b": keep-alive\n\n"
+                    continue
+                if event is None:
+                    return
+                yield _sse(*event)
+        finally:
+            manager.unfollow(name, queue)
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _sse(kind: str, data: dict[str, object]) -> bytes:
+    return f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode()
 
 
 def _line_count(lines: str | None) -> int:
