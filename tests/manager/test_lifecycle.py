@@ -294,7 +294,9 @@ async def test_idle_timeout_stops_an_idle_instance_and_spares_a_busy_one(
 
     clock.now += 30
     assert await manager.check_idle() == []
+    assert manager.info("idle").idle_seconds == pytest.approx(30)
     manager.begin_request("busy")
+    assert manager.info("busy").idle_seconds is None  # a request is in flight
     clock.now += 90
     assert await manager.check_idle() == ["idle"]
     assert stored_status(db_path, "idle") == "stopped"

@@ -28,6 +28,7 @@ BODY_KEYS = [
     "failure",
     "restarts",
     "in_flight",
+    "idle_seconds",
     "pid",
 ]
 SLOW_LOAD = {"FAKE_LLAMA_LOAD_SECONDS": "0.3"}

@@ -140,7 +140,7 @@ class InstanceManager:
     def info(self, name: str) -> RuntimeInfo:
         """Readiness, process, failure and request accounting of an instance."""
         self._require(name)
-        return self._runtime(name).snapshot()
+        return self._runtime(name).snapshot(self._clock())
 
     def log_path(self, name: str) -> Path:
         return self._supervisor.log_path(name)
@@ -263,7 +263,7 @@ class InstanceManager:
         """Wait until ``condition(instance, info)`` holds; False if ``timeout`` passes first."""
         runtime = self._runtime(name)
         return await runtime.wait_for(
-            lambda: condition(self._require(name), runtime.snapshot()), timeout
+            lambda: condition(self._require(name), runtime.snapshot(self._clock())), timeout
         )
 
     # -- request accounting (used by the proxy) -----------------------------------------

@@ -61,6 +61,7 @@ class RuntimeInfo:
     restarts: int
     in_flight: int
     last_activity: float | None  # clock time of the end of the last request (or of start)
+    idle_seconds: float | None  # since then; None while a request is in flight or stopped
 
 
 @dataclass
@@ -124,7 +125,15 @@ class Runtime:
                 return done()
         return True
 
-    def snapshot(self) -> RuntimeInfo:
+    def snapshot(self, now: float | None = None) -> RuntimeInfo:
+        idle = (
+            max(0.0, now - self.last_activity)
+            if now is not None
+            and self.last_activity is not None
+            and self.in_flight == 0
+            and self.process is not None
+            else None
+        )
         return RuntimeInfo(
             readiness=self.readiness,
             pid=self.process.pid if self.process else None,
@@ -132,4 +141,5 @@ class Runtime:
             restarts=self.restarts,
             in_flight=self.in_flight,
             last_activity=self.last_activity,
+            idle_seconds=idle,
         )

@@ -34,6 +34,7 @@ def instance_body(inst: Instance, info: RuntimeInfo) -> dict[str, object]:
     )
     body["restarts"] = info.restarts
     body["in_flight"] = info.in_flight
+    body["idle_seconds"] = None if info.idle_seconds is None else round(info.idle_seconds, 1)
     body["pid"] = info.pid
     return body
 
