@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from llamactl import __version__, database
+from llamactl.cli_instances import instances_group
 from llamactl.config import AppConfig, describe_config, load_config
 from llamactl.errors import LlamactlError
 
@@ -177,3 +178,6 @@ def db_import_json(ctx: click.Context, directory: Path | None) -> None:
         click.echo(f"imported {result.count} instances: {', '.join(result.imported)}")
     else:
         click.echo(f"nothing imported: {result.skipped_reason}")
+
+
+main.add_command(instances_group)

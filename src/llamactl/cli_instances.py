@@ -1,0 +1,591 @@
+"""``llamactl instances ...``: the management API of a running server, from a shell.
+
+Each command parses its options, makes one or two ``ApiClient`` calls and prints the
+answer: Rich tables for people, ``--json`` for scripts (the server's JSON, indented). It
+holds no rules of its own: the server validates. ``reports_client_errors`` is the one
+place where failures become one line on stderr and an exit code:
+
+    0  done
+    1  the server answered with an error (unknown instance, name taken, wrong key, ...)
+    2  usage error (click's own code)
+    3  the server cannot be reached (refused, unknown host, timeout, connection cut)
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import json
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import PurePath
+from typing import ParamSpec, TypeVar
+from urllib.parse import urlsplit
+
+import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from llamactl.backends import BackendType, split_command
+from llamactl.client import (
+    DEFAULT_URL,
+    ApiClient,
+    ApiError,
+    ClientError,
+    JsonObject,
+    Unreachable,
+    default_api_key,
+    key_file_path,
+)
+from llamactl.errors import LlamactlError
+
+__all__ = ["EXIT_ERROR", "EXIT_UNREACHABLE", "EXIT_USAGE", "instances_group"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., object])
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+
+BACKENDS = tuple(kind.value for kind in BackendType)
+# The backend segment of /backends/{segment}/parse-command.
+_SEGMENTS = {"llama_cpp": "llama-cpp", "mlx_lm": "mlx", "vllm": "vllm"}
+_EXECUTABLES = {
+    "llama-server": "llama_cpp",
+    "llama-server.exe": "llama_cpp",
+    "mlx_lm.server": "mlx_lm",
+    "vllm": "vllm",
+}
+_ENV_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+_FAILURE_WIDTH = 60
+_TABLE_WIDTH = 120  # when stdout is not a terminal, so that pipes get whole rows
+
+
+# -- errors --------------------------------------------------------------------------------
+
+
+def reports_client_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn every ``LlamactlError`` into one line on stderr (plus details) and an exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except LlamactlError as exc:
+            name = kwargs.get("name")
+            message, code = describe_failure(exc, name if isinstance(name, str) else None)
+            click.echo(f"llamactl: {message}", err=True)
+            for line in getattr(exc, "details", ()):
+                click.echo(f"  {line}", err=True)
+            sys.exit(code)
+
+    return wrapper
+
+
+def describe_failure(exc: LlamactlError, name: str | None = None) -> tuple[str, int]:
+    """The message and exit code for ``exc``: what happened and what to do."""
+    if isinstance(exc, Unreachable):
+        return f"{exc.message} (is the server running? set --url or LLAMACTL_URL)", EXIT_UNREACHABLE
+    if not isinstance(exc, ApiError):
+        return exc.message, EXIT_ERROR
+    if exc.status == 401:
+        where = _key_file_hint()
+        return (
+            f"the server refused the key: {exc.message} (set --api-key or LLAMACTL_API_KEY;"
+            f" a local server keeps its key in {where})",
+            EXIT_ERROR,
+        )
+    if exc.code == "instance_exists" and name:
+        return f"{exc.message} (use `llamactl instances edit {name}` to change it)", EXIT_ERROR
+    if exc.code == "instance_not_found":
+        return f"{exc.message} (`llamactl instances list` shows them all)", EXIT_ERROR
+    return exc.message, EXIT_ERROR
+
+
+def _key_file_hint() -> str:
+    path = key_file_path(os.environ, _config_path())
+    return str(path) if path is not None else "<data_dir>/management.key"
+
+
+def _config_path() -> str | None:
+    context = click.get_current_context(silent=True)
+    path = context.find_root().obj if context is not None else None
+    return path if isinstance(path, str) else None
+
+
+# -- options -------------------------------------------------------------------------------
+
+
+def _check_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise click.BadParameter(f"expected http://HOST:PORT, got {value!r}")
+    return value
+
+
+def connection_options(command: F) -> F:
+    """``--url`` and ``--api-key``, also read from LLAMACTL_URL and LLAMACTL_API_KEY."""
+    command = click.option(
+        "--api-key",
+        envvar="LLAMACTL_API_KEY",
+        help="Management key [env: LLAMACTL_API_KEY; default: a local server's key file].",
+    )(command)
+    return click.option(
+        "--url",
+        envvar="LLAMACTL_URL",
+        default=DEFAULT_URL,
+        show_default=True,
+        callback=_check_url,
+        help="The llamactl server [env: LLAMACTL_URL].",
+    )(command)
+
+
+def json_option(command: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print the server's JSON.")(command)
+
+
+def _pairs(values: tuple[str, ...], option: str) -> Iterator[tuple[str, str]]:
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint=option)
+        yield key.strip(), value
+
+
+def _parse_settings(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> object:
+    """``--set key=value``: the value as JSON when it parses (4096, true), else the text."""
+    settings: dict[str, object] = {}
+    for key, text in _pairs(values, "--set"):
+        try:
+            settings[key] = json.loads(text)
+        except ValueError:
+            settings[key] = text
+    return settings
+
+
+def _parse_env(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> object:
+    return dict(_pairs(values, "--env"))
+
+
+def instance_settings(command: F) -> F:
+    """The options shared by create and edit."""
+    decorators = [
+        click.option("--model", help="The model (backend option `model`)."),
+        click.option(
+            "--set",
+            "settings",
+            multiple=True,
+            metavar="KEY=VALUE",
+            callback=_parse_settings,
+            help="A backend option; VALUE is read as JSON when it parses (4096, true), "
+            "else as text. Repeatable.",
+        ),
+        click.option(
+            "--on-demand/--no-on-demand", default=None, help="Start on the first request."
+        ),
+        click.option(
+            "--auto-restart/--no-auto-restart", default=None, help="Restart when it exits."
+        ),
+        click.option(
+            "--idle-timeout", type=click.IntRange(min=0), help="Minutes idle before a stop."
+        ),
+        click.option(
+            "--env",
+            "env",
+            multiple=True,
+            metavar="KEY=VALUE",
+            callback=_parse_env,
+            help="An environment variable of the backend. Repeatable.",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        command = decorator(command)
+    return command
+
+
+# -- output --------------------------------------------------------------------------------
+
+
+def _console() -> Console:
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=max(_TABLE_WIDTH, console.width))
+    return console
+
+
+def _print_json(data: object) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+def _mapping(value: object) -> Mapping[str, object]:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: object) -> str:
+    return "-" if value is None or value == "" else str(value)
+
+
+def _failure_reason(body: Mapping[str, object]) -> str:
+    return _text(_mapping(body.get("failure")).get("reason"))
+
+
+def _instances_table(instances: list[JsonObject]) -> Table:
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for heading in ("NAME", "BACKEND", "STATUS", "READINESS", "PORT", "RESTARTS", "FAILURE"):
+        table.add_column(heading, overflow="fold")
+    for body in instances:
+        options = _mapping(body.get("options"))
+        failure = _failure_reason(body)
+        table.add_row(
+            *(
+                Text(cell)
+                for cell in (
+                    _text(body.get("name")),
+                    _text(options.get("backend_type")),
+                    _text(body.get("status")),
+                    _text(body.get("readiness")),
+                    _text(_mapping(options.get("backend_options")).get("port")),
+                    _text(body.get("restarts")),
+                    failure[:_FAILURE_WIDTH],
+                )
+            )
+        )
+    return table
+
+
+def _instance_rows(body: Mapping[str, object]) -> Iterator[tuple[str, str]]:
+    for key, value in body.items():
+        if key == "created" and isinstance(value, int):
+            yield key, datetime.datetime.fromtimestamp(value).isoformat(sep=" ")
+        elif key not in {"options", "failure"}:
+            yield key, _text(value)
+    options = dict(_mapping(body.get("options")))
+    backend_options = _mapping(options.pop("backend_options", None))
+    for key, value in options.items():
+        yield key, _json_text(value)
+    for key, value in backend_options.items():
+        yield f"backend_options.{key}", _json_text(value)
+    failure = _mapping(body.get("failure"))
+    if failure:
+        yield "failure", _text(failure.get("reason"))
+        last_lines = failure.get("last_lines")
+        for line in last_lines if isinstance(last_lines, list) else []:
+            yield "", str(line)
+
+
+def _json_text(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _instance_view(body: Mapping[str, object]) -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    for key, value in _instance_rows(body):
+        table.add_row(Text(key), Text(value))
+    return table
+
+
+def _print_status(body: Mapping[str, object], as_json: bool) -> None:
+    if as_json:
+        _print_json(body)
+        return
+    line = f"{_text(body.get('name'))}: {_text(body.get('status'))}"
+    if body.get("readiness") is not None:
+        line += f" ({body['readiness']})"
+    click.echo(line)
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+@contextmanager
+def _client(url: str, api_key: str | None) -> Iterator[ApiClient]:
+    key = api_key or default_api_key(url, os.environ, _config_path())
+    with ApiClient(url, key) as api:
+        yield api
+
+
+@click.group("instances")
+def instances_group() -> None:
+    """Manage the instances of a running llamactl server.
+
+    Exit codes: 0 done, 1 error from the server, 2 usage error, 3 server unreachable.
+    """
+
+
+@instances_group.command("list")
+@connection_options
+@json_option
+@reports_client_errors
+def list_command(url: str, api_key: str | None, as_json: bool) -> None:
+    """List every instance."""
+    with _client(url, api_key) as api:
+        instances = api.list_instances()
+    if as_json:
+        _print_json(instances)
+    elif not instances:
+        click.echo("no instances (create one with `llamactl instances create`)")
+    else:
+        _console().print(_instances_table(instances))
+
+
+@instances_group.command("get")
+@click.argument("name")
+@connection_options
+@json_option
+@reports_client_errors
+def get_command(name: str, url: str, api_key: str | None, as_json: bool) -> None:
+    """Show one instance: status, options and, if it failed, why."""
+    with _client(url, api_key) as api:
+        body = api.get(name)
+    if as_json:
+        _print_json(body)
+    else:
+        _console().print(_instance_view(body))
+
+
+def _infer_backend(command: str) -> str:
+    """The backend of a pasted command line, from its executable."""
+    try:
+        words = split_command(command)
+    except LlamactlError as exc:
+        raise click.BadParameter(exc.message, param_hint="--from-command") from exc
+    while len(words) > 1 and _ENV_ASSIGNMENT.match(words[0]):
+        words = words[1:]
+    executable = PurePath(words[0]).name.lower()
+    if executable.startswith("python") and len(words) > 2 and words[1] == "-m":
+        executable = words[2]
+    backend = _EXECUTABLES.get(executable)
+    if backend is None:
+        raise click.UsageError(f"cannot tell the backend of {words[0]!r}: pass --backend")
+    return backend
+
+
+def _common(
+    on_demand: bool | None, auto_restart: bool | None, idle_timeout: int | None
+) -> dict[str, object]:
+    values = {
+        "on_demand_start": on_demand,
+        "auto_restart": auto_restart,
+        "idle_timeout": idle_timeout,
+    }
+    return {key: value for key, value in values.items() if value is not None}
+
+
+@instances_group.command("create")
+@click.argument("name")
+@click.option("--backend", type=click.Choice(BACKENDS), help="Default: from --from-command.")
+@click.option("--from-command", help='A command line to read options from: "llama-server -m …".')
+@instance_settings
+@connection_options
+@json_option
+@reports_client_errors
+def create_command(
+    name: str,
+    backend: str | None,
+    from_command: str | None,
+    model: str | None,
+    settings: dict[str, object],
+    on_demand: bool | None,
+    auto_restart: bool | None,
+    idle_timeout: int | None,
+    env: dict[str, str],
+    url: str,
+    api_key: str | None,
+    as_json: bool,
+) -> None:
+    """Create a stopped instance NAME."""
+    if backend is None and from_command is None:
+        raise click.UsageError("pass --backend (llama_cpp, mlx_lm, vllm) or --from-command")
+    backend_type = backend or _infer_backend(from_command or "")
+    with _client(url, api_key) as api:
+        backend_options: dict[str, object] = {}
+        if from_command is not None:
+            parsed = api.parse_command(_SEGMENTS[backend_type], from_command)
+            backend_options.update(_mapping(parsed.get("backend_options")))
+        if model is not None:
+            backend_options["model"] = model
+        backend_options.update(settings)
+        options: dict[str, object] = {
+            "backend_type": backend_type,
+            "backend_options": backend_options,
+            **_common(on_demand, auto_restart, idle_timeout),
+        }
+        if env:
+            options["environment"] = env
+        body = api.create(name, options)
+    if as_json:
+        _print_json(body)
+    else:
+        click.echo(f"created {name} ({backend_type}, {_text(body.get('status'))})")
+
+
+@instances_group.command("edit")
+@click.argument("name")
+@instance_settings
+@click.option("--unset", multiple=True, metavar="KEY", help="Remove a backend option.")
+@connection_options
+@json_option
+@reports_client_errors
+def edit_command(
+    name: str,
+    model: str | None,
+    settings: dict[str, object],
+    on_demand: bool | None,
+    auto_restart: bool | None,
+    idle_timeout: int | None,
+    env: dict[str, str],
+    unset: tuple[str, ...],
+    url: str,
+    api_key: str | None,
+    as_json: bool,
+) -> None:
+    """Change options of NAME; a running instance restarts with them."""
+    with _client(url, api_key) as api:
+        options = dict(_mapping(api.get(name).get("options")))
+        backend_options = dict(_mapping(options.get("backend_options")))
+        for key in unset:
+            if key not in backend_options:
+                raise click.BadParameter(
+                    f"{name} has no backend option {key!r}", param_hint="--unset"
+                )
+            del backend_options[key]
+        if model is not None:
+            backend_options["model"] = model
+        backend_options.update(settings)
+        options["backend_options"] = backend_options
+        options.update(_common(on_demand, auto_restart, idle_timeout))
+        if env:
+            options["environment"] = {**_mapping(options.get("environment")), **env}
+        body = api.update(name, options)
+    _print_status(body, as_json)
+
+
+def _failure_details(api: ApiClient, name: str) -> tuple[str, ...]:
+    """The last lines of output of a backend that failed to start, if the server kept them."""
+    try:
+        failure = _mapping(api.get(name).get("failure"))
+    except ClientError:
+        return ()
+    last_lines = failure.get("last_lines")
+    if not isinstance(last_lines, list) or not last_lines:
+        return ()
+    return ("last lines of its output:", *(f"  {line}" for line in last_lines))
+
+
+@instances_group.command("start")
+@click.argument("name")
+@click.option("--wait", is_flag=True, help="Wait until the backend is ready; fail if it fails.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds to wait with --wait (default: the server's on_demand_start_timeout).",
+)
+@connection_options
+@json_option
+@reports_client_errors
+def start_command(
+    name: str, wait: bool, timeout: float | None, url: str, api_key: str | None, as_json: bool
+) -> None:
+    """Start NAME."""
+    if timeout is not None and not wait:
+        raise click.UsageError("--timeout applies only with --wait")
+    console = _console()
+    with _client(url, api_key) as api:
+        try:
+            if wait and console.is_terminal:
+                with console.status(f"starting {name}, waiting until it is ready…"):
+                    body = api.start(name, wait=True, timeout=timeout)
+            else:
+                body = api.start(name, wait=wait, timeout=timeout)
+        except ApiError as exc:
+            if wait and exc.status not in {401, 404}:
+                exc.details = _failure_details(api, name)
+            raise
+    _print_status(body, as_json)
+
+
+@instances_group.command("stop")
+@click.argument("name")
+@connection_options
+@json_option
+@reports_client_errors
+def stop_command(name: str, url: str, api_key: str | None, as_json: bool) -> None:
+    """Stop NAME, letting requests in flight finish."""
+    with _client(url, api_key) as api:
+        body = api.stop(name)
+    _print_status(body, as_json)
+
+
+@instances_group.command("restart")
+@click.argument("name")
+@connection_options
+@json_option
+@reports_client_errors
+def restart_command(name: str, url: str, api_key: str | None, as_json: bool) -> None:
+    """Restart NAME."""
+    with _client(url, api_key) as api:
+        body = api.restart(name)
+    _print_status(body, as_json)
+
+
+def _stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
+@instances_group.command("delete")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@connection_options
+@reports_client_errors
+def delete_command(name: str, yes: bool, url: str, api_key: str | None) -> None:
+    """Delete NAME (it must be stopped)."""
+    if not yes:
+        if not _stdin_is_terminal():
+            raise click.UsageError("stdin is not a terminal: pass --yes to delete without asking")
+        click.confirm(f"Delete instance {name}?", abort=True)
+    with _client(url, api_key) as api:
+        api.delete(name)
+    click.echo(f"deleted {name}")
+
+
+@instances_group.command("logs")
+@click.argument("name")
+@click.option(
+    "--lines", "-n", type=click.IntRange(min=0), help="Only the last N lines (default: all)."
+)
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new output until Ctrl-C.")
+@connection_options
+@reports_client_errors
+def logs_command(name: str, lines: int | None, follow: bool, url: str, api_key: str | None) -> None:
+    """Print the log of NAME."""
+    with _client(url, api_key) as api:
+        if not follow:
+            text = api.logs(name, lines)
+            click.echo(text, nl=bool(text) and not text.endswith("\n"))
+            return
+        try:
+            _follow(api, name, lines)
+        except KeyboardInterrupt:
+            return
+    raise Unreachable(
+        f"the log stream from llamactl at {url} ended: the server stopped or dropped"
+        " a reader that fell behind"
+    )
+
+
+def _follow(api: ApiClient, name: str, lines: int | None) -> None:
+    for event, data in api.follow_logs(name, lines):
+        text = data.get("text")
+        if event == "log" and isinstance(text, str):
+            click.echo(text, nl=False)
+        elif event == "status":
+            status, readiness = _text(data.get("status")), _text(data.get("readiness"))
+            click.echo(f"[status: {status}, readiness: {readiness}]", err=True)

@@ -1,0 +1,326 @@
+"""A small synchronous client for the management API of a running llamactl.
+
+``ApiClient`` sends one request per method and returns the parsed JSON body. It knows the
+routes and the error bodies, nothing about terminals or exit codes: the CLI
+(``cli_instances``) turns what it raises into messages. Every failure is one of two
+``LlamactlError`` subclasses, translated here from httpx once:
+
+    LlamactlError
+    └── ClientError        a request to a llamactl server did not succeed
+        ├── ApiError       the server answered with an error status (its code and message)
+        └── Unreachable    no answer: refused, unknown host, timeout, connection cut
+
+``default_api_key`` finds the key a local server generated, for callers that were given
+none.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from llamactl.errors import LlamactlError
+
+__all__ = [
+    "DEFAULT_URL",
+    "ApiClient",
+    "ApiError",
+    "ClientError",
+    "JsonObject",
+    "Unreachable",
+    "default_api_key",
+    "is_local",
+    "key_file_path",
+]
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+API = "/api/v1"
+KEY_FILE = "management.key"
+
+JsonObject = dict[str, object]
+
+_LOCAL_NAMES = {"localhost", "localhost.localdomain"}
+_FOLLOW_CONNECT_TIMEOUT = 10.0
+_WAIT_MARGIN = 10.0  # seconds the HTTP read waits beyond the server's own start timeout
+
+
+class ClientError(LlamactlError):
+    """Raised when a request to a llamactl server does not succeed."""
+
+    code = "client_error"
+
+
+class ApiError(ClientError):
+    """Raised when the server answers with an error status; ``code`` and ``message`` are its own."""
+
+    def __init__(
+        self, status: int, code: str, message: str, *, details: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.details = details  # more lines a reader may need (a failed backend's output)
+
+
+class Unreachable(ClientError):
+    """Raised when the server cannot be reached or stops answering mid-request."""
+
+    code = "unreachable"
+    status = 503
+
+
+class ApiClient:
+    """The management API of the llamactl at ``url``; ``api_key`` goes in ``Authorization``.
+
+    ``timeout`` (seconds) bounds every request except ``start(wait=True)`` without a
+    timeout and ``follow_logs``, which wait as long as the server does. ``transport``
+    replaces the network (``httpx.MockTransport`` in tests). Use it as a context manager,
+    or call ``close``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str | None,
+        *,
+        timeout: float = 30,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(
+            base_url=self.url + API, headers=headers, timeout=timeout, transport=transport
+        )
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- instances -------------------------------------------------------------------------
+
+    def list_instances(self) -> list[JsonObject]:
+        body = self._json(self._send("GET", "/instances"))
+        if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
+            raise self._unexpected("a list of instances")
+        return body
+
+    def get(self, name: str) -> JsonObject:
+        return self._object(self._send("GET", _instance(name)))
+
+    def create(self, name: str, options: Mapping[str, object]) -> JsonObject:
+        return self._object(self._send("POST", _instance(name), json=options))
+
+    def update(self, name: str, options: Mapping[str, object]) -> JsonObject:
+        return self._object(self._send("PUT", _instance(name), json=options))
+
+    def delete(self, name: str) -> None:
+        self._send("DELETE", _instance(name))
+
+    def start(self, name: str, *, wait: bool = False, timeout: float | None = None) -> JsonObject:
+        """Start ``name``; with ``wait``, answer once it is ready (``ApiError`` if it fails)."""
+        params: dict[str, str] = {}
+        request_timeout: httpx.Timeout | None = None
+        if wait:
+            params["wait"] = "true"
+            if timeout is not None:
+                params["timeout"] = f"{timeout:g}"
+            read = None if timeout is None else timeout + _WAIT_MARGIN
+            request_timeout = httpx.Timeout(self._http.timeout.connect, read=read)
+        elif timeout is not None:
+            raise ValueError("timeout applies only with wait=True")
+        response = self._send(
+            "POST", _instance(name) + "/start", params=params, timeout=request_timeout
+        )
+        return self._object(response)
+
+    def stop(self, name: str) -> JsonObject:
+        return self._object(self._send("POST", _instance(name) + "/stop"))
+
+    def restart(self, name: str) -> JsonObject:
+        return self._object(self._send("POST", _instance(name) + "/restart"))
+
+    def logs(self, name: str, lines: int | None = None) -> str:
+        """The instance's log; the last ``lines`` lines, or all of it when ``None``."""
+        params = {} if lines is None else {"lines": str(lines)}
+        return self._send("GET", _instance(name) + "/logs", params=params).text
+
+    def follow_logs(self, name: str, lines: int | None = None) -> Iterator[tuple[str, JsonObject]]:
+        """``(event, data)`` from the instance's log stream, until the server ends it.
+
+        Events are ``log`` (``{"text": ...}``) and ``status`` (``{"status", "readiness"}``).
+        The iterator ends when the server closes the stream; a cut connection raises
+        ``Unreachable``.
+        """
+        params = {} if lines is None else {"lines": str(lines)}
+        timeout = httpx.Timeout(_FOLLOW_CONNECT_TIMEOUT, read=None)
+        path = _instance(name) + "/logs/follow"
+        try:
+            with self._http.stream("GET", path, params=params, timeout=timeout) as response:
+                if response.is_error:
+                    response.read()
+                    raise _api_error(response)
+                yield from _server_sent_events(response.iter_lines())
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from exc
+
+    # -- backends --------------------------------------------------------------------------
+
+    def parse_command(self, backend: str, command: str) -> JsonObject:
+        """``backend`` is the URL segment: ``llama-cpp``, ``mlx`` or ``vllm``."""
+        path = f"/backends/{backend}/parse-command"
+        return self._object(self._send("POST", path, json={"command": command}))
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Mapping[str, object] | None = None,
+        timeout: httpx.Timeout | None = None,
+    ) -> httpx.Response:
+        try:
+            response = self._http.request(
+                method,
+                path,
+                params=params,
+                json=json,
+                timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
+            )
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from exc
+        if response.is_error:
+            raise _api_error(response)
+        return response
+
+    def _unreachable(self, exc: httpx.TransportError) -> Unreachable:
+        reason = str(exc) or type(exc).__name__
+        return Unreachable(f"cannot reach llamactl at {self.url}: {reason}")
+
+    def _json(self, response: httpx.Response) -> object:
+        try:
+            return json.loads(response.content)
+        except ValueError as exc:
+            raise self._unexpected("JSON") from exc
+
+    def _object(self, response: httpx.Response) -> JsonObject:
+        body = self._json(response)
+        if not isinstance(body, dict):
+            raise self._unexpected("a JSON object")
+        return body
+
+    def _unexpected(self, expected: str) -> ApiError:
+        return ApiError(
+            200,
+            "unexpected_response",
+            f"{self.url} did not answer with {expected}: is it a llamactl server?",
+        )
+
+
+def _instance(name: str) -> str:
+    return f"/instances/{quote(name, safe='')}"
+
+
+def _api_error(response: httpx.Response) -> ApiError:
+    """The error in ``response``: the management shape, the 401 shape, or the bare status."""
+    status = response.status_code
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        code = error.get("code")
+        return ApiError(status, code if isinstance(code, str) else "", error["message"])
+    text = response.text.strip().splitlines()
+    detail = f": {text[0][:200]}" if text else ""
+    return ApiError(status, "http_error", f"HTTP {status} {response.reason_phrase}{detail}")
+
+
+def _server_sent_events(lines: Iterator[str]) -> Iterator[tuple[str, JsonObject]]:
+    """Parse a ``text/event-stream``: ``event:`` and ``data:`` fields, blank line ends one."""
+    event = "message"
+    data: list[str] = []
+    for line in lines:
+        if not line:
+            if data:
+                yield event, _event_data("\n".join(data))
+            event, data = "message", []
+        elif line.startswith(":"):
+            continue
+        else:
+            field, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if field == "event":
+                event = value
+            elif field == "data":
+                data.append(value)
+    if data:
+        yield event, _event_data("\n".join(data))
+
+
+def _event_data(text: str) -> JsonObject:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {"text": text}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def key_file_path(environ: Mapping[str, str], config_path: str | None = None) -> Path | None:
+    """Where a local server keeps its generated management key, or ``None`` if unknown."""
+    from llamactl.config import load_config
+
+    try:
+        return load_config(config_path, environ).data_dir / KEY_FILE
+    except LlamactlError:
+        return None
+
+
+def default_api_key(
+    url: str, environ: Mapping[str, str], config_path: str | None = None
+) -> str | None:
+    """The key in the local server's key file when ``url`` is on this machine, else ``None``.
+
+    A missing or unreadable file gives ``None``: the request then goes without a key and the
+    server's 401 says so.
+    """
+    if not is_local(url):
+        return None
+    path = key_file_path(environ, config_path)
+    if path is None:
+        return None
+    try:
+        key = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return key or None
+
+
+def is_local(url: str) -> bool:
+    """Whether ``url`` names this machine (a loopback address or ``localhost``)."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host in _LOCAL_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,405 @@
+"""``llamactl instances ...`` against a real server on a socket (see ``conftest.py``)."""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+from unittest import mock
+
+import httpx
+import pytest
+
+from llamactl.client import ApiClient, Unreachable
+from tests.cli.conftest import Server, invoke
+from tests.test_serve import environment, free_port
+
+DEADLINE_SECONDS = 15
+
+
+def api_get(server: Server, path: str) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {server.key}"}
+    return httpx.get(f"{server.url}/api/v1{path}", headers=headers, timeout=10)
+
+
+def create(server: Server, name: str, *args: str) -> None:
+    result = server.run(
+        "instances", "create", name, "--backend", "llama_cpp", "--model", "/m/x.gguf", *args
+    )
+    assert result.exit_code == 0, result.output
+
+
+def assert_one_line_error(stderr: str, code: int, exit_code: int) -> str:
+    assert exit_code == code, stderr
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+def test_list_shows_a_table_and_json_is_the_servers(server: Server) -> None:
+    create(server, "listed", "--set", "ctx_size=1024")
+    table = server.run("instances", "list")
+    assert table.exit_code == 0, table.output
+    header = table.stdout.splitlines()[0].split()
+    assert header == ["NAME", "BACKEND", "STATUS", "READINESS", "PORT", "RESTARTS", "FAILURE"]
+    port = api_get(server, "/instances/listed").json()["options"]["backend_options"]["port"]
+    row = next(line.split() for line in table.stdout.splitlines() if line.startswith("listed "))
+    assert row == ["listed", "llama_cpp", "stopped", "-", str(port), "0", "-"]
+
+    as_json = server.run("instances", "list", "--json")
+    assert as_json.exit_code == 0
+    assert json.loads(as_json.stdout) == api_get(server, "/instances").json()
+    assert as_json.stdout.startswith("[\n  {")  # indented for reading
+
+
+def test_get_shows_options_and_json(server: Server) -> None:
+    create(server, "shown", "--set", "ctx_size=2048", "--env", "A=b")
+    view = server.run("instances", "get", "shown")
+    assert view.exit_code == 0, view.output
+    fields = {
+        parts[0]: parts[1].strip() if len(parts) > 1 else ""
+        for parts in (line.split(None, 1) for line in view.stdout.splitlines())
+    }
+    assert fields["status"] == "stopped"
+    assert fields["backend_type"] == "llama_cpp"
+    assert fields["backend_options.ctx_size"] == "2048"
+    assert fields["backend_options.model"] == "/m/x.gguf"
+    assert fields["environment"] == '{"A": "b"}'
+
+    as_json = server.run("instances", "get", "shown", "--json")
+    assert json.loads(as_json.stdout) == api_get(server, "/instances/shown").json()
+
+
+# -- create and edit -----------------------------------------------------------------------
+
+
+def test_set_values_are_typed_as_json_when_they_parse(server: Server) -> None:
+    result = server.run(
+        "instances", "create", "typed", "--backend", "llama_cpp",
+        "--model", "/m/typed.gguf",
+        "--set", "ctx_size=4096", "--set", "jinja=true", "--set", "alias=small model",
+        "--no-on-demand", "--no-auto-restart", "--idle-timeout", "7",
+        "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    options = json.loads(result.stdout)["options"]
+    assert options["backend_options"]["ctx_size"] == 4096
+    assert options["backend_options"]["jinja"] is True
+    assert options["backend_options"]["alias"] == "small model"
+    assert options["backend_options"]["model"] == "/m/typed.gguf"
+    assert (options["on_demand_start"], options["auto_restart"], options["idle_timeout"]) == (
+        False,
+        False,
+        7,
+    )
+
+
+def test_create_from_a_command_line_infers_the_backend(server: Server) -> None:
+    result = server.run(
+        "instances", "create", "pasted",
+        "--from-command", "llama-server -m /m/pasted.gguf -c 2048 --jinja",
+        "--set", "ctx_size=8192",
+        "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    options = json.loads(result.stdout)["options"]
+    assert options["backend_type"] == "llama_cpp"
+    backend_options = options["backend_options"]
+    assert backend_options["model"] == "/m/pasted.gguf"
+    assert backend_options["jinja"] is True
+    assert backend_options["ctx_size"] == 8192  # --set wins over the command line
+
+
+def test_from_command_with_an_unknown_executable_needs_backend(server: Server) -> None:
+    result = server.run("instances", "create", "unknown-exe", "--from-command", "myserver -m x")
+    assert result.exit_code == 2
+    assert "Error: cannot tell the backend of 'myserver': pass --backend" in result.stderr
+    assert api_get(server, "/instances/unknown-exe").status_code == 404
+
+
+def test_edit_changes_only_what_it_is_told(server: Server) -> None:
+    create(server, "edited", "--set", "ctx_size=1024", "--set", "jinja=true", "--env", "A=1")
+    result = server.run(
+        "instances", "edit", "edited",
+        "--set", "ctx_size=8192", "--unset", "jinja", "--idle-timeout", "5", "--env", "B=2",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "edited: stopped"
+    options = api_get(server, "/instances/edited").json()["options"]
+    assert options["backend_options"]["ctx_size"] == 8192
+    assert "jinja" not in options["backend_options"]
+    assert options["backend_options"]["model"] == "/m/x.gguf"
+    assert options["idle_timeout"] == 5
+    assert options["environment"] == {"A": "1", "B": "2"}
+
+
+def test_edit_unset_of_a_missing_option_is_a_usage_error(server: Server) -> None:
+    create(server, "unset-missing")
+    result = server.run("instances", "edit", "unset-missing", "--unset", "nope")
+    assert result.exit_code == 2
+    assert "no backend option 'nope'" in result.stderr
+
+
+# -- running -------------------------------------------------------------------------------
+
+
+def test_start_wait_stop_restart_logs_delete(server: Server) -> None:
+    create(server, "runner")
+    started = server.run("instances", "start", "runner", "--wait", "--timeout", "20")
+    assert started.exit_code == 0, started.output
+    assert started.stdout.strip() == "runner: running (ready)"
+
+    logs = server.run("instances", "logs", "runner")
+    assert logs.exit_code == 0
+    assert "=== Instance runner started" in logs.stdout
+    assert "main: model loaded" in logs.stdout
+    last = server.run("instances", "logs", "runner", "--lines", "1")
+    assert last.stdout.count("\n") == 1 and last.stdout in logs.stdout
+    assert logs.stdout.endswith("\n")
+
+    restarted = server.run("instances", "restart", "runner", "--json")
+    assert restarted.exit_code == 0, restarted.output
+    assert json.loads(restarted.stdout)["status"] == "running"
+
+    stopped = server.run("instances", "stop", "runner")
+    assert stopped.exit_code == 0, stopped.output
+    assert stopped.stdout.strip() == "runner: stopped"
+
+    deleted = server.run("instances", "delete", "runner", "--yes")
+    assert deleted.exit_code == 0, deleted.output
+    assert api_get(server, "/instances/runner").status_code == 404
+
+
+def test_start_wait_of_a_failing_backend_says_why(server: Server) -> None:
+    create(server, "broken", "--no-auto-restart", "--env", "FAKE_LLAMA_EXIT_AT_START=3")
+    result = server.run("instances", "start", "broken", "--wait", "--timeout", "20")
+    assert result.exit_code == 1
+    assert "Traceback" not in result.stderr
+    first, *details = result.stderr.strip().splitlines()
+    assert first.startswith("llamactl: ") and "exited with code 3" in first
+    assert any("FAKE_LLAMA_EXIT_AT_START=3" in line for line in details), result.stderr
+
+
+def test_delete_asks_for_confirmation_on_a_terminal(server: Server) -> None:
+    create(server, "confirmed")
+    with mock.patch("llamactl.cli_instances._stdin_is_terminal", return_value=True):
+        declined = server.run("instances", "delete", "confirmed", input="n\n")
+        assert declined.exit_code == 1
+        assert api_get(server, "/instances/confirmed").status_code == 200
+        accepted = server.run("instances", "delete", "confirmed", input="y\n")
+    assert accepted.exit_code == 0, accepted.output
+    assert api_get(server, "/instances/confirmed").status_code == 404
+
+
+def test_delete_without_yes_off_a_terminal_is_a_usage_error(server: Server) -> None:
+    create(server, "kept")
+    result = server.run("instances", "delete", "kept")
+    assert result.exit_code == 2
+    assert "--yes" in result.stderr
+    assert api_get(server, "/instances/kept").status_code == 200
+
+
+# -- logs -f ---------------------------------------------------------------------------------
+
+
+def _lines(stream: IO[str]) -> queue.Queue[str | None]:
+    """Lines of ``stream`` as a thread reads them; ``None`` at the end."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        for line in stream:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
+
+
+def _read_until(lines: queue.Queue[str | None], wanted: str) -> list[str]:
+    seen: list[str] = []
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=remaining)
+        except queue.Empty:
+            break
+        if line is None:
+            break
+        seen.append(line)
+        if wanted in line:
+            return seen
+    pytest.fail(f"{wanted!r} did not appear in time; saw {seen!r}")
+
+
+@pytest.fixture
+def follower(server: Server, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    """``llamactl instances logs followed -f`` in a process, configured by environment."""
+    create(server, "followed")
+    env = environment(tmp_path, LLAMACTL_URL=server.url, LLAMACTL_API_KEY=server.key)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llamactl", "instances", "logs", "followed", "-f"],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=DEADLINE_SECONDS)
+
+
+def test_logs_follow_prints_output_and_status_until_ctrl_c(
+    server: Server, follower: subprocess.Popen[str]
+) -> None:
+    assert follower.stdout is not None and follower.stderr is not None
+    statuses = _lines(follower.stderr)
+    _read_until(statuses, "[status: stopped, readiness: -]")
+    output = _lines(follower.stdout)
+    started = server.run("instances", "start", "followed", "--wait", "--timeout", "20")
+    assert started.exit_code == 0, started.output
+    _read_until(output, "=== Instance followed started")
+    _read_until(output, "main: model loaded")
+    _read_until(statuses, "[status: running, readiness: ready]")
+    follower.send_signal(signal.SIGINT)
+    assert follower.wait(timeout=DEADLINE_SECONDS) == 0
+    assert server.run("instances", "stop", "followed").exit_code == 0
+
+
+def test_logs_follow_of_an_unknown_instance(server: Server) -> None:
+    result = server.run("instances", "logs", "nobody", "-f")
+    line = assert_one_line_error(result.stderr, 1, result.exit_code)
+    assert "instance not found: nobody" in line
+
+
+def test_follow_logs_parses_events_and_comments() -> None:
+    stream = (
+        b": keep-alive\n\n"
+        b'event: log\ndata: {"text": "one\\ntwo\\n"}\n\n'
+        b": keep-alive\n\n"
+        b'event: status\ndata: {"status": "running", "readiness": "loading"}\n\n'
+    )
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/api/v1/instances/a/logs/follow"
+        assert request.url.params["lines"] == "5"
+        assert request.headers["Authorization"] == "Bearer k"
+        return httpx.Response(200, content=stream, headers={"content-type": "text/event-stream"})
+
+    with ApiClient("http://llamactl", "k", transport=httpx.MockTransport(answer)) as api:
+        events = list(api.follow_logs("a", 5))
+    assert events == [
+        ("log", {"text": "one\ntwo\n"}),
+        ("status", {"status": "running", "readiness": "loading"}),
+    ]
+
+
+def test_follow_logs_reports_a_cut_connection() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        raise httpx.RemoteProtocolError("peer closed connection", request=request)
+
+    transport = httpx.MockTransport(answer)
+    with (
+        ApiClient("http://llamactl", None, transport=transport) as api,
+        pytest.raises(Unreachable, match="cannot reach llamactl at http://llamactl"),
+    ):
+        list(api.follow_logs("a"))
+
+
+# -- failures ------------------------------------------------------------------------------
+
+
+def test_an_unreachable_server_exits_3() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    result = invoke("instances", "list", "--url", url, "--api-key", "k")
+    line = assert_one_line_error(result.stderr, 3, result.exit_code)
+    assert line.startswith(f"llamactl: cannot reach llamactl at {url}: ")
+    assert "LLAMACTL_URL" in line
+
+    from_env = invoke("instances", "get", "x", LLAMACTL_URL=url)
+    assert from_env.exit_code == 3 and url in from_env.stderr
+
+
+def test_a_wrong_key_exits_1_and_says_where_keys_come_from(server: Server) -> None:
+    result = invoke("instances", "list", "--url", server.url, "--api-key", "sk-wrong")
+    line = assert_one_line_error(result.stderr, 1, result.exit_code)
+    assert "the server refused the key: Invalid API key" in line
+    assert "--api-key" in line and "LLAMACTL_API_KEY" in line and "management.key" in line
+
+
+def test_a_local_server_key_file_is_used_without_api_key(server: Server, tmp_path: Path) -> None:
+    key_file = tmp_path / "management.key"
+    key_file.write_text(f"{server.key}\n")
+    result = invoke(
+        "instances",
+        "list",
+        "--json",
+        LLAMACTL_URL=server.url,
+        LLAMACTL_DATA_DIRECTORY=str(tmp_path),
+    )
+    assert result.exit_code == 0, result.output
+
+    key_file.write_text("sk-stale\n")
+    refused = invoke(
+        "instances", "list", LLAMACTL_URL=server.url, LLAMACTL_DATA_DIRECTORY=str(tmp_path)
+    )
+    line = assert_one_line_error(refused.stderr, 1, refused.exit_code)
+    assert str(key_file) in line
+
+
+def test_an_unknown_instance_exits_1(server: Server) -> None:
+    for command in ("get", "start", "stop", "restart", "logs"):
+        result = server.run("instances", command, "ghost")
+        line = assert_one_line_error(result.stderr, 1, result.exit_code)
+        assert line.startswith("llamactl: instance not found: ghost"), command
+    deleted = server.run("instances", "delete", "ghost", "--yes")
+    assert deleted.exit_code == 1 and "instance not found: ghost" in deleted.stderr
+
+
+def test_a_taken_name_exits_1_and_points_to_edit(server: Server) -> None:
+    create(server, "taken")
+    result = server.run("instances", "create", "taken", "--backend", "llama_cpp", "--model", "y")
+    line = assert_one_line_error(result.stderr, 1, result.exit_code)
+    assert "instance already exists: taken" in line
+    assert "llamactl instances edit taken" in line
+
+
+def test_the_servers_validation_message_is_shown(server: Server) -> None:
+    result = server.run(
+        "instances", "create", "bad-opts", "--backend", "llama_cpp", "--set", "ctx_size=big"
+    )
+    line = assert_one_line_error(result.stderr, 1, result.exit_code)
+    assert "ctx_size" in line
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["instances", "create", "x"],  # no backend
+        ["instances", "create", "x", "--backend", "llama_cpp", "--set", "novalue"],
+        ["instances", "create", "x", "--backend", "tgi"],
+        ["instances", "start", "x", "--timeout", "5"],  # --timeout without --wait
+        ["instances", "logs", "x", "--lines", "-1"],
+        ["instances", "list", "--url", "localhost:8080"],
+        ["instances", "frobnicate"],
+        ["instances", "get"],
+    ],
+)
+def test_usage_errors_exit_2(args: list[str]) -> None:
+    # A closed port: a usage error must be found before any request is made (else 3).
+    result = invoke(*args, LLAMACTL_URL=f"http://127.0.0.1:{free_port()}")
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
