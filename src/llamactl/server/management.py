@@ -20,6 +20,7 @@ from llamactl.server import routes_backends, routes_instances, routes_system
 from llamactl.server.errors import install_error_handlers
 from llamactl.server.lifecycle import Services
 from llamactl.server.routes_common import ServicesDep
+from llamactl.web import mount_dashboard
 
 __all__ = ["API_PREFIX", "build_management_app"]
 
@@ -43,6 +44,7 @@ def build_management_app(
     app.get("/healthz", tags=["system"])(healthz)
     for module in (routes_system, routes_instances, routes_backends):
         app.include_router(module.router, prefix=API_PREFIX, dependencies=list(dependencies))
+    mount_dashboard(app)
     return app
 
 

@@ -1,0 +1,1031 @@
+// The llamactl dashboard: plain JavaScript over the management API.
+// Every URL is relative (no leading slash), so the page works under any sub-path.
+"use strict";
+
+(function () {
+  const KEY_STORAGE = "llamactl-key";
+  const THEME_STORAGE = "llamactl-theme";
+  const POLL_MS = 2000;
+  const MAX_LOG_CHARS = 2000000;
+  const COMMON_FIELDS = [
+    "auto_restart", "max_restarts", "restart_delay", "on_demand_start",
+    "idle_timeout", "docker_enabled", "command_override",
+  ];
+
+  const CATALOG = JSON.parse(document.getElementById("backend-catalog").textContent);
+  const BACKENDS = {};
+  for (const backend of CATALOG) {
+    backend.kinds = {};
+    for (const [name, kind] of backend.fields) backend.kinds[name] = kind;
+    BACKENDS[backend.type] = backend;
+  }
+
+  const $ = (id) => document.getElementById(id);
+  const state = {
+    view: null,
+    config: null,
+    pollTimer: null,
+    editing: null, // the name of the instance being edited, or null when creating
+    logsName: null,
+    follow: null, // the AbortController of the log follow request
+  };
+
+  // -- small helpers ----------------------------------------------------------------------
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (key === "class") node.className = value;
+      else if (key === "text") node.textContent = value;
+      else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+      else if (key in node && typeof value !== "string") node[key] = value;
+      else node.setAttribute(key, value === true ? "" : value);
+    }
+    for (const child of children) {
+      if (child !== null && child !== undefined) {
+        node.append(typeof child === "string" ? document.createTextNode(child) : child);
+      }
+    }
+    return node;
+  }
+
+  function showMessage(text, kind) {
+    $("message-text").textContent = text;
+    $("message").className = "message " + (kind || "error");
+    $("message").hidden = false;
+  }
+
+  function clearMessage() {
+    $("message").hidden = true;
+    $("message-text").textContent = "";
+  }
+
+  function download(filename, text, type) {
+    const blob = new Blob([text], { type: type || "text/plain" });
+    const url = URL.createObjectURL(blob);
+    const link = el("a", { href: url, download: filename });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 1000);
+  }
+
+  function ago(seconds) {
+    if (seconds < 60) return Math.max(0, Math.round(seconds)) + " s ago";
+    if (seconds < 3600) return Math.round(seconds / 60) + " min ago";
+    if (seconds < 86400) return Math.round(seconds / 3600) + " h ago";
+    return Math.round(seconds / 86400) + " d ago";
+  }
+
+  // Time since the last request ended (idle_seconds); a request in flight shows as such.
+  function lastRequest(inst) {
+    if (inst.in_flight > 0) return inst.in_flight === 1 ? "1 in flight" : inst.in_flight + " in flight";
+    if (typeof inst.idle_seconds === "number") return ago(inst.idle_seconds);
+    return "—";
+  }
+
+  // -- the API ----------------------------------------------------------------------------
+
+  class ApiError extends Error {
+    constructor(status, code, message) {
+      super(message);
+      this.status = status;
+      this.code = code;
+    }
+  }
+
+  function key() {
+    try { return sessionStorage.getItem(KEY_STORAGE); } catch (e) { return null; }
+  }
+
+  async function errorFrom(response) {
+    let code = "http_" + response.status;
+    let message = response.status + " " + (response.statusText || "error");
+    const text = await response.text().catch(() => "");
+    try {
+      const body = JSON.parse(text);
+      if (body && body.error) {
+        if (body.error.message) message = body.error.message;
+        if (body.error.code !== undefined && body.error.code !== null) code = String(body.error.code);
+      } else if (body && typeof body.detail === "string") {
+        message = body.detail;
+      }
+    } catch (e) {
+      if (text.trim()) message = text.trim().slice(0, 500);
+    }
+    return new ApiError(response.status, code, message);
+  }
+
+  // Calls api/v1/<path>; JSON bodies in and out, text with {text: true}.
+  async function api(method, path, options) {
+    const opts = options || {};
+    const headers = { Authorization: "Bearer " + (opts.key ?? key() ?? "") };
+    const init = { method, headers, signal: opts.signal, cache: "no-store" };
+    if (opts.body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(opts.body);
+    }
+    let response;
+    try {
+      response = await fetch("api/v1/" + path, init);
+    } catch (err) {
+      if (err && err.name === "AbortError") throw err;
+      throw new ApiError(0, "network", "Cannot reach the llamactl server: " + err.message);
+    }
+    if (!response.ok) {
+      const error = await errorFrom(response);
+      if (response.status === 401 && !opts.key) loggedOut("Your key is no longer accepted: log in again.");
+      throw error;
+    }
+    if (opts.raw) return response;
+    if (response.status === 204) return null;
+    return opts.text ? response.text() : response.json();
+  }
+
+  const enc = encodeURIComponent;
+
+  // -- theme ------------------------------------------------------------------------------
+
+  function applyTheme(theme) {
+    document.documentElement.dataset.theme = theme;
+    $("theme-toggle").textContent = theme === "dark" ? "Light theme" : "Dark theme";
+  }
+
+  $("theme-toggle").addEventListener("click", () => {
+    const next = document.documentElement.dataset.theme === "dark" ? "light" : "dark";
+    try { localStorage.setItem(THEME_STORAGE, next); } catch (e) { /* storage off */ }
+    applyTheme(next);
+  });
+
+  // -- login ------------------------------------------------------------------------------
+
+  $("login-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const candidate = $("login-key").value.trim();
+    const error = $("login-error");
+    error.hidden = true;
+    if (!candidate) {
+      error.textContent = "Enter a management key.";
+      error.hidden = false;
+      return;
+    }
+    $("login-submit").disabled = true;
+    try {
+      await api("GET", "instances", { key: candidate });
+      sessionStorage.setItem(KEY_STORAGE, candidate);
+      $("login-key").value = "";
+      clearMessage();
+      if (!location.hash || location.hash === "#/login") location.hash = "#/instances";
+      else route();
+    } catch (err) {
+      error.textContent = err.status === 401 || err.status === 403
+        ? "That key was refused by the server."
+        : err.message;
+      error.hidden = false;
+    } finally {
+      $("login-submit").disabled = false;
+    }
+  });
+
+  function loggedOut(message) {
+    try { sessionStorage.removeItem(KEY_STORAGE); } catch (e) { /* storage off */ }
+    stopPolling();
+    stopFollow();
+    state.config = null;
+    $("instances-body").replaceChildren();
+    showView("login");
+    if (message) showMessage(message, "info");
+  }
+
+  $("logout").addEventListener("click", () => {
+    loggedOut(null);
+    clearMessage();
+    location.hash = "#/login";
+  });
+
+  $("message-close").addEventListener("click", clearMessage);
+
+  // -- views and routing ------------------------------------------------------------------
+
+  function showView(name) {
+    for (const section of document.querySelectorAll(".view")) {
+      section.hidden = section.id !== "view-" + name;
+    }
+    const loggedIn = name !== "login";
+    $("nav").hidden = !loggedIn;
+    $("logout").hidden = !loggedIn;
+    for (const link of document.querySelectorAll("#nav a")) {
+      link.classList.toggle("active", link.dataset.view === name);
+    }
+    state.view = name;
+  }
+
+  function route() {
+    if (!key()) {
+      showView("login");
+      $("login-key").focus();
+      return;
+    }
+    const hash = location.hash.replace(/^#\/?/, "");
+    const [page, ...rest] = hash.split("/");
+    const arg = rest.length ? decodeURIComponent(rest.join("/")) : null;
+    if (page !== "logs") stopFollow();
+    if (page !== "instances" && page !== "") stopPolling();
+    if (page === "new") openForm(null);
+    else if (page === "edit" && arg) openForm(arg);
+    else if (page === "logs" && arg) openLogs(arg);
+    else if (page === "system") openSystem();
+    else openInstances();
+  }
+
+  window.addEventListener("hashchange", () => {
+    clearMessage();
+    route();
+  });
+
+  // -- instance list ----------------------------------------------------------------------
+
+  function openInstances() {
+    showView("instances");
+    refreshInstances();
+    startPolling();
+  }
+
+  function startPolling() {
+    stopPolling();
+    state.pollTimer = setInterval(refreshInstances, POLL_MS);
+  }
+
+  function stopPolling() {
+    if (state.pollTimer !== null) clearInterval(state.pollTimer);
+    state.pollTimer = null;
+  }
+
+  async function refreshInstances() {
+    let instances;
+    try {
+      instances = await api("GET", "instances");
+    } catch (err) {
+      if (err.status !== 401) $("list-updated").textContent = "Not updated: " + err.message;
+      return;
+    }
+    if (state.view !== "instances") return;
+    renderInstances(instances);
+    $("list-updated").textContent = "Updated " + new Date().toLocaleTimeString();
+  }
+
+  function renderInstances(instances) {
+    const body = $("instances-body");
+    const rows = new Map();
+    for (const row of body.children) rows.set(row.dataset.name, row);
+    const seen = new Set();
+    let previous = null;
+    for (const inst of instances) {
+      seen.add(inst.name);
+      let row = rows.get(inst.name);
+      if (!row) row = newRow(inst.name);
+      updateRow(row, inst);
+      const expected = previous ? previous.nextSibling : body.firstChild;
+      if (expected !== row) body.insertBefore(row, expected);
+      previous = row;
+    }
+    for (const [name, row] of rows) if (!seen.has(name)) row.remove();
+    $("instances-empty").hidden = instances.length > 0;
+  }
+
+  function newRow(name) {
+    const action = (label, cls, handler) =>
+      el("button", { type: "button", class: "small " + cls, text: label, onclick: () => handler(name) });
+    return el(
+      "tr", { "data-name": name },
+      el("td", { class: "col-name" }, el("strong", { text: name })),
+      el("td", { class: "col-backend" }),
+      el("td", { class: "col-status" }, el("span", { class: "badge" })),
+      el("td", { class: "col-readiness" }, el("span", { class: "badge" })),
+      el("td", { class: "col-port mono" }),
+      el("td", { class: "col-failure" }),
+      el("td", { class: "col-last muted" }),
+      el(
+        "td", { class: "col-actions right" },
+        action("Start", "act-start", startInstance),
+        action("Stop", "act-stop", stopInstance),
+        action("Restart", "act-restart", restartInstance),
+        el("a", { class: "button small act-logs", href: "#/logs/" + enc(name), text: "Logs" }),
+        el("a", { class: "button small act-edit", href: "#/edit/" + enc(name), text: "Edit" }),
+        action("Export", "act-export", exportInstance),
+        action("Delete", "danger act-delete", deleteInstance),
+      ),
+    );
+  }
+
+  function setText(node, text) {
+    if (node.textContent !== text) node.textContent = text;
+  }
+
+  function updateRow(row, inst) {
+    const options = inst.options || {};
+    const backendOptions = options.backend_options || {};
+    const backend = BACKENDS[options.backend_type];
+    setText(row.querySelector(".col-backend"), backend ? backend.label.split(" (")[0] : String(options.backend_type));
+    const status = row.querySelector(".col-status .badge");
+    setText(status, inst.status);
+    status.className = "badge status-" + inst.status;
+    const readiness = row.querySelector(".col-readiness .badge");
+    setText(readiness, inst.readiness || "—");
+    readiness.className = "badge" + (inst.readiness ? " ready-" + inst.readiness : " none");
+    setText(row.querySelector(".col-port"), backendOptions.port ? String(backendOptions.port) : "—");
+    const failure = row.querySelector(".col-failure");
+    setText(failure, inst.failure ? inst.failure.reason : "—");
+    failure.title = inst.failure ? (inst.failure.last_lines || []).join("\n") : "";
+    failure.classList.toggle("failure", Boolean(inst.failure));
+    setText(row.querySelector(".col-last"), lastRequest(inst));
+    const active = ["running", "restarting", "shutting_down"].includes(inst.status);
+    row.querySelector(".act-start").disabled = active;
+    row.querySelector(".act-stop").disabled = !active;
+    row.querySelector(".act-restart").disabled = inst.status === "shutting_down";
+  }
+
+  async function instanceAction(name, verb, done) {
+    clearMessage();
+    try {
+      await api("POST", "instances/" + enc(name) + "/" + verb);
+      if (done) showMessage(done, "info");
+    } catch (err) {
+      showMessage("Could not " + verb + " " + name + ": " + err.message);
+    }
+    refreshInstances();
+  }
+
+  const startInstance = (name) => instanceAction(name, "start");
+  const stopInstance = (name) => instanceAction(name, "stop");
+  const restartInstance = (name) => instanceAction(name, "restart");
+
+  async function deleteInstance(name) {
+    if (!window.confirm("Delete the instance " + name + "? Its configuration is removed.")) return;
+    clearMessage();
+    try {
+      await api("DELETE", "instances/" + enc(name));
+      showMessage("Deleted " + name + ".", "info");
+    } catch (err) {
+      showMessage("Could not delete " + name + ": " + err.message);
+    }
+    refreshInstances();
+  }
+
+  async function exportInstance(name) {
+    clearMessage();
+    try {
+      const inst = await api("GET", "instances/" + enc(name));
+      const exported = { name: inst.name, options: inst.options };
+      download(name + ".json", JSON.stringify(exported, null, 2) + "\n", "application/json");
+    } catch (err) {
+      showMessage("Could not export " + name + ": " + err.message);
+    }
+  }
+
+  // -- import -----------------------------------------------------------------------------
+
+  $("show-import").addEventListener("click", () => {
+    $("import-panel").hidden = !$("import-panel").hidden;
+  });
+  $("import-cancel").addEventListener("click", () => { $("import-panel").hidden = true; });
+  $("import-file").addEventListener("change", async () => {
+    const file = $("import-file").files[0];
+    if (file) $("import-text").value = await file.text();
+  });
+
+  $("import-submit").addEventListener("click", async () => {
+    clearMessage();
+    let data;
+    try {
+      data = JSON.parse($("import-text").value);
+    } catch (err) {
+      showMessage("The JSON to import cannot be read: " + err.message);
+      return;
+    }
+    if (!data || typeof data !== "object" || Array.isArray(data)) {
+      showMessage("The JSON to import must be an object with name and options.");
+      return;
+    }
+    const given = data.options && typeof data.options === "object" ? data.options : data;
+    const options = { ...given };
+    if (!$("import-keep-port").checked && options.backend_options && typeof options.backend_options === "object") {
+      options.backend_options = { ...options.backend_options };
+      delete options.backend_options.port;
+    }
+    const name = $("import-name").value.trim() || data.name;
+    if (!name || typeof name !== "string") {
+      showMessage("The JSON has no name: give one in the Name box.");
+      return;
+    }
+    try {
+      await api("POST", "instances/" + enc(name), { body: options });
+      showMessage("Imported " + name + ".", "info");
+      $("import-text").value = "";
+      $("import-name").value = "";
+      $("import-file").value = "";
+      $("import-panel").hidden = true;
+    } catch (err) {
+      showMessage("Could not import " + name + ": " + err.message);
+    }
+    refreshInstances();
+  });
+
+  // -- the create / edit form -------------------------------------------------------------
+
+  function fieldId(backendType, name) {
+    return "b-" + backendType + "-" + name;
+  }
+
+  function label(name) {
+    return name.replace(/_/g, " ");
+  }
+
+  function fieldInput(backendType, name, kind) {
+    const id = fieldId(backendType, name);
+    const common = { id, "data-option": name, "data-kind": kind, spellcheck: "false" };
+    if (kind === "bool") {
+      return el("input", { ...common, type: "checkbox" });
+    }
+    if (kind === "list") {
+      return el("textarea", { ...common, rows: "2", placeholder: "one value per line" });
+    }
+    if (kind === "int" || kind === "float") {
+      return el("input", { ...common, type: "text", inputmode: kind === "int" ? "numeric" : "decimal" });
+    }
+    return el("input", { ...common, type: "text" });
+  }
+
+  function fieldBlock(backendType, name, kind) {
+    const input = fieldInput(backendType, name, kind);
+    const flag = "--" + name.replace(/_/g, "-");
+    const error = el("p", { class: "field-error", "data-error-for": name, hidden: true });
+    if (kind === "bool") {
+      return el(
+        "div", { class: "field check", "data-field": name },
+        el("label", {}, input, " " + label(name) + " ", el("code", { class: "flag", text: flag })),
+        error,
+      );
+    }
+    return el(
+      "div", { class: "field", "data-field": name },
+      el("label", { for: input.id }, label(name) + " ", el("code", { class: "flag", text: flag })),
+      input,
+      error,
+    );
+  }
+
+  // One block of inputs per backend, built once; switching backends only shows another
+  // block, so what was typed for each backend stays.
+  function buildBackendFields() {
+    const container = $("backend-fields");
+    for (const backend of CATALOG) {
+      const top = el("div", { class: "grid three top-fields" });
+      for (const name of backend.top) top.append(fieldBlock(backend.type, name, backend.kinds[name]));
+      const others = backend.fields.filter(([name]) => !backend.top.includes(name));
+      const list = el("div", { class: "grid three more-fields" });
+      for (const [name, kind] of others) {
+        const block = fieldBlock(backend.type, name, kind);
+        block.hidden = true;
+        list.append(block);
+      }
+      const search = el("input", {
+        type: "search",
+        class: "field-search",
+        id: "search-" + backend.type,
+        placeholder: "Search " + others.length + " more options (name or flag)",
+        "aria-label": "Search more options",
+        oninput: () => filterMore(backend.type),
+      });
+      const showAll = el("input", {
+        type: "checkbox", id: "show-all-" + backend.type, onchange: () => filterMore(backend.type),
+      });
+      const more = el(
+        "div", { class: "more" },
+        el("div", { class: "search-row" }, search,
+          el("label", { class: "inline" }, showAll, " show all")),
+        el("p", { class: "muted small more-hint" }),
+        list,
+      );
+      container.append(el("div", { class: "backend-block", "data-backend": backend.type, hidden: true }, top, more));
+    }
+  }
+
+  function hasValue(input) {
+    return input.type === "checkbox" ? input.checked : input.value.trim() !== "";
+  }
+
+  function filterMore(backendType) {
+    const block = document.querySelector('.backend-block[data-backend="' + backendType + '"]');
+    const query = block.querySelector(".field-search").value.trim().toLowerCase().replace(/^-+/, "");
+    const needle = query.replace(/-/g, "_");
+    const showAll = block.querySelector("#show-all-" + backendType).checked;
+    let shown = 0;
+    let total = 0;
+    for (const field of block.querySelectorAll(".more-fields .field")) {
+      total += 1;
+      const name = field.dataset.field;
+      const input = field.querySelector("[data-option]");
+      const matches = needle !== "" && (name.includes(needle) || label(name).includes(query));
+      const visible = showAll || matches || hasValue(input) || field.classList.contains("has-error");
+      field.hidden = !visible;
+      if (visible) shown += 1;
+    }
+    block.querySelector(".more-hint").textContent = needle || showAll
+      ? shown + " of " + total + " options shown"
+      : "Options that are set are shown; search to find the others.";
+  }
+
+  function currentBlock() {
+    return document.querySelector('.backend-block[data-backend="' + $("f-backend").value + '"]');
+  }
+
+  function showBackend() {
+    for (const block of document.querySelectorAll(".backend-block")) {
+      block.hidden = block.dataset.backend !== $("f-backend").value;
+    }
+    filterMore($("f-backend").value);
+    applyDockerDefault();
+  }
+
+  $("f-backend").addEventListener("change", showBackend);
+
+  function kvRow(editor, keyText, valueText, placeholders) {
+    const remove = el("button", { type: "button", class: "small ghost", text: "×", "aria-label": "Remove" });
+    const row = el(
+      "div", { class: "kv-row" },
+      el("input", { type: "text", class: "kv-key", value: keyText || "", placeholder: placeholders[0], spellcheck: "false" }),
+      el("input", { type: "text", class: "kv-value", value: valueText || "", placeholder: placeholders[1], spellcheck: "false" }),
+      remove,
+    );
+    remove.addEventListener("click", () => row.remove());
+    editor.append(row);
+    return row;
+  }
+
+  const ENV_PLACEHOLDERS = ["NAME", "value"];
+  const EXTRA_PLACEHOLDERS = ["flag (without --)", "value (empty for a switch)"];
+  $("env-add").addEventListener("click", () => kvRow($("env-editor"), "", "", ENV_PLACEHOLDERS).querySelector("input").focus());
+  $("extra-add").addEventListener("click", () => kvRow($("extra-editor"), "", "", EXTRA_PLACEHOLDERS).querySelector("input").focus());
+
+  function readKv(editor) {
+    const result = {};
+    for (const row of editor.querySelectorAll(".kv-row")) {
+      const name = row.querySelector(".kv-key").value.trim();
+      if (name) result[name] = row.querySelector(".kv-value").value;
+    }
+    return result;
+  }
+
+  function fillKv(editor, map, placeholders) {
+    editor.replaceChildren();
+    for (const [name, value] of Object.entries(map || {})) kvRow(editor, name, String(value), placeholders);
+  }
+
+  function setInput(input, value) {
+    const kind = input.dataset.kind;
+    if (kind === "bool") input.checked = value === true || value === "true";
+    else if (kind === "list") input.value = Array.isArray(value) ? value.join("\n") : (value ?? "");
+    else input.value = value === null || value === undefined ? "" : String(value);
+  }
+
+  // A number typed as a number is sent as one; anything else is sent as typed, so that
+  // the server's message says what is wrong with it.
+  function readInput(input) {
+    const kind = input.dataset.kind;
+    if (kind === "bool") return input.checked ? true : undefined;
+    const text = input.value.trim();
+    if (text === "") return undefined;
+    if (kind === "list") return input.value.split("\n").map((v) => v.trim()).filter((v) => v !== "");
+    if (kind === "int" && /^[-+]?\d+$/.test(text)) return Number(text);
+    if (kind === "float" && text !== "" && Number.isFinite(Number(text))) return Number(text);
+    return text;
+  }
+
+  function clearFormErrors() {
+    $("form-error").hidden = true;
+    for (const node of document.querySelectorAll("#instance-form .field-error")) {
+      node.hidden = true;
+      node.textContent = "";
+    }
+    for (const node of document.querySelectorAll("#instance-form .has-error")) node.classList.remove("has-error");
+  }
+
+  function fillBackendOptions(backendType, backendOptions) {
+    const block = document.querySelector('.backend-block[data-backend="' + backendType + '"]');
+    for (const input of block.querySelectorAll("[data-option]")) {
+      setInput(input, backendOptions ? backendOptions[input.dataset.option] : undefined);
+    }
+    fillKv($("extra-editor"), backendOptions ? backendOptions.extra_args : null, EXTRA_PLACEHOLDERS);
+    filterMore(backendType);
+  }
+
+  function configDefaults() {
+    const instances = (state.config && state.config.instances) || {};
+    return {
+      auto_restart: instances.default_auto_restart ?? true,
+      max_restarts: instances.default_max_restarts ?? 3,
+      restart_delay: instances.default_restart_delay ?? 5,
+      on_demand_start: instances.default_on_demand_start ?? true,
+      idle_timeout: instances.default_idle_timeout ?? 0,
+      command_override: "",
+    };
+  }
+
+  // docker_enabled defaults to the backend's docker.enabled setting, for new instances.
+  function applyDockerDefault() {
+    if (state.editing !== null || !state.config || !state.config.backends) return;
+    const backend = BACKENDS[$("f-backend").value];
+    const settings = state.config.backends[backend.segment];
+    $("c-docker_enabled").checked = Boolean(settings && settings.docker && settings.docker.enabled);
+  }
+
+  function fillCommon(values) {
+    for (const name of COMMON_FIELDS) {
+      const input = $("c-" + name);
+      if (name in values) setInput(input, values[name]);
+    }
+  }
+
+  async function loadConfig() {
+    if (state.config) return state.config;
+    state.config = await api("GET", "config");
+    return state.config;
+  }
+
+  async function openForm(name) {
+    showView("form");
+    clearFormErrors();
+    state.editing = name;
+    $("form-title").textContent = name ? "Edit " + name : "New instance";
+    $("form-submit").textContent = name ? "Save" : "Create";
+    $("f-name").disabled = Boolean(name);
+    $("command-text").value = "";
+    $("import-command").open = !name;
+    for (const block of document.querySelectorAll(".backend-block")) {
+      fillBackendOptions(block.dataset.backend, null);
+      block.querySelector(".field-search").value = "";
+      block.querySelector('[id^="show-all-"]').checked = false;
+    }
+    fillKv($("env-editor"), null, ENV_PLACEHOLDERS);
+    try {
+      await loadConfig();
+    } catch (err) {
+      showFormError(err);
+    }
+    if (!name) {
+      $("f-name").value = "";
+      $("f-backend").value = CATALOG[0].type;
+      fillCommon(configDefaults());
+      $("c-docker_enabled").checked = false;
+      showBackend();
+      fillBackendOptions($("f-backend").value, null);
+      return;
+    }
+    try {
+      const inst = await api("GET", "instances/" + enc(name));
+      const options = inst.options || {};
+      $("f-name").value = inst.name;
+      $("f-backend").value = options.backend_type;
+      showBackend();
+      fillBackendOptions(options.backend_type, options.backend_options || {});
+      fillCommon({ ...configDefaults(), ...options, command_override: options.command_override || "" });
+      fillKv($("env-editor"), options.environment, ENV_PLACEHOLDERS);
+    } catch (err) {
+      showFormError(err);
+    }
+  }
+
+  function formBody() {
+    const backendType = $("f-backend").value;
+    const backendOptions = {};
+    for (const input of currentBlock().querySelectorAll("[data-option]")) {
+      const value = readInput(input);
+      if (value !== undefined) backendOptions[input.dataset.option] = value;
+    }
+    const extra = readKv($("extra-editor"));
+    if (Object.keys(extra).length) backendOptions.extra_args = extra;
+    const body = { backend_type: backendType, backend_options: backendOptions };
+    for (const name of COMMON_FIELDS) {
+      const input = $("c-" + name);
+      if (input.dataset.kind === "bool") body[name] = input.checked;
+      else {
+        const value = readInput(input);
+        if (value !== undefined) body[name] = value;
+      }
+    }
+    const environment = readKv($("env-editor"));
+    if (Object.keys(environment).length) body.environment = environment;
+    return body;
+  }
+
+  // Show the server's message at the top of the form, and next to the field it names
+  // ("backend_options.gpu_layers: expected an integer, got 'lots'").
+  function showFormError(err) {
+    const box = $("form-error");
+    box.textContent = err.message;
+    box.hidden = false;
+    const target = errorField(err);
+    if (target) {
+      const node = target.querySelector(".field-error");
+      node.textContent = err.message;
+      node.hidden = false;
+      target.classList.add("has-error");
+      if (target.closest(".more-fields")) target.hidden = false;
+      const input = target.querySelector("input, select, textarea");
+      if (input) input.focus();
+    }
+    box.scrollIntoView({ block: "nearest" });
+  }
+
+  function errorField(err) {
+    const form = $("instance-form");
+    if (err.code === "invalid_instance_name" || /instance name/i.test(err.message)) {
+      return form.querySelector('[data-field="name"]');
+    }
+    const match = /^([A-Za-z0-9_.\-]+):\s/.exec(err.message);
+    if (!match) return null;
+    let path = match[1].split(".");
+    if (path[0] === "backend_options") path = path.slice(1);
+    if (!path.length) return null;
+    const name = path[0];
+    const block = currentBlock();
+    if (name === "extra_args" || name === "environment") return form.querySelector('[data-field="' + name + '"]');
+    const backend = BACKENDS[$("f-backend").value];
+    const aliased = name in backend.kinds ? name : null;
+    if (aliased) return block.querySelector('[data-field="' + aliased + '"]');
+    const common = form.querySelector('#common-fields [data-field="' + name + '"]');
+    if (common) return common;
+    if (name === "name" || name === "backend_type") return form.querySelector('[data-field="' + name + '"]');
+    return null;
+  }
+
+  $("instance-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearFormErrors();
+    clearMessage();
+    const editing = state.editing;
+    const name = editing || $("f-name").value.trim();
+    if (!name) {
+      showFormError(new ApiError(400, "invalid_instance_name", "Give the instance a name."));
+      return;
+    }
+    const body = formBody();
+    $("form-submit").disabled = true;
+    try {
+      await api(editing ? "PUT" : "POST", "instances/" + enc(name), { body });
+      showMessage((editing ? "Saved " : "Created ") + name + ".", "info");
+      location.hash = "#/instances";
+    } catch (err) {
+      showFormError(err);
+    } finally {
+      $("form-submit").disabled = false;
+    }
+  });
+
+  function segmentFor(command) {
+    const first = (command.trim().split(/\s+/)[0] || "").split("/").pop();
+    if (/^llama-server/.test(first) || first === "llama-cpp") return "llama-cpp";
+    if (/^mlx_lm/.test(first) || /mlx_lm\.server/.test(command)) return "mlx";
+    if (first === "vllm" || /\bvllm\s+serve\b/.test(command)) return "vllm";
+    return BACKENDS[$("f-backend").value].segment;
+  }
+
+  $("command-parse").addEventListener("click", async () => {
+    const error = document.querySelector('[data-error-for="command"]');
+    error.hidden = true;
+    const command = $("command-text").value;
+    if (!command.trim()) {
+      error.textContent = "Paste a command line first.";
+      error.hidden = false;
+      return;
+    }
+    $("command-parse").disabled = true;
+    try {
+      const parsed = await api("POST", "backends/" + segmentFor(command) + "/parse-command", { body: { command } });
+      $("f-backend").value = parsed.backend_type;
+      showBackend();
+      fillBackendOptions(parsed.backend_type, parsed.backend_options || {});
+    } catch (err) {
+      error.textContent = err.message;
+      error.hidden = false;
+    } finally {
+      $("command-parse").disabled = false;
+    }
+  });
+
+  // -- logs -------------------------------------------------------------------------------
+
+  function logLines() {
+    const value = parseInt($("logs-lines").value, 10);
+    return Number.isFinite(value) && value >= 0 ? value : 200;
+  }
+
+  function setLogs(text) {
+    $("log-output").textContent = text;
+    $("log-output").scrollTop = $("log-output").scrollHeight;
+  }
+
+  function appendLog(text) {
+    const output = $("log-output");
+    const atBottom = output.scrollHeight - output.scrollTop - output.clientHeight < 40;
+    output.append(document.createTextNode(text));
+    if (output.textContent.length > MAX_LOG_CHARS) {
+      output.textContent = output.textContent.slice(-MAX_LOG_CHARS / 2);
+    }
+    if (atBottom) output.scrollTop = output.scrollHeight;
+  }
+
+  function setLogStatus(status, readiness) {
+    const badge = $("logs-status");
+    badge.textContent = status ? status + (readiness ? " · " + readiness : "") : "";
+    badge.className = "badge status-" + (status || "none");
+  }
+
+  async function openLogs(name) {
+    showView("logs");
+    if (state.logsName !== name) {
+      stopFollow();
+      setLogs("");
+    }
+    state.logsName = name;
+    $("logs-name").textContent = name;
+    $("logs-state").textContent = "";
+    try {
+      const inst = await api("GET", "instances/" + enc(name));
+      setLogStatus(inst.status, inst.readiness);
+    } catch (err) {
+      showMessage(err.message);
+      return;
+    }
+    if (!state.follow) loadLogs();
+  }
+
+  async function loadLogs() {
+    stopFollow();
+    const name = state.logsName;
+    try {
+      const text = await api("GET", "instances/" + enc(name) + "/logs?lines=" + logLines(), { text: true });
+      setLogs(text);
+      $("logs-state").textContent = "Last " + (logLines() || "all") + " lines at " + new Date().toLocaleTimeString();
+    } catch (err) {
+      showMessage("Could not read the logs of " + name + ": " + err.message);
+    }
+  }
+
+  function stopFollow() {
+    if (state.follow) state.follow.abort();
+    state.follow = null;
+    $("logs-follow").textContent = "Follow";
+    $("logs-follow").setAttribute("aria-pressed", "false");
+    $("logs-follow").classList.remove("active");
+  }
+
+  async function follow() {
+    stopFollow();
+    clearMessage();
+    const name = state.logsName;
+    const controller = new AbortController();
+    state.follow = controller;
+    $("logs-follow").textContent = "Stop following";
+    $("logs-follow").setAttribute("aria-pressed", "true");
+    $("logs-follow").classList.add("active");
+    $("logs-state").textContent = "Connecting…";
+    let response;
+    try {
+      response = await api("GET", "instances/" + enc(name) + "/logs/follow?lines=" + logLines(), {
+        raw: true, signal: controller.signal,
+      });
+    } catch (err) {
+      if (state.follow !== controller) return;
+      stopFollow();
+      $("logs-state").textContent = "";
+      if (err.name === "AbortError") return;
+      const missing = err.status === 404 && /no route/.test(err.message);
+      showMessage(missing
+        ? "This server cannot follow logs (it has no log-follow endpoint); use Show instead."
+        : "Could not follow the logs of " + name + ": " + err.message);
+      return;
+    }
+    setLogs("");
+    $("logs-state").textContent = "Following";
+    try {
+      await readEvents(response, controller, (event, data) => {
+        if (event === "log" && typeof data.text === "string") appendLog(data.text);
+        else if (event === "status") setLogStatus(data.status, data.readiness);
+      });
+      if (state.follow === controller) {
+        stopFollow();
+        $("logs-state").textContent = "The server closed the stream.";
+      }
+    } catch (err) {
+      if (state.follow === controller && err.name !== "AbortError") {
+        stopFollow();
+        $("logs-state").textContent = "Stream ended: " + err.message;
+      }
+    }
+  }
+
+  // Server-sent events read from a fetch body (EventSource cannot send the key).
+  async function readEvents(response, controller, onEvent) {
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    controller.signal.addEventListener("abort", () => reader.cancel().catch(() => {}));
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true }).replace(/\r\n?/g, "\n");
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const chunk = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        let event = "message";
+        const data = [];
+        for (const line of chunk.split("\n")) {
+          if (line.startsWith(":")) continue;
+          const colon = line.indexOf(":");
+          const field = colon < 0 ? line : line.slice(0, colon);
+          let content = colon < 0 ? "" : line.slice(colon + 1);
+          if (content.startsWith(" ")) content = content.slice(1);
+          if (field === "event") event = content;
+          else if (field === "data") data.push(content);
+        }
+        if (!data.length) continue;
+        let parsed;
+        try { parsed = JSON.parse(data.join("\n")); } catch (e) { parsed = { text: data.join("\n") + "\n" }; }
+        onEvent(event, parsed);
+      }
+    }
+  }
+
+  $("logs-load").addEventListener("click", loadLogs);
+  $("logs-lines").addEventListener("keydown", (event) => {
+    if (event.key === "Enter") loadLogs();
+  });
+  $("logs-follow").addEventListener("click", () => {
+    if (state.follow) {
+      stopFollow();
+      $("logs-state").textContent = "Stopped following";
+    } else follow();
+  });
+
+  $("logs-copy").addEventListener("click", async () => {
+    const text = $("log-output").textContent;
+    try {
+      await navigator.clipboard.writeText(text);
+    } catch (e) {
+      const area = el("textarea", { class: "offscreen" });
+      area.value = text;
+      document.body.append(area);
+      area.select();
+      document.execCommand("copy");
+      area.remove();
+    }
+    $("logs-state").textContent = "Copied " + text.split("\n").filter(Boolean).length + " lines";
+  });
+
+  $("logs-download").addEventListener("click", () => {
+    download(state.logsName + "-logs.txt", $("log-output").textContent);
+  });
+
+  // -- system -----------------------------------------------------------------------------
+
+  async function fillText(id, path) {
+    const node = $(id);
+    node.classList.remove("failure");
+    node.textContent = "Loading…";
+    try {
+      node.textContent = (await api("GET", path, { text: true })).trim() || "(nothing printed)";
+    } catch (err) {
+      node.textContent = err.message;
+      node.classList.add("failure");
+    }
+  }
+
+  function openSystem() {
+    showView("system");
+    fillText("sys-version", "version");
+    fillText("sys-llama-version", "backends/llama-cpp/version");
+    fillText("sys-llama-devices", "backends/llama-cpp/devices");
+    const node = $("sys-config");
+    node.textContent = "Loading…";
+    api("GET", "config").then(
+      (config) => {
+        state.config = config;
+        node.textContent = JSON.stringify(config, null, 2);
+      },
+      (err) => { node.textContent = err.message; },
+    );
+  }
+
+  $("system-refresh").addEventListener("click", openSystem);
+
+  // -- start ------------------------------------------------------------------------------
+
+  applyTheme(document.documentElement.dataset.theme);
+  buildBackendFields();
+  route();
+  document.body.dataset.ready = "true";
+})();

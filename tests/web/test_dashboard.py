@@ -1,0 +1,353 @@
+"""The dashboard in headless Chromium against a real llamactl and the fake llama-server.
+
+Waits are Playwright's own (``expect`` and ``wait_for``), never sleeps.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+
+from tests.web.conftest import KEY, SKIP_REASON, Server
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page, Route
+
+sync_api = pytest.importorskip("playwright.sync_api", reason=SKIP_REASON)
+expect = sync_api.expect
+
+READY_TIMEOUT = 30_000  # ms: the fake backend "loads" for a second
+COMMAND = "llama-server -m /models/fake.gguf -c 2048 -ngl 0"
+
+
+def open_dashboard(page: Page, url: str) -> None:
+    page.goto(url)
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+
+
+def log_in(page: Page, server: Server) -> None:
+    open_dashboard(page, server.url)
+    page.fill("#login-key", KEY)
+    page.click("#login-submit")
+    expect(page.locator("#view-instances")).to_be_visible()
+
+
+def row(page: Page, name: str) -> sync_api.Locator:
+    return page.locator(f'#instances-body tr[data-name="{name}"]')
+
+
+def follow_endpoint_exists(server: Server, name: str) -> bool:
+    with httpx.stream(
+        "GET",
+        f"{server.url}api/v1/instances/{name}/logs/follow?lines=1",
+        headers={"Authorization": f"Bearer {KEY}"},
+        timeout=10,
+    ) as response:
+        return response.status_code != 404
+
+
+def test_a_wrong_key_is_refused(page: Page, server: Server) -> None:
+    open_dashboard(page, server.url)
+    expect(page.locator("#view-login")).to_be_visible()
+    page.fill("#login-key", "sk-not-the-key")
+    page.click("#login-submit")
+    expect(page.locator("#login-error")).to_have_text("That key was refused by the server.")
+    expect(page.locator("#view-instances")).to_be_hidden()
+    assert page.evaluate("sessionStorage.getItem('llamactl-key')") is None
+
+
+def test_create_from_a_command_line_start_watch_logs_stop_and_delete(
+    page: Page, server: Server, screenshots: Path
+) -> None:
+    log_in(page, server)
+    page.click("#new-instance")
+    expect(page.locator("#view-form")).to_be_visible()
+    # the common options come prefilled with the configured defaults
+    expect(page.locator("#c-max_restarts")).to_have_value("3")
+    expect(page.locator("#c-restart_delay")).to_have_value("5")
+    expect(page.locator("#c-auto_restart")).to_be_checked()
+
+    page.fill("#command-text", COMMAND)
+    page.click("#command-parse")
+    expect(page.locator("#b-llama_cpp-model")).to_have_value("/models/fake.gguf")
+    expect(page.locator("#b-llama_cpp-ctx_size")).to_have_value("2048")
+    expect(page.locator("#b-llama_cpp-gpu_layers")).to_have_value("0")
+    page.fill("#f-name", "fake")
+    page.click("#env-add")
+    page.locator("#env-editor .kv-key").last.fill("FAKE_LLAMA_NOTE")
+    page.locator("#env-editor .kv-value").last.fill("hello")
+    page.locator("#form-submit").scroll_into_view_if_needed()
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=screenshots / "create-form.png")
+    page.click("#form-submit")
+
+    expect(page.locator("#view-instances")).to_be_visible()
+    fake = row(page, "fake")
+    expect(fake.locator(".col-status")).to_have_text("stopped")
+    expect(fake.locator(".col-backend")).to_have_text("llama.cpp")
+    expect(fake.locator(".col-port")).to_have_text(re.compile(r"^\d+$"))
+    stored = server.api("GET", "instances/fake").json()["options"]
+    assert stored["backend_options"]["ctx_size"] == 2048
+    assert stored["backend_options"]["gpu_layers"] == 0
+    assert stored["environment"] == {"FAKE_LLAMA_NOTE": "hello"}
+
+    fake.locator(".act-start").click()
+    expect(fake.locator(".col-status")).to_have_text("running")
+    expect(fake.locator(".col-readiness")).to_have_text("ready", timeout=READY_TIMEOUT)
+    expect(fake.locator(".col-last")).to_have_text(re.compile(r"^\d+ s ago$"))
+    page.screenshot(path=screenshots / "instances.png")
+
+    # deleting a running instance is refused, with the server's reason
+    page.once("dialog", lambda dialog: dialog.accept())
+    fake.locator(".act-delete").click()
+    expect(page.locator("#message")).to_contain_text("is running: stop it before deleting it")
+    expect(fake).to_be_visible()
+
+    fake.locator(".act-logs").click()
+    expect(page.locator("#view-logs")).to_be_visible()
+    expect(page.locator("#logs-name")).to_have_text("fake")
+    output = page.locator("#log-output")
+    expect(output).to_contain_text("main: server is listening")
+    page.fill("#logs-lines", "2")
+    page.click("#logs-load")
+    expect(output).not_to_contain_text("main: loading model")
+    page.fill("#logs-lines", "200")
+    page.click("#logs-load")
+    expect(output).to_contain_text("main: loading model '/models/fake.gguf'")
+    if follow_endpoint_exists(server, "fake"):
+        page.click("#logs-follow")
+        expect(page.locator("#logs-state")).to_have_text("Following")
+        expect(output).to_contain_text("main: server is listening")
+        expect(page.locator("#logs-status")).to_contain_text("ready")
+    page.screenshot(path=screenshots / "logs.png")
+
+    with page.expect_download() as download_info:
+        page.click("#logs-download")
+    download = download_info.value
+    assert download.suggested_filename == "fake-logs.txt"
+    assert "main: server is listening" in Path(download.path()).read_text()
+
+    page.click("#view-logs .back")
+    fake.locator(".act-stop").click()
+    expect(fake.locator(".col-status")).to_have_text("stopped", timeout=READY_TIMEOUT)
+    expect(fake.locator(".col-readiness")).to_have_text("—")
+    expect(fake.locator(".col-last")).to_have_text("—")
+    messages: list[str] = []
+
+    def accept(dialog: sync_api.Dialog) -> None:
+        messages.append(dialog.message)
+        dialog.accept()
+
+    page.once("dialog", accept)
+    fake.locator(".act-delete").click()
+    expect(fake).to_have_count(0)
+    assert messages and "fake" in messages[0]
+    assert server.api("GET", "instances/fake").status_code == 404
+
+
+def test_the_log_viewer_follows_new_lines(page: Page, server: Server) -> None:
+    created = server.api(
+        "POST",
+        "instances/follow-me",
+        json={"backend_type": "llama_cpp", "backend_options": {"model": "/m/follow.gguf"}},
+    )
+    assert created.status_code == 201, created.text
+    if not follow_endpoint_exists(server, "follow-me"):
+        pytest.skip("the server has no log-follow endpoint yet (GET .../logs/follow is a 404)")
+    try:
+        log_in(page, server)
+        page.goto(f"{server.url}#/logs/follow-me")
+        expect(page.locator("#view-logs")).to_be_visible()
+        page.click("#logs-follow")
+        expect(page.locator("#logs-state")).to_have_text("Following")
+        assert server.api("POST", "instances/follow-me/start?wait=true").status_code == 200
+        output = page.locator("#log-output")
+        expect(output).to_contain_text("main: server is listening", timeout=READY_TIMEOUT)
+        expect(page.locator("#logs-status")).to_contain_text("ready", timeout=READY_TIMEOUT)
+        answer = httpx.post(
+            f"{server.url}v1/chat/completions",
+            headers={"Authorization": f"Bearer {KEY}"},
+            json={"model": "follow-me", "messages": [{"role": "user", "content": "hi"}]},
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+        expect(output).to_contain_text("POST /v1/chat/completions")
+        page.click("#logs-follow")
+        expect(page.locator("#logs-state")).to_have_text("Stopped following")
+    finally:
+        server.api("POST", "instances/follow-me/stop")
+        server.api("DELETE", "instances/follow-me")
+
+
+def test_a_validation_error_is_shown_next_to_its_field_and_the_form_is_kept(
+    page: Page, server: Server
+) -> None:
+    log_in(page, server)
+    page.goto(f"{server.url}#/new")
+    expect(page.locator("#view-form")).to_be_visible()
+    page.fill("#f-name", "invalid")
+    page.fill("#b-llama_cpp-model", "/models/x.gguf")
+    page.fill("#b-llama_cpp-gpu_layers", "lots")
+    page.fill("#search-llama_cpp", "seed")
+    page.fill("#b-llama_cpp-seed", "42")
+    page.click("#extra-add")
+    page.locator("#extra-editor .kv-key").last.fill("custom-flag")
+    page.locator("#extra-editor .kv-value").last.fill("7")
+    page.click("#form-submit")
+
+    message = "backend_options.gpu_layers: expected an integer, got 'lots'"
+    expect(page.locator('[data-field="gpu_layers"] .field-error')).to_have_text(message)
+    expect(page.locator("#form-error")).to_have_text(message)
+    expect(page.locator("#view-form")).to_be_visible()
+    expect(page.locator("#f-name")).to_have_value("invalid")
+    expect(page.locator("#b-llama_cpp-model")).to_have_value("/models/x.gguf")
+    expect(page.locator("#b-llama_cpp-gpu_layers")).to_have_value("lots")
+    page.fill("#search-llama_cpp", "")
+    expect(page.locator("#b-llama_cpp-seed")).to_have_value("42")  # set: still shown
+    expect(page.locator("#extra-editor .kv-key")).to_have_value("custom-flag")
+
+    # a bad common option and a bad name are shown next to theirs
+    page.fill("#b-llama_cpp-gpu_layers", "99")
+    page.fill("#c-max_restarts", "many")
+    page.click("#form-submit")
+    expect(page.locator('[data-field="max_restarts"] .field-error')).to_contain_text(
+        "expected an integer"
+    )
+    expect(page.locator('[data-field="gpu_layers"] .field-error')).to_be_hidden()
+    page.fill("#c-max_restarts", "2")
+    page.fill("#f-name", "not a name")
+    page.click("#form-submit")
+    expect(page.locator('[data-field="name"] .field-error')).to_contain_text(
+        "Invalid instance name"
+    )
+    expect(page.locator("#b-llama_cpp-model")).to_have_value("/models/x.gguf")
+
+    page.fill("#f-name", "valid")
+    page.click("#form-submit")
+    expect(row(page, "valid")).to_be_visible()
+    stored = server.api("GET", "instances/valid").json()["options"]
+    assert stored["max_restarts"] == 2
+    assert stored["backend_options"]["seed"] == 42
+    assert stored["backend_options"]["extra_args"] == {"custom-flag": "7"}
+    assert server.api("DELETE", "instances/valid").status_code == 204
+
+
+def test_edit_export_and_import(page: Page, server: Server, tmp_path: Path) -> None:
+    created = server.api(
+        "POST",
+        "instances/original",
+        json={
+            "backend_type": "vllm",
+            "backend_options": {"model": "org/model", "max_model_len": 4096},
+            "idle_timeout": 15,
+        },
+    )
+    assert created.status_code == 201, created.text
+    log_in(page, server)
+    original = row(page, "original")
+    expect(original.locator(".col-backend")).to_have_text("vLLM")
+
+    original.locator(".act-edit").click()
+    expect(page.locator("#form-title")).to_have_text("Edit original")
+    expect(page.locator("#f-name")).to_be_disabled()
+    expect(page.locator("#f-backend")).to_have_value("vllm")
+    expect(page.locator("#b-vllm-max_model_len")).to_have_value("4096")
+    expect(page.locator("#c-idle_timeout")).to_have_value("15")
+    page.fill("#b-vllm-max_model_len", "8192")
+    page.click("#form-submit")
+    expect(page.locator("#view-instances")).to_be_visible()
+    assert (
+        server.api("GET", "instances/original").json()["options"]["backend_options"][
+            "max_model_len"
+        ]
+        == 8192
+    )
+
+    with page.expect_download() as download_info:
+        original.locator(".act-export").click()
+    download = download_info.value
+    assert download.suggested_filename == "original.json"
+    exported = json.loads(Path(download.path()).read_text())
+    assert exported["name"] == "original"
+    assert exported["options"]["backend_options"]["max_model_len"] == 8192
+
+    # import from a file, under another name
+    file = tmp_path / "export.json"
+    file.write_text(json.dumps(exported))
+    page.click("#show-import")
+    page.set_input_files("#import-file", str(file))
+    expect(page.locator("#import-text")).to_have_value(re.compile('"original"'))
+    page.fill("#import-name", "copy")
+    page.click("#import-submit")
+    expect(row(page, "copy")).to_be_visible()
+    copy = server.api("GET", "instances/copy").json()["options"]
+    assert copy["backend_options"]["max_model_len"] == 8192 and copy["idle_timeout"] == 15
+
+    # importing a duplicate shows the server's message
+    page.click("#show-import")
+    page.fill("#import-text", json.dumps(exported))
+    page.click("#import-submit")
+    expect(page.locator("#message")).to_contain_text("Could not import original")
+    for name in ("original", "copy"):
+        assert server.api("DELETE", f"instances/{name}").status_code == 204
+
+
+def test_system_page_theme_and_logout(page: Page, server: Server) -> None:
+    log_in(page, server)
+    page.click('#nav a[data-view="system"]')
+    expect(page.locator("#sys-version")).to_contain_text("Version: ")
+    # the fake llama-server has no --version: the server's message is shown
+    expect(page.locator("#sys-llama-version")).to_contain_text("--port is required")
+    expect(page.locator("#sys-llama-devices")).to_contain_text("exited with status 2")
+    expect(page.locator("#sys-config")).to_contain_text('"default_max_restarts": 3')
+    assert KEY not in page.locator("#sys-config").inner_text()
+
+    assert page.evaluate("document.documentElement.dataset.theme") == "light"
+    page.click("#theme-toggle")
+    assert page.evaluate("document.documentElement.dataset.theme") == "dark"
+    page.reload()
+    expect(page.locator("#view-system")).to_be_visible()  # still logged in in this tab
+    assert page.evaluate("document.documentElement.dataset.theme") == "dark"
+    page.click("#theme-toggle")
+    assert page.evaluate("document.documentElement.dataset.theme") == "light"
+
+    page.click("#logout")
+    expect(page.locator("#view-login")).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('llamactl-key')") is None
+    page.goto(f"{server.url}#/system")
+    expect(page.locator("#view-login")).to_be_visible()
+
+
+def test_it_works_under_a_sub_path(page: Page, server: Server) -> None:
+    """As behind a reverse proxy that serves llamactl at /llamactl/."""
+    prefix = f"{server.url}llamactl/"
+    requested: list[str] = []
+
+    def forward(route: Route) -> None:
+        requested.append(route.request.url)
+        target = server.url + route.request.url.removeprefix(prefix)
+        route.fulfill(response=route.fetch(url=target))
+
+    page.route(f"{server.url}**", lambda route: route.abort())
+    page.route(f"{prefix}**", forward)
+    server.api(
+        "POST",
+        "instances/behind-proxy",
+        json={"backend_type": "llama_cpp", "backend_options": {"model": "/m/p.gguf"}},
+    )
+    try:
+        open_dashboard(page, prefix)
+        page.fill("#login-key", KEY)
+        page.click("#login-submit")
+        expect(row(page, "behind-proxy")).to_be_visible()
+        page.click('#nav a[data-view="form"]')
+        expect(page.locator("#c-max_restarts")).to_have_value("3")
+    finally:
+        server.api("DELETE", "instances/behind-proxy")
+    assert f"{prefix}static/app.js" in requested
+    assert f"{prefix}api/v1/instances" in requested
