@@ -456,3 +456,29 @@ async def test_boot_reaps_leftovers_and_resumes(tmp_path: Path, db_path: Path) -
         for pid in old.values():
             if pid and is_alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+async def test_instances_beyond_the_port_range_load_and_get_a_port_when_one_frees(
+    tmp_path: Path, db: database.DB, caplog: pytest.LogCaptureFixture
+) -> None:
+    from llamactl.instance import Instance, Options
+
+    for name in ("a", "b", "c"):  # stored without ports, as legacy imports can be
+        options = Options.from_json(fake_options())
+        db.save(Instance(name=name, created=1, status=Status.STOPPED, options=options))
+    manager = InstanceManager(
+        fake_config(tmp_path, LLAMACTL_INSTANCE_PORT_RANGE="31600-31601"), db, timings=FAST
+    )
+    manager.load()
+    try:
+        ports = {name: manager.get(name).options.backend_options.port for name in "abc"}
+        assert ports == {"a": 31600, "b": 31601, "c": None}
+        assert "1 instances have no port because instances.port_range 31600-31601" in caplog.text
+        with pytest.raises(LimitReached, match="no free port left"):
+            await manager.start("c")
+        await manager.delete("a")
+        await manager.start("c")
+        assert manager.get("c").options.backend_options.port == 31600
+        await manager.wait_ready("c", timeout=10)
+    finally:
+        await manager.shutdown()

@@ -81,6 +81,7 @@ class InstanceManager:
         self._runtimes: dict[str, Runtime] = {}
         self._ports = PortAllocator(config.instances.port_range)
         self._idle_task: asyncio.Task[None] | None = None
+        self._loaded = False
         self._supervisor = Supervisor(
             config,
             db,
@@ -99,10 +100,31 @@ class InstanceManager:
             port = inst.options.backend_options.port
             if port is not None and self._ports.owner(port) is None:
                 self._ports.reserve(inst.name, port)
-        for name, inst in list(self._instances.items()):
-            port = inst.options.backend_options.port
-            if port is None or self._ports.owner(port) != name:
-                self._persist(self._with_port(inst, self._ports.allocate(name)))
+        portless = []
+        for name in list(self._instances):
+            try:
+                self._ensure_port(name)
+            except LimitReached:  # it gets a port when it starts, if one is free then
+                portless.append(name)
+        if portless:
+            first, last = self._config.instances.port_range
+            shown = ", ".join(portless[:5]) + (", ..." if len(portless) > 5 else "")
+            logger.error(
+                "%d instances have no port because instances.port_range %d-%d is full (%s); "
+                "each gets one when it starts, if one is free by then",
+                len(portless),
+                first,
+                last,
+                shown,
+            )
+        self._loaded = True
+
+    def _ensure_port(self, name: str) -> None:
+        """Give ``name`` a port of its own if it has none (or shares one); ``LimitReached``."""
+        inst = self._require(name)
+        port = inst.options.backend_options.port
+        if port is None or self._ports.owner(port) != name:
+            self._persist(self._with_port(inst, self._ports.allocate(name)))
 
     def defaults_for(self, backend_type: BackendType) -> InstanceDefaults:
         return instance_defaults(self._config, backend_type)
@@ -178,8 +200,9 @@ class InstanceManager:
             current = self._require(name)
             was_active = current.status in _OCCUPYING
             port = completed.backend_options.port or current.options.backend_options.port
-            assert port is not None
-            if port != current.options.backend_options.port:
+            if port is None:  # it never got one (the range was full when it was loaded)
+                port = self._ports.allocate(name)
+            elif port != current.options.backend_options.port:
                 self._ports.reserve(name, port)
             new_options = dataclasses.replace(
                 self._with_port_options(completed, port), nodes=current.options.nodes
@@ -220,6 +243,7 @@ class InstanceManager:
                 raise Conflict(f"instance {name} is shutting down: wait until it has stopped")
             self._check_running_limit()
             runtime.restarts = 0
+            self._ensure_port(name)
             await self._supervisor.launch(name)
             return self._require(name)
 
@@ -238,6 +262,7 @@ class InstanceManager:
             await self._stop_locked(name)
             self._check_running_limit()
             runtime.restarts = 0
+            self._ensure_port(name)
             await self._supervisor.launch(name)
             return self._require(name)
 
@@ -320,7 +345,8 @@ class InstanceManager:
 
     async def boot(self) -> None:
         """Load, reap what a crashed run left, resume instances, start the idle check."""
-        self.load()
+        if not self._loaded:
+            self.load()
         recorded = self._db.recorded_processes()
         for name in await reap(recorded, self._timings.reap_timeout):
             logger.warning("reaped the backend of %s left by a previous run", name)
