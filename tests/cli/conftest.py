@@ -7,6 +7,7 @@ instances really start, become ready, write logs and fail.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,25 +47,33 @@ def clean_env(**env: str) -> dict[str, str | None]:
     return {**cleared, **env}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    home = tmp_path_factory.mktemp("cli-home")
-    data_dir = home / "data"
+def launch(home: Path) -> tuple[subprocess.Popen[str], Server]:
+    """Start ``python -m llamactl`` with its data in ``home`` and wait until it answers."""
     port = free_port()
     env = environment(
         home,
         LLAMACTL_PORT=str(port),
-        LLAMACTL_DATA_DIRECTORY=str(data_dir),
+        LLAMACTL_DATA_DIRECTORY=str(home / "data"),
         LLAMACTL_MANAGEMENT_KEYS=MANAGEMENT_KEY,
         LLAMACTL_INFERENCE_KEYS="sk-inf",
         LLAMACTL_LLAMACPP_COMMAND=sys.executable,
         LLAMACTL_LLAMACPP_ARGS=str(FAKE_BACKEND),
     )
     process = start(home, env)
-    url = f"http://127.0.0.1:{port}"
+    server = Server(f"http://127.0.0.1:{port}", MANAGEMENT_KEY, home / "data")
     try:
-        wait_healthy(process, f"{url}/healthz")
-        yield Server(url, MANAGEMENT_KEY, data_dir)
+        wait_healthy(process, f"{server.url}/healthz")
+    except BaseException:
+        stop(process)
+        raise
+    return process, server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    process, server = launch(tmp_path_factory.mktemp("cli-home"))
+    try:
+        yield server
     finally:
         output = stop(process)
         assert process.returncode == 0, output

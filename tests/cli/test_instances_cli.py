@@ -10,6 +10,8 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 from unittest import mock
@@ -18,8 +20,8 @@ import httpx
 import pytest
 
 from llamactl.client import ApiClient, Unreachable
-from tests.cli.conftest import Server, invoke
-from tests.test_serve import environment, free_port
+from tests.cli.conftest import Server, invoke, launch
+from tests.test_serve import environment, free_port, stop
 
 DEADLINE_SECONDS = 15
 
@@ -213,70 +215,99 @@ def test_delete_without_yes_off_a_terminal_is_a_usage_error(server: Server) -> N
 # -- logs -f ---------------------------------------------------------------------------------
 
 
-def _lines(stream: IO[str]) -> queue.Queue[str | None]:
-    """Lines of ``stream`` as a thread reads them; ``None`` at the end."""
-    lines: queue.Queue[str | None] = queue.Queue()
+class Pump:
+    """The lines of a text stream, read by a thread; ``None`` marks the end."""
 
-    def pump() -> None:
-        for line in stream:
-            lines.put(line)
-        lines.put(None)
+    def __init__(self, stream: IO[str]) -> None:
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, args=(stream,), daemon=True)
+        self._thread.start()
 
-    threading.Thread(target=pump, daemon=True).start()
-    return lines
+    def _run(self, stream: IO[str]) -> None:
+        with stream:
+            for line in stream:
+                self.lines.put(line)
+        self.lines.put(None)
+
+    def join(self) -> None:
+        self._thread.join(timeout=DEADLINE_SECONDS)
+
+    def read_until(self, wanted: str) -> list[str]:
+        """Lines up to the first that contains ``wanted``; fail after DEADLINE_SECONDS."""
+        seen: list[str] = []
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            seen.append(line)
+            if wanted in line:
+                return seen
+        pytest.fail(f"{wanted!r} did not appear in time; saw {seen!r}")
 
 
-def _read_until(lines: queue.Queue[str | None], wanted: str) -> list[str]:
-    seen: list[str] = []
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while (remaining := deadline - time.monotonic()) > 0:
-        try:
-            line = lines.get(timeout=remaining)
-        except queue.Empty:
-            break
-        if line is None:
-            break
-        seen.append(line)
-        if wanted in line:
-            return seen
-    pytest.fail(f"{wanted!r} did not appear in time; saw {seen!r}")
+@dataclass
+class Follower:
+    process: subprocess.Popen[str]
+    stdout: Pump
+    stderr: Pump
 
 
-@pytest.fixture
-def follower(server: Server, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
-    """``llamactl instances logs followed -f`` in a process, configured by environment."""
-    create(server, "followed")
-    env = environment(tmp_path, LLAMACTL_URL=server.url, LLAMACTL_API_KEY=server.key)
+@contextmanager
+def following(server: Server, name: str, home: Path) -> Iterator[Follower]:
+    """``llamactl instances logs NAME -f`` in a process, configured by environment."""
+    env = environment(home, LLAMACTL_URL=server.url, LLAMACTL_API_KEY=server.key)
     process = subprocess.Popen(
-        [sys.executable, "-m", "llamactl", "instances", "logs", "followed", "-f"],
+        [sys.executable, "-m", "llamactl", "instances", "logs", name, "-f"],
         env=env,
         text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+    assert process.stdout is not None and process.stderr is not None
+    follower = Follower(process, Pump(process.stdout), Pump(process.stderr))
     try:
-        yield process
+        yield follower
     finally:
         if process.poll() is None:
             process.kill()
-        process.communicate(timeout=DEADLINE_SECONDS)
+        process.wait(timeout=DEADLINE_SECONDS)
+        follower.stdout.join()
+        follower.stderr.join()
 
 
-def test_logs_follow_prints_output_and_status_until_ctrl_c(
-    server: Server, follower: subprocess.Popen[str]
-) -> None:
-    assert follower.stdout is not None and follower.stderr is not None
-    statuses = _lines(follower.stderr)
-    _read_until(statuses, "[status: stopped, readiness: -]")
-    output = _lines(follower.stdout)
-    started = server.run("instances", "start", "followed", "--wait", "--timeout", "20")
-    assert started.exit_code == 0, started.output
-    _read_until(output, "=== Instance followed started")
-    _read_until(output, "main: model loaded")
-    _read_until(statuses, "[status: running, readiness: ready]")
-    follower.send_signal(signal.SIGINT)
-    assert follower.wait(timeout=DEADLINE_SECONDS) == 0
+def test_logs_follow_prints_output_and_status_until_ctrl_c(server: Server, tmp_path: Path) -> None:
+    create(server, "followed")
+    with following(server, "followed", tmp_path) as follower:
+        follower.stderr.read_until("[status: stopped, readiness: -]")
+        started = server.run("instances", "start", "followed", "--wait", "--timeout", "20")
+        assert started.exit_code == 0, started.output
+        follower.stdout.read_until("=== Instance followed started")
+        follower.stdout.read_until("main: model loaded")
+        follower.stderr.read_until("[status: running, readiness: ready]")
+        follower.process.send_signal(signal.SIGINT)
+        assert follower.process.wait(timeout=DEADLINE_SECONDS) == 0
     assert server.run("instances", "stop", "followed").exit_code == 0
+
+
+def test_logs_follow_exits_3_when_the_server_goes_away(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    process, lone = launch(home)
+    try:
+        create(lone, "orphan")  # stopped: killing the server leaves no backend behind
+        with following(lone, "orphan", tmp_path) as follower:
+            follower.stderr.read_until("[status: stopped, readiness: -]")
+            process.kill()  # gone without a goodbye
+            process.wait(timeout=DEADLINE_SECONDS)
+            assert follower.process.wait(timeout=DEADLINE_SECONDS) == 3
+            last = follower.stderr.read_until("is the server running?")[-1]
+            assert last.startswith("llamactl: ") and lone.url in last
+    finally:
+        stop(process)
 
 
 def test_logs_follow_of_an_unknown_instance(server: Server) -> None:

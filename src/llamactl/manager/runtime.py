@@ -33,7 +33,7 @@ class Readiness(StrEnum):
 class Timings:
     """The manager's intervals and bounds, in seconds. Tests shrink them."""
 
-    health_poll: float = 0.25  # health checks while a backend starts
+    health_poll: float = 0.1  # health checks while a backend starts
     health_interval: float = 5.0  # health checks once it is ready
     unhealthy_after: int = 3  # failed checks in a row before a ready backend is unhealthy
     stop_timeout: float = 10.0  # SIGTERM to SIGKILL
