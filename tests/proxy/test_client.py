@@ -1,0 +1,123 @@
+"""The proxy's HTTP client against scripted servers: keep-alive, retries, HEAD, chunks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from llamactl.proxy.client import ConnectionPool, UpstreamError
+
+pytestmark = pytest.mark.anyio
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    return head + await reader.readexactly(length)
+
+
+async def serve(handler: Handler) -> tuple[asyncio.Server, int, list[int]]:
+    """A server calling ``handler(reader, writer, connection_number)`` per connection."""
+    connections: list[int] = []
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(len(connections) + 1)
+        try:
+            await handler(reader, writer, len(connections))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1], connections
+
+
+async def body(response: object) -> bytes:
+    chunks: AsyncIterator[bytes] = response.body()  # type: ignore[attr-defined]
+    return b"".join([chunk async for chunk in chunks])
+
+
+async def test_a_reused_connection_that_dies_unanswered_is_retried_once() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+        writer.write(OK)
+        await writer.drain()
+        if n == 1:
+            await read_request(reader)  # the second request on this connection: no answer
+            return
+        while True:
+            await read_request(reader)
+            writer.write(OK)
+            await writer.drain()
+
+    server, port, connections = await serve(handler)
+    pool = ConnectionPool()
+    try:
+        first = await pool.request("127.0.0.1", port, "POST", "/x", [], b"{}")
+        assert (first.status, await body(first)) == (200, b"ok")
+        second = await pool.request("127.0.0.1", port, "POST", "/x", [], b"{}")
+        assert (second.status, await body(second)) == (200, b"ok")
+        assert connections == [1, 2]
+    finally:
+        pool.close()
+        server.close()
+
+
+async def test_a_fresh_connection_that_dies_is_an_error_not_a_retry() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)  # and close without answering
+
+    server, port, connections = await serve(handler)
+    pool = ConnectionPool()
+    try:
+        with pytest.raises(UpstreamError, match="closed the connection"):
+            await pool.request("127.0.0.1", port, "POST", "/x", [], b"{}")
+        assert connections == [1]
+    finally:
+        pool.close()
+        server.close()
+
+
+async def test_nothing_listening_is_an_error() -> None:
+    server, port, _ = await serve(lambda *_: asyncio.sleep(0))
+    server.close()
+    await server.wait_closed()
+    with pytest.raises(UpstreamError, match=f"cannot connect to 127.0.0.1:{port}"):
+        await ConnectionPool().request("127.0.0.1", port, "GET", "/", [], b"")
+
+
+async def test_head_has_no_body_and_chunked_bodies_stream() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        while True:
+            request = await read_request(reader)
+            if request.startswith(b"HEAD"):
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+            else:
+                writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                for piece in (b"data: 1\n\n", b"data: 2\n\n"):
+                    writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                    await writer.drain()
+                writer.write(b"0\r\n\r\n")
+            await writer.drain()
+
+    server, port, connections = await serve(handler)
+    pool = ConnectionPool()
+    try:
+        head = await pool.request("127.0.0.1", port, "HEAD", "/", [], b"")
+        assert (head.status, await body(head)) == (200, b"")
+        streamed = await pool.request("127.0.0.1", port, "POST", "/s", [], b"{}")
+        assert await body(streamed) == b"data: 1\n\ndata: 2\n\n"
+        assert connections == [1]  # both on one kept-alive connection
+    finally:
+        pool.close()
+        server.close()
