@@ -183,3 +183,36 @@ def test_a_setting_without_effect_is_reported(home: Path, caplog: pytest.LogCapt
         load_config(None, {"LLAMACTL_TIMEOUT_CHECK_INTERVAL": "1"}, cwd=home, home=home)
     )
     assert "timeout_check_interval has no effect" in caplog.text
+
+
+def test_sigterm_with_a_log_follower_connected_exits_promptly(home: Path) -> None:
+    import time
+
+    port = free_port()
+    key = "sk-follow"
+    process = start(home, environment(home, LLAMACTL_PORT=str(port), LLAMACTL_MANAGEMENT_KEYS=key))
+    url = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": f"Bearer {key}"}
+    try:
+        wait_healthy(process, f"{url}/healthz")
+        created = httpx.post(
+            f"{url}/api/v1/instances/quiet",
+            json={"backend_type": "llama_cpp", "backend_options": {"model": "m"}},
+            headers=auth,
+        )
+        assert created.status_code == 201
+        with httpx.stream(
+            "GET", f"{url}/api/v1/instances/quiet/logs/follow", headers=auth, timeout=30
+        ) as stream:
+            lines = stream.iter_lines()
+            assert next(lines).startswith("event: ")  # the stream is open
+            began = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            for _line in lines:  # ends when the server closes the stream
+                pass
+        process.wait(timeout=15)
+        took = time.monotonic() - began
+    finally:
+        output = stop(process)
+    assert process.returncode == 0, output
+    assert took < 5, f"the server took {took:.1f} s to stop"

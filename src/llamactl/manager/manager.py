@@ -449,6 +449,13 @@ class InstanceManager:
         if runtime is not None:
             runtime.unfollow(queue)
 
+    def end_followers(self) -> None:
+        """End every follow stream (the server is stopping)."""
+        for runtime in self._runtimes.values():
+            for queue in list(runtime.followers):
+                queue.put_nowait(None)
+            runtime.followers.clear()
+
     def status_event(self, name: str) -> dict[str, object]:
         """The current status and readiness, as a follower's ``status`` event carries them."""
         return self._status_event(name)

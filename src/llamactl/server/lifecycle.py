@@ -7,10 +7,15 @@ runs the HTTP server between the two.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
+
+import uvicorn
 
 from llamactl import database
 from llamactl.config import AppConfig
@@ -31,6 +36,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("llamactl")
+
+GRACEFUL_SHUTDOWN_SECONDS = 10  # for requests still open after a stop signal
 
 
 @dataclass
@@ -119,14 +126,12 @@ def serve(config: AppConfig) -> None:
     Start-up errors surface before the socket opens. The application's lifespan stops the
     services during uvicorn's graceful shutdown.
     """
-    import uvicorn
-
     from llamactl.server.app import create_app
 
     services = start_services(config)
     try:
         app = create_app(services)
-        server = uvicorn.Server(
+        server = _Server(
             uvicorn.Config(
                 app,
                 host=config.server.host,
@@ -134,12 +139,36 @@ def serve(config: AppConfig) -> None:
                 log_level="info",
                 access_log=config.server.access_log,
                 proxy_headers=False,
-            )
+                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+            ),
+            services.manager,
         )
         _ignore_signals_after_shutdown()
         server.run()
     finally:
         stop_services(services)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, ending log-follow streams as soon as a stop signal arrives.
+
+    uvicorn waits for open connections before it runs the application's shutdown, and a
+    follow stream never ends by itself; other requests get GRACEFUL_SHUTDOWN_SECONDS.
+    """
+
+    def __init__(self, config: uvicorn.Config, manager: InstanceManager) -> None:
+        super().__init__(config)
+        self._manager = manager
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._manager.end_followers)
 
 
 def _ignore_signals_after_shutdown() -> None:
