@@ -297,6 +297,28 @@ def test_edit_export_and_import(page: Page, server: Server, tmp_path: Path) -> N
         assert server.api("DELETE", f"instances/{name}").status_code == 204
 
 
+def test_an_explicit_false_survives_an_edit(page: Page, server: Server) -> None:
+    created = server.api(
+        "POST",
+        "instances/falsy",
+        json={
+            "backend_type": "llama_cpp",
+            "backend_options": {"model": "/m/x.gguf", "mlock": False, "no_mmap": True},
+        },
+    )
+    assert created.status_code == 201, created.text
+    log_in(page, server)
+    row(page, "falsy").locator(".act-edit").click()
+    expect(page.locator("#b-llama_cpp-mlock")).to_have_value("false")
+    expect(page.locator("#b-llama_cpp-no_mmap")).to_have_value("true")
+    page.select_option("#b-llama_cpp-no_mmap", "")  # unset one
+    page.click("#form-submit")
+    expect(page.locator("#view-instances")).to_be_visible()
+    stored = server.api("GET", "instances/falsy").json()["options"]["backend_options"]
+    assert stored["mlock"] is False and "no_mmap" not in stored
+    assert server.api("DELETE", "instances/falsy").status_code == 204
+
+
 def test_system_page_theme_and_logout(page: Page, server: Server) -> None:
     log_in(page, server)
     page.click('#nav a[data-view="system"]')

@@ -446,7 +446,13 @@
     const id = fieldId(backendType, name);
     const common = { id, "data-option": name, "data-kind": kind, spellcheck: "false" };
     if (kind === "bool") {
-      return el("input", { ...common, type: "checkbox" });
+      // Three states: an explicit false is kept (it is passed on, unlike "not set").
+      return el(
+        "select", common,
+        el("option", { value: "", text: "(not set)" }),
+        el("option", { value: "true", text: "true" }),
+        el("option", { value: "false", text: "false" }),
+      );
     }
     if (kind === "list") {
       return el("textarea", { ...common, rows: "2", placeholder: "one value per line" });
@@ -461,13 +467,6 @@
     const input = fieldInput(backendType, name, kind);
     const flag = "--" + name.replace(/_/g, "-");
     const error = el("p", { class: "field-error", "data-error-for": name, hidden: true });
-    if (kind === "bool") {
-      return el(
-        "div", { class: "field check", "data-field": name },
-        el("label", {}, input, " " + label(name) + " ", el("code", { class: "flag", text: flag })),
-        error,
-      );
-    }
     return el(
       "div", { class: "field", "data-field": name },
       el("label", { for: input.id }, label(name) + " ", el("code", { class: "flag", text: flag })),
@@ -585,7 +584,8 @@
 
   function setInput(input, value) {
     const kind = input.dataset.kind;
-    if (kind === "bool") input.checked = value === true || value === "true";
+    if (kind === "bool" && input.type === "checkbox") input.checked = value === true || value === "true";
+    else if (kind === "bool") input.value = value === true || value === "true" ? "true" : value === false || value === "false" ? "false" : "";
     else if (kind === "list") input.value = Array.isArray(value) ? value.join("\n") : (value ?? "");
     else input.value = value === null || value === undefined ? "" : String(value);
   }
@@ -594,7 +594,8 @@
   // the server's message says what is wrong with it.
   function readInput(input) {
     const kind = input.dataset.kind;
-    if (kind === "bool") return input.checked ? true : undefined;
+    if (kind === "bool" && input.type === "checkbox") return input.checked ? true : undefined;
+    if (kind === "bool") return input.value === "" ? undefined : input.value === "true";
     const text = input.value.trim();
     if (text === "") return undefined;
     if (kind === "list") return input.value.split("\n").map((v) => v.trim()).filter((v) => v !== "");
