@@ -777,3 +777,10 @@ def test_false_switch_reads_back_unset() -> None:
     parsed = parse_command(LLAMA, command_line(options))
     assert parsed.mlock is None
     assert parsed.ctx_size == 1
+
+
+def test_an_integer_too_long_for_any_option_is_refused() -> None:
+    huge = "9" * 5000
+    with pytest.raises(InvalidOptions, match=r"^-c: expected an integer") as caught:
+        parse_command(LLAMA, f"llama-server -c {huge}")
+    assert caught.value.field == "ctx_size"

@@ -360,3 +360,14 @@ def test_round_trip(data: dict[str, object]) -> None:
 def test_backend_options_classes_follow_the_type() -> None:
     assert isinstance(Options.from_json(minimal("mlx_lm")).backend_options, MlxLmOptions)
     assert isinstance(Options.from_json(minimal("vllm")).backend_options, VllmOptions)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("idle_timeout", 2**63), ("restart_delay", 2**31), ("max_restarts", 2**31)],
+)
+def test_integer_settings_have_an_upper_bound(key: str, value: int) -> None:
+    body = {"backend_type": "llama_cpp", "backend_options": {"model": "m"}, key: value}
+    with pytest.raises(InvalidOptions, match=f"{key}.*2147483647") as caught:
+        Options.from_json(body)
+    assert caught.value.field == key

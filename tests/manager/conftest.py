@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -38,6 +39,12 @@ class FakeClock:
         return self.now
 
 
+# Each test session takes its own hundred ports (below the OS's ephemeral range), so that
+# two sessions on one machine never hand out the same backend port.
+SESSION_PORTS = 20000 + (os.getpid() % 100) * 100
+PORT_RANGE = f"{SESSION_PORTS}-{SESSION_PORTS + 99}"
+
+
 def fake_config(tmp_path: Path, **environ: str) -> AppConfig:
     """Configuration whose llama-cpp command runs the fake server with this interpreter."""
     return load_config(
@@ -46,7 +53,7 @@ def fake_config(tmp_path: Path, **environ: str) -> AppConfig:
             "LLAMACTL_DATA_DIRECTORY": str(tmp_path / "data"),
             "LLAMACTL_LLAMACPP_COMMAND": sys.executable,
             "LLAMACTL_LLAMACPP_ARGS": str(FAKE_SERVER),
-            "LLAMACTL_INSTANCE_PORT_RANGE": "31000-31999",
+            "LLAMACTL_INSTANCE_PORT_RANGE": PORT_RANGE,
             **environ,
         },
         cwd=tmp_path,

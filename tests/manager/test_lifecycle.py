@@ -19,6 +19,7 @@ from llamactl.manager.runtime import Readiness
 
 from .conftest import (
     FAST,
+    SESSION_PORTS,
     FakeClock,
     fake_config,
     fake_options,
@@ -44,7 +45,7 @@ async def test_start_starting_ready_stop(manager: InstanceManager, db_path: Path
         "alpha", fake_options(environment={"FAKE_LLAMA_LOAD_SECONDS": "0.4"})
     )
     port = created.options.backend_options.port
-    assert port is not None and 31000 <= port <= 31999
+    assert port is not None and SESSION_PORTS <= port <= SESSION_PORTS + 99
 
     started = await manager.start("alpha")
     assert started.status is Status.RUNNING

@@ -13,7 +13,7 @@ from fastapi import Depends, HTTPException
 from llamactl import __version__
 from llamactl.errors import DatabaseError
 from llamactl.server import routes_backends
-from tests.manager.conftest import fake_options
+from tests.manager.conftest import SESSION_PORTS, fake_options
 
 from .conftest import Api, serving
 
@@ -194,6 +194,19 @@ async def test_malformed_json_is_400(api: Api, method: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "too deeply"),
+        (b'{"backend_type": "llama_cpp", "max_restarts": ' + b"9" * 5000 + b"}", "4300 digits"),
+    ],
+)
+async def test_json_that_python_cannot_read_is_400(api: Api, content: bytes, says: str) -> None:
+    response = await api.client.post("/api/v1/instances/fresh", content=content)
+    assert says in error_of(response, 400, "invalid_json")
+    assert (await api.client.get("/api/v1/instances")).json() == []
+
+
+@pytest.mark.parametrize(
     ("body", "kind"), [([1, 2], "an array"), ("text", "a string"), (3, "a number")]
 )
 async def test_json_that_is_not_an_object_is_400(api: Api, body: object, kind: str) -> None:
@@ -209,6 +222,18 @@ async def test_invalid_options_name_the_field(api: Api) -> None:
     assert "'many'" in message
     missing = await api.client.post("/api/v1/instances/opts", json={"backend_options": {}})
     assert "backend_type" in error_of(missing, 400, "invalid_options")
+    assert (await api.client.get("/api/v1/instances")).json() == []
+
+
+async def test_settings_too_large_to_store_are_400(api: Api) -> None:
+    body = fake_options(idle_timeout=2**63)
+    response = await api.client.post("/api/v1/instances/huge", json=body)
+    assert "idle_timeout" in error_of(response, 400, "invalid_options")
+    parsed = await api.client.post(
+        "/api/v1/backends/llama-cpp/parse-command",
+        json={"command": f"llama-server -c {'9' * 5000}"},
+    )
+    assert parsed.status_code == 400 and "-c" in parsed.json()["error"]["message"]
     assert (await api.client.get("/api/v1/instances")).json() == []
 
 
@@ -321,6 +346,15 @@ async def test_logs_with_a_bad_lines_value_is_400(api: Api, lines: str) -> None:
     await create(api, "logged")
     response = await api.client.get("/api/v1/instances/logged/logs", params={"lines": lines})
     assert repr(lines) in error_of(response, 400, "invalid_request")
+
+
+@pytest.mark.parametrize("path", ["logs", "logs/follow"])
+async def test_logs_with_a_lines_value_too_long_for_int_is_400(api: Api, path: str) -> None:
+    await create(api, "logged")
+    response = await api.client.get(
+        f"/api/v1/instances/logged/{path}", params={"lines": "9" * 5000}
+    )
+    assert error_of(response, 400, "invalid_request") == "lines is too large (5000 digits)"
 
 
 async def test_logs_of_an_instance_that_never_ran_are_empty(api: Api) -> None:
@@ -541,7 +575,7 @@ async def test_config_shows_no_secret(tmp_path: Path) -> None:
     body = response.json()
     assert body["auth"]["management_keys"] == []
     assert body["auth"]["inference_keys"] == []
-    assert body["instances"]["port_range"] == [31000, 31999]
+    assert body["instances"]["port_range"] == [SESSION_PORTS, SESSION_PORTS + 99]
     assert body["nodes"] == {"main": {"address": ""}}
 
 
@@ -622,6 +656,14 @@ async def test_openapi_documents_the_request_bodies(api: Api) -> None:
     assert "/api/v1/instances/{name}/" not in schema["paths"]
     parse = schema["paths"]["/api/v1/backends/{backend}/parse-command"]["post"]
     assert "command" in parse["requestBody"]["content"]["application/json"]["schema"]["required"]
+    # Errors are documented in their real shape; the 422 FastAPI assumes is never sent.
+    responses = instance["get"]["responses"]
+    assert set(responses) == {"200", "400", "401", "404"}
+    error = responses["404"]["content"]["application/json"]["schema"]
+    assert error["required"] == ["error"]
+    assert "HTTPValidationError" not in schema["components"].get("schemas", {})
+    follow = schema["paths"]["/api/v1/instances/{name}/logs/follow"]["get"]["responses"]
+    assert set(follow["200"]["content"]) == {"text/event-stream"}
     docs = await api.client.get("/docs")
     assert docs.status_code == 200
     assert "swagger" in docs.text.lower()

@@ -314,10 +314,13 @@ class _Parser(Generic[_Options]):
         return InvalidOptions(f"{flag}: {detail}", field=exc.field, value=exc.value)
 
 
+_MAX_DIGITS = 40  # no option of any backend needs more; Python refuses past 4300
+
+
 def _convert(flag: _Flag, field: str, kind: FieldKind, text: str) -> object:
     """``text`` as the field's type; a bad value raises ``InvalidOptions`` naming the flag."""
     if kind is FieldKind.INT:
-        if _INTEGER.fullmatch(text):
+        if _INTEGER.fullmatch(text) and len(text) <= _MAX_DIGITS:
             return int(text)
         raise InvalidOptions(
             f"{flag.text}: expected an integer, got {describe(text)}", field=field, value=text

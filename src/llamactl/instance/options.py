@@ -56,6 +56,11 @@ _KEY_LIST = ", ".join(_KEYS)
 _FORBIDDEN_IN_ENV_NAME = frozenset("=\x00")
 
 
+# The largest value of an integer instance setting: they are stored as 32-bit-safe
+# INTEGER columns, and nothing meaningful needs more.
+MAX_SETTING = 2**31 - 1
+
+
 @dataclass(frozen=True)
 class InstanceDefaults:
     """The values configuration supplies for settings an instance leaves unset."""
@@ -111,13 +116,15 @@ class Options:
             )
 
     def _check_ranges(self) -> None:
-        if self.max_restarts is not None and self.max_restarts < -1:
-            what = "-1 (unlimited), 0 (never) or a positive count"
+        if self.max_restarts is not None and not -1 <= self.max_restarts <= MAX_SETTING:
+            what = f"-1 (unlimited), 0 (never) or a count up to {MAX_SETTING}"
             raise expected("max_restarts", what, self.max_restarts)
-        if self.restart_delay is not None and self.restart_delay < 0:
-            raise expected("restart_delay", "a number of seconds >= 0", self.restart_delay)
-        if self.idle_timeout is not None and self.idle_timeout < 0:
-            raise expected("idle_timeout", "a number of minutes >= 0", self.idle_timeout)
+        if self.restart_delay is not None and not 0 <= self.restart_delay <= MAX_SETTING:
+            what = f"a number of seconds from 0 to {MAX_SETTING}"
+            raise expected("restart_delay", what, self.restart_delay)
+        if self.idle_timeout is not None and not 0 <= self.idle_timeout <= MAX_SETTING:
+            what = f"a number of minutes from 0 to {MAX_SETTING}"
+            raise expected("idle_timeout", what, self.idle_timeout)
 
     def _check_combinations(self) -> None:
         if self.docker_enabled and self.backend_type is BackendType.MLX_LM:

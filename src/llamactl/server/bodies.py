@@ -57,6 +57,10 @@ async def read_object(request: Request) -> dict[str, object]:
         raise InvalidJson(
             f"the request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from exc
+    except RecursionError as exc:
+        raise InvalidJson("the request body nests arrays or objects too deeply") from exc
+    except ValueError as exc:  # an integer longer than int() reads (4300 digits)
+        raise InvalidJson(f"the request body cannot be read: {str(exc).split(':')[0]}") from exc
     if not isinstance(data, dict):
         raise InvalidInput(f"the request body must be a JSON object, got {_json_kind(data)}")
     return data

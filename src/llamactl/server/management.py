@@ -9,6 +9,7 @@ whoever serves it boots and shuts down the manager. Handlers find the services a
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI, params
 from fastapi.responses import JSONResponse
@@ -19,7 +20,7 @@ from llamactl.errors import DatabaseError
 from llamactl.server import routes_backends, routes_instances, routes_system
 from llamactl.server.errors import install_error_handlers
 from llamactl.server.lifecycle import Services
-from llamactl.server.routes_common import ServicesDep
+from llamactl.server.routes_common import ServicesDep, error_responses
 from llamactl.web import mount_dashboard
 
 __all__ = ["API_PREFIX", "build_management_app"]
@@ -31,7 +32,7 @@ def build_management_app(
     services: Services, *, dependencies: Sequence[params.Depends] = ()
 ) -> FastAPI:
     """The management application; every ``/api/v1`` route runs ``dependencies`` first."""
-    app = FastAPI(
+    app = _ManagementApp(
         title="llamactl",
         version=__version__,
         summary="Manage local LLM inference servers.",
@@ -43,9 +44,28 @@ def build_management_app(
     install_error_handlers(app)
     app.get("/healthz", tags=["system"])(healthz)
     for module in (routes_system, routes_instances, routes_backends):
-        app.include_router(module.router, prefix=API_PREFIX, dependencies=list(dependencies))
+        app.include_router(
+            module.router,
+            prefix=API_PREFIX,
+            dependencies=list(dependencies),
+            responses=error_responses(401),
+        )
     mount_dashboard(app)
     return app
+
+
+class _ManagementApp(FastAPI):
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's schema less the 422 it adds to every route with parameters: a request
+        that fails validation is answered 400 ``invalid_request``, documented per route."""
+        if self.openapi_schema is None:
+            schema = super().openapi()
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    operation.get("responses", {}).pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(name, None)
+        return super().openapi()
 
 
 def healthz(services: ServicesDep) -> JSONResponse:

@@ -23,7 +23,7 @@ from llamactl.backends import BackendType, parse_command
 from llamactl.config import AppConfig
 from llamactl.errors import BackendFailed, InvalidInput, NotFound
 from llamactl.server.bodies import read_object
-from llamactl.server.routes_common import ServicesDep
+from llamactl.server.routes_common import ServicesDep, error_responses
 
 __all__ = ["COMMAND_TIMEOUT", "router", "run_llama_server"]
 
@@ -55,7 +55,11 @@ _COMMAND_BODY = {
 }
 
 
-@router.post("/backends/{backend}/parse-command", openapi_extra=_COMMAND_BODY)
+@router.post(
+    "/backends/{backend}/parse-command",
+    openapi_extra=_COMMAND_BODY,
+    responses=error_responses(400, 404),
+)
 async def parse_backend_command(
     backend: Annotated[str, Path(description="llama-cpp, mlx or vllm")], request: Request
 ) -> JSONResponse:
@@ -79,19 +83,25 @@ def _command(body: Mapping[str, object]) -> str:
     return command
 
 
-@router.get("/backends/llama-cpp/help", response_class=PlainTextResponse)
+@router.get(
+    "/backends/llama-cpp/help", response_class=PlainTextResponse, responses=error_responses(502)
+)
 async def llama_cpp_help(services: ServicesDep) -> PlainTextResponse:
     """The output of ``llama-server --help``."""
     return PlainTextResponse(await run_llama_server(services.config, "--help"))
 
 
-@router.get("/backends/llama-cpp/version", response_class=PlainTextResponse)
+@router.get(
+    "/backends/llama-cpp/version", response_class=PlainTextResponse, responses=error_responses(502)
+)
 async def llama_cpp_version(services: ServicesDep) -> PlainTextResponse:
     """The output of ``llama-server --version``."""
     return PlainTextResponse(await run_llama_server(services.config, "--version"))
 
 
-@router.get("/backends/llama-cpp/devices", response_class=PlainTextResponse)
+@router.get(
+    "/backends/llama-cpp/devices", response_class=PlainTextResponse, responses=error_responses(502)
+)
 async def llama_cpp_devices(services: ServicesDep) -> PlainTextResponse:
     """The output of ``llama-server --list-devices``."""
     return PlainTextResponse(await run_llama_server(services.config, "--list-devices"))

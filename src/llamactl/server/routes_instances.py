@@ -22,7 +22,7 @@ from llamactl.config import AppConfig
 from llamactl.errors import InvalidInput
 from llamactl.manager.logs import tail_lines
 from llamactl.server.bodies import OPTIONS_SCHEMA, current_body, read_object
-from llamactl.server.routes_common import InstanceName, ServicesDep
+from llamactl.server.routes_common import InstanceName, ServicesDep, error_responses
 
 __all__ = ["router"]
 
@@ -44,7 +44,12 @@ async def list_instances(services: ServicesDep) -> JSONResponse:
     return JSONResponse([current_body(manager, inst.name) for inst in manager.list()])
 
 
-@router.post("/instances/{name}", status_code=201, openapi_extra=_OPTIONS_BODY)
+@router.post(
+    "/instances/{name}",
+    status_code=201,
+    openapi_extra=_OPTIONS_BODY,
+    responses=error_responses(400, 409),
+)
 @router.post("/instances/{name}/", include_in_schema=False)
 async def create_instance(name: InstanceName, services: ServicesDep, request: Request) -> Response:
     """Create a stopped instance from its options; unset settings take the defaults."""
@@ -53,13 +58,17 @@ async def create_instance(name: InstanceName, services: ServicesDep, request: Re
     return JSONResponse(current_body(services.manager, name), status_code=201)
 
 
-@router.get("/instances/{name}")
+@router.get("/instances/{name}", responses=error_responses(400, 404))
 @router.get("/instances/{name}/", include_in_schema=False)
 async def get_instance(name: InstanceName, services: ServicesDep) -> JSONResponse:
     return JSONResponse(current_body(services.manager, name))
 
 
-@router.put("/instances/{name}", openapi_extra=_OPTIONS_BODY)
+@router.put(
+    "/instances/{name}",
+    openapi_extra=_OPTIONS_BODY,
+    responses=error_responses(400, 404, 409, 502),
+)
 @router.put("/instances/{name}/", include_in_schema=False)
 async def update_instance(name: InstanceName, services: ServicesDep, request: Request) -> Response:
     """Replace the options (``nodes`` are kept); a running instance restarts with them."""
@@ -69,7 +78,12 @@ async def update_instance(name: InstanceName, services: ServicesDep, request: Re
     return JSONResponse(current_body(services.manager, name))
 
 
-@router.delete("/instances/{name}", status_code=204, response_class=Response)
+@router.delete(
+    "/instances/{name}",
+    status_code=204,
+    response_class=Response,
+    responses=error_responses(400, 404, 409),
+)
 @router.delete("/instances/{name}/", status_code=204, include_in_schema=False)
 async def delete_instance(name: InstanceName, services: ServicesDep) -> Response:
     """Delete a stopped instance (409 while its backend may be running)."""
@@ -78,7 +92,7 @@ async def delete_instance(name: InstanceName, services: ServicesDep) -> Response
     return Response(status_code=204)
 
 
-@router.post("/instances/{name}/start")
+@router.post("/instances/{name}/start", responses=error_responses(400, 404, 409, 502))
 async def start_instance(
     name: InstanceName,
     services: ServicesDep,
@@ -106,7 +120,7 @@ async def start_instance(
     return JSONResponse(current_body(manager, name))
 
 
-@router.post("/instances/{name}/stop")
+@router.post("/instances/{name}/stop", responses=error_responses(400, 404))
 async def stop_instance(name: InstanceName, services: ServicesDep) -> JSONResponse:
     """Stop the backend, letting requests in flight finish (within bounds)."""
     services.manager.get(name)
@@ -114,14 +128,18 @@ async def stop_instance(name: InstanceName, services: ServicesDep) -> JSONRespon
     return JSONResponse(current_body(services.manager, name))
 
 
-@router.post("/instances/{name}/restart")
+@router.post("/instances/{name}/restart", responses=error_responses(400, 404, 409, 502))
 async def restart_instance(name: InstanceName, services: ServicesDep) -> JSONResponse:
     services.manager.get(name)
     await services.manager.restart(name)
     return JSONResponse(current_body(services.manager, name))
 
 
-@router.get("/instances/{name}/logs", response_class=PlainTextResponse)
+@router.get(
+    "/instances/{name}/logs",
+    response_class=PlainTextResponse,
+    responses=error_responses(400, 404),
+)
 async def instance_logs(
     name: InstanceName,
     services: ServicesDep,
@@ -140,7 +158,14 @@ _FOLLOW_LINES = 100
 _KEEP_ALIVE = 15.0  # seconds between comments on a quiet stream, so proxies keep it open
 
 
-@router.get("/instances/{name}/logs/follow")
+@router.get(
+    "/instances/{name}/logs/follow",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "Server-sent events"},
+        **error_responses(400, 404),
+    },
+)
 async def follow_logs(
     name: InstanceName,
     services: ServicesDep,
@@ -191,7 +216,10 @@ def _line_count(lines: str | None) -> int:
         return 0
     if not (lines.isascii() and lines.isdigit()):
         raise InvalidInput(f"lines must be a non-negative integer, got {lines!r}")
-    return int(lines)
+    try:
+        return int(lines)
+    except ValueError:  # longer than int() reads (4300 digits)
+        raise InvalidInput(f"lines is too large ({len(lines)} digits)") from None
 
 
 def _start_timeout(config: AppConfig) -> float:

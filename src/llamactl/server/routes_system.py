@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from llamactl import __version__
 from llamactl.config import public_config
 from llamactl.errors import NotFound
-from llamactl.server.routes_common import ServicesDep
+from llamactl.server.routes_common import ServicesDep, error_responses
 
 __all__ = ["router"]
 
@@ -33,7 +33,7 @@ async def list_nodes(services: ServicesDep) -> JSONResponse:
     return JSONResponse({name: {"address": nodes[name].address} for name in sorted(nodes)})
 
 
-@router.get("/nodes/{name}")
+@router.get("/nodes/{name}", responses=error_responses(404))
 async def get_node(name: str, services: ServicesDep) -> JSONResponse:
     node = services.config.nodes.get(name)
     if node is None:
