@@ -179,6 +179,7 @@ class BackendOptionsBase(BaseModel):
             raise expected("backend_options", "a JSON object", data)
         extras = cls._explicit_extra_args(data.get(EXTRA_ARGS))
         values: dict[str, object] = {}
+        aliased: list[str] = []
         checkers, aliases = cls._CHECKERS, cls.ALIASES  # this loop runs for every stored row
         for key, value in data.items():
             if not isinstance(key, str):
@@ -186,20 +187,21 @@ class BackendOptionsBase(BaseModel):
             checker = checkers.get(key)
             if checker is not None:
                 values[key] = None if value is None else checker(key, value)
-            elif key != EXTRA_ARGS and key not in aliases:
+            elif key in aliases:
+                if value is not None:
+                    aliased.append(key)
+            elif key != EXTRA_ARGS:
                 extras[_check_flag_key(key, key)] = stringify(key, value)
-        values.update(cls._aliased_values(data))
+        if aliased:
+            values.update(cls._aliased_values(data, aliased))
         return cls._build(values, extras)
 
     @classmethod
-    def _aliased_values(cls, data: Mapping[str, object]) -> dict[str, object]:
-        """Values given under an alias; they win over the canonical key (null is ignored).
+    def _aliased_values(cls, data: Mapping[str, object], present: list[str]) -> dict[str, object]:
+        """Values given under the aliases ``present``; they win over the canonical key.
 
         Aliases are applied in table order, so the later of two aliases of a field wins.
         """
-        present = [key for key in data if key in cls.ALIASES and data[key] is not None]
-        if not present:
-            return {}
         order = list(cls.ALIASES)
         values: dict[str, object] = {}
         for alias in sorted(present, key=order.index):
