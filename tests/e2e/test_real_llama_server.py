@@ -111,16 +111,22 @@ class Llamactl:
         return openai.OpenAI(base_url=f"{self.url}/v1", api_key=KEY, max_retries=0)
 
 
-@pytest.fixture
-def llamactl(home: Path) -> Iterator[Llamactl]:
-    env = environment(
+def server_environment(home: Path, **settings: str) -> dict[str, str]:
+    """llamactl's environment: data under ``home``, the real llama-server, our key."""
+    return environment(
         home,
         LLAMACTL_PORT=str(free_port()),
         LLAMACTL_DATA_DIRECTORY=str(home / "data"),
         LLAMACTL_MANAGEMENT_KEYS=KEY,
         LLAMACTL_LLAMACPP_COMMAND=LLAMA_SERVER,
-        LLAMACTL_INSTANCE_PORT_RANGE="32000-32099",
-        LLAMACTL_DEFAULT_RESTART_DELAY="0",
+        **settings,
+    )
+
+
+@pytest.fixture
+def llamactl(home: Path) -> Iterator[Llamactl]:
+    env = server_environment(
+        home, LLAMACTL_INSTANCE_PORT_RANGE="32000-32099", LLAMACTL_DEFAULT_RESTART_DELAY="0"
     )
     server = Llamactl(home, env)
     server.start()
@@ -159,14 +165,8 @@ def test_on_demand_chat_and_stream(llamactl: Llamactl) -> None:
 
 
 def test_two_instances_swap_under_a_limit_of_one(home: Path) -> None:
-    env = environment(
-        home,
-        LLAMACTL_PORT=str(free_port()),
-        LLAMACTL_DATA_DIRECTORY=str(home / "data"),
-        LLAMACTL_MANAGEMENT_KEYS=KEY,
-        LLAMACTL_LLAMACPP_COMMAND=LLAMA_SERVER,
-        LLAMACTL_INSTANCE_PORT_RANGE="32100-32199",
-        LLAMACTL_MAX_RUNNING_INSTANCES="1",
+    env = server_environment(
+        home, LLAMACTL_INSTANCE_PORT_RANGE="32100-32199", LLAMACTL_MAX_RUNNING_INSTANCES="1"
     )
     server = Llamactl(home, env)
     server.start()
