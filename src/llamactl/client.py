@@ -25,7 +25,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from llamactl.errors import LlamactlError
+from llamactl.errors import ApiError, ClientError, LlamactlError, Unreachable
 
 __all__ = [
     "DEFAULT_URL",
@@ -48,31 +48,6 @@ JsonObject = dict[str, object]
 _LOCAL_NAMES = {"localhost", "localhost.localdomain"}
 _FOLLOW_CONNECT_TIMEOUT = 10.0
 _WAIT_MARGIN = 10.0  # seconds the HTTP read waits beyond the server's own start timeout
-
-
-class ClientError(LlamactlError):
-    """Raised when a request to a llamactl server does not succeed."""
-
-    code = "client_error"
-
-
-class ApiError(ClientError):
-    """Raised when the server answers with an error status; ``code`` and ``message`` are its own."""
-
-    def __init__(
-        self, status: int, code: str, message: str, *, details: tuple[str, ...] = ()
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.details = details  # more lines a reader may need (a failed backend's output)
-
-
-class Unreachable(ClientError):
-    """Raised when the server cannot be reached or stops answering mid-request."""
-
-    code = "unreachable"
-    status = 503
 
 
 class ApiClient:

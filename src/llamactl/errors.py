@@ -21,6 +21,9 @@ pydantic, ``OSError``) are translated once, at the layer that meets them, chaine
     │   ├── InvalidTransition     a status change that the lifecycle forbids
     │   └── LimitReached          a configured limit (max_instances, ...) is reached
     ├── BackendFailed             a backend process could not be started or kept running
+    ├── ClientError               a request from the command-line client did not succeed
+    │   ├── ApiError              the server answered with an error status
+    │   └── Unreachable           the server cannot be reached
     ├── Unavailable               a request cannot be served now; try again later (503)
     │   ├── InstanceNotRunning    the instance is stopped and may not be started on demand
     │   └── QueueFull             too many requests already wait for the instance
@@ -33,7 +36,9 @@ pydantic, ``OSError``) are translated once, at the layer that meets them, chaine
 from __future__ import annotations
 
 __all__ = [
+    "ApiError",
     "BackendFailed",
+    "ClientError",
     "CommandParseError",
     "ConfigError",
     "Conflict",
@@ -55,6 +60,7 @@ __all__ = [
     "PayloadTooLarge",
     "QueueFull",
     "Unavailable",
+    "Unreachable",
 ]
 
 
@@ -206,6 +212,31 @@ class QueueFull(Unavailable):
     """Raised when an instance's wait queue (``instances.max_queued_requests``) is full."""
 
     code = "queue_full"
+
+
+class ClientError(LlamactlError):
+    """Raised when a request to a llamactl server does not succeed."""
+
+    code = "client_error"
+
+
+class ApiError(ClientError):
+    """Raised when the server answers with an error status; ``code`` and ``message`` are its own."""
+
+    def __init__(
+        self, status: int, code: str, message: str, *, details: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.details = details  # more lines a reader may need (a failed backend's output)
+
+
+class Unreachable(ClientError):
+    """Raised when the server cannot be reached or stops answering mid-request."""
+
+    code = "unreachable"
+    status = 503
 
 
 class DatabaseError(LlamactlError):

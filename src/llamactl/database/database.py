@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import QueuePool, StaticPool
 
+from llamactl.config import DatabaseConfig
 from llamactl.database import instances as sql
 from llamactl.database import processes
 from llamactl.database.processes import ProcessRecord
@@ -73,8 +74,8 @@ class DatabaseSettings:
     connection_max_lifetime: timedelta = timedelta(minutes=5)
 
     @classmethod
-    def from_config(cls, config: Any) -> DatabaseSettings:
-        """Take the four settings from a ``DatabaseConfig``-shaped object."""
+    def from_config(cls, config: DatabaseConfig) -> DatabaseSettings:
+        """Take the four settings from the ``database`` section of the configuration."""
         return cls(
             path=str(config.path),
             max_open_connections=config.max_open_connections,
@@ -98,9 +99,7 @@ class DatabaseSettings:
 Clock = Callable[[], float]
 
 
-def open(
-    settings: DatabaseSettings, *, clock: Clock = time.time
-) -> DB:
+def open(settings: DatabaseSettings, *, clock: Clock = time.time) -> DB:
     """Connect to the configured database. Creates an SQLite file's folder if missing.
 
     ``clock`` gives the unix time written to ``updated_at`` (and to ``created_at`` of an
