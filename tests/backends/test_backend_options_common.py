@@ -333,6 +333,36 @@ def test_random_subsets_round_trip(backend: BackendType, seed: int) -> None:
     assert list(options.to_json()) == sorted(options.to_json())
 
 
+@pytest.mark.parametrize("seed", range(25))
+def test_checked_options_equal_what_pydantic_validates(backend: BackendType, seed: int) -> None:
+    # from_json builds from its own checks without a second validation; this holds the
+    # result to what pydantic's strict validation makes of the same (canonical) values.
+    rng = random.Random(seed)
+    cls = options_class(backend)
+    names = rng.sample(list(cls.FIELD_ORDER), k=rng.randint(0, len(cls.FIELD_ORDER)))
+    data: dict[str, object] = {name: field_value(cls, name, rng) for name in names}
+    data["extra_args"] = {f"x-{seed}": str(seed)} if seed % 2 else {}
+
+    checked = parse_backend_options(backend, data)
+    validated = cls.model_validate(data)
+
+    assert checked == validated
+    assert checked.model_fields_set == validated.model_fields_set
+    for name in cls.model_fields:
+        assert type(getattr(checked, name)) is type(getattr(validated, name)), name
+
+
+def test_checked_options_share_no_state(backend: BackendType) -> None:
+    first = parse_backend_options(backend, {"x": "1"})
+    second = parse_backend_options(backend, {})
+
+    assert first.extra_args == {"x": "1"}
+    assert second.extra_args == {}
+    assert first.extra_args is not second.extra_args
+    assert parse_backend_options(backend, {}).extra_args is not second.extra_args
+    assert second.model_fields_set == {"extra_args"}
+
+
 # -- immutability and copies -----------------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import sqlite3
 from pathlib import Path
@@ -288,6 +289,26 @@ def test_a_stored_row_that_does_not_validate_names_the_instance(memory_db: datab
         )
     with pytest.raises(DatabaseError, match=r"'broken'.*ctx_size"):
         memory_db.load_all()
+
+
+def test_load_all_leaves_the_cycle_collector_as_it_found_it(memory_db: database.DB) -> None:
+    memory_db.save(make("one"))
+    assert gc.isenabled()
+    assert [inst.name for inst in memory_db.load_all()] == ["one"]
+    assert gc.isenabled()
+
+    gc.disable()
+    try:
+        memory_db.load_all()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+    with memory_db.writing() as connection:
+        connection.exec_driver_sql("UPDATE instances SET backend_config_json = '[]'")
+    with pytest.raises(DatabaseError, match=r"'one'.*backend_options"):
+        memory_db.load_all()
+    assert gc.isenabled()
 
 
 def test_file_database_persists_across_connections(db_path: Path, clock: FakeClock) -> None:

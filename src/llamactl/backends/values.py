@@ -76,6 +76,8 @@ def check_int(field: str, value: object) -> int:
 
 def check_float(field: str, value: object) -> float:
     """Accept a finite JSON number (integers included); never a bool or string."""
+    if type(value) is float and math.isfinite(value):  # the common case, checked first
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise expected(field, "a number", value)
     number = float(value)

@@ -8,8 +8,10 @@ and ``updated_at`` in unix seconds. Callers never see a row.
 
 from __future__ import annotations
 
+import gc
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
@@ -207,12 +209,31 @@ def select_one(connection: Connection, name: str) -> Instance:
 
 
 def select_all(connection: Connection) -> list[Instance]:
-    cursor = _select_all(connection, {})
+    with _cyclic_gc_paused():
+        cursor = _select_all(connection, {})
+        try:
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+        return [_to_instance(_Row._make(row)) for row in rows]
+
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Hold off the cycle collector while a bulk of rows becomes objects.
+
+    Each row becomes about ten container objects, none of them in a reference cycle, so
+    the collector finds nothing; but their number alone makes it walk the whole heap
+    several times during a large load (a third of ``load_all`` on 10,000 rows). It runs
+    again, as usual, as soon as the block ends. If it was off already it stays off.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
     try:
-        rows = cursor.fetchall()
+        yield
     finally:
-        cursor.close()
-    return [_to_instance(_Row._make(row)) for row in rows]
+        if was_enabled:
+            gc.enable()
 
 
 def _fetch_one(connection: Connection, name: str) -> Any:
@@ -250,13 +271,18 @@ class _Row(NamedTuple):
     environment: str | None
 
 
+# Enum members by stored value: a dict lookup costs a tenth of calling the enum.
+_STATUSES: Mapping[str, Status] = {member.value: member for member in Status}
+_BACKEND_TYPES: Mapping[str, BackendType] = {member.value: member for member in BackendType}
+
+
 def _to_instance(row: _Row) -> Instance:
     """Rebuild an Instance from a row; a row that does not validate is a DatabaseError."""
     try:
         return Instance(
             name=row.name,
             created=row.created_at,
-            status=Status(row.status),
+            status=_STATUSES.get(row.status) or Status(row.status),
             options=_to_options(row),
         )
     except (LlamactlError, ValueError, TypeError) as exc:
@@ -265,7 +291,7 @@ def _to_instance(row: _Row) -> Instance:
 
 
 def _to_options(row: _Row) -> Options:
-    backend_type = BackendType(row.backend_type)
+    backend_type = _BACKEND_TYPES.get(row.backend_type) or BackendType(row.backend_type)
     backend_options = parse_backend_options(backend_type, json.loads(row.backend_config_json))
     return Options(
         backend_type=backend_type,

@@ -54,6 +54,7 @@ _KEYS = (
 )
 _KEY_LIST = ", ".join(_KEYS)
 _FORBIDDEN_IN_ENV_NAME = frozenset("=\x00")
+_NO_ENVIRONMENT: MappingProxyType[str, str] = MappingProxyType({})
 
 
 # The largest value of an integer instance setting: they are stored as 32-bit-safe
@@ -96,10 +97,18 @@ class Options:
     environment: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "nodes", tuple(sorted(set(self.nodes))))
-        frozen_env = MappingProxyType(dict(sorted(self.environment.items())))
+        # Normalised in place; this runs for every stored row that load_all reads, so the
+        # usual empty values take the short way.
+        if self.nodes or type(self.nodes) is not tuple:
+            object.__setattr__(self, "nodes", tuple(sorted(set(self.nodes))))
+        environment = self.environment
+        if environment:
+            frozen_env = MappingProxyType(dict(sorted(environment.items())))
+        else:
+            frozen_env = _NO_ENVIRONMENT
         object.__setattr__(self, "environment", frozen_env)
-        object.__setattr__(self, "command_override", self.command_override or None)
+        if self.command_override == "":
+            object.__setattr__(self, "command_override", None)
         self._check_backend()
         self._check_ranges()
         self._check_combinations()
