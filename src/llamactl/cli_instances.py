@@ -26,6 +26,7 @@ from typing import ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import click
+from click.core import ParameterSource
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -305,19 +306,48 @@ def _print_status(body: Mapping[str, object], as_json: bool) -> None:
 # -- commands ------------------------------------------------------------------------------
 
 
+# Where the group keeps ``--url`` / ``--api-key`` given before the command name.
+_GROUP_CONNECTION = "llamactl.instances.connection"
+
+
+def _given(name: str, value: str | None) -> str | None:
+    """The value of option ``name`` after the group's: the command's own flag wins, then
+    the group's (``llamactl instances --url X list``), then the environment or default."""
+    ctx = click.get_current_context()
+    if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE:
+        return value
+    group: dict[str, str | None] = ctx.meta.get(_GROUP_CONNECTION, {})
+    return group.get(name) or value
+
+
 @contextmanager
 def _client(url: str, api_key: str | None) -> Iterator[ApiClient]:
+    url = _given("url", url) or DEFAULT_URL
+    api_key = _given("api_key", api_key)
     key = api_key or default_api_key(url, os.environ, _config_path())
     with ApiClient(url, key) as api:
         yield api
 
 
+def _check_optional_url(ctx: click.Context, param: click.Parameter, value: str | None) -> object:
+    return None if value is None else _check_url(ctx, param, value)
+
+
 @click.group("instances")
-def instances_group() -> None:
+@click.option(
+    "--url",
+    callback=_check_optional_url,
+    help="The llamactl server, for every command [env: LLAMACTL_URL; default: "
+    f"{DEFAULT_URL}]. Also accepted after the command.",
+)
+@click.option("--api-key", help="Management key, for every command. Also accepted after it.")
+@click.pass_context
+def instances_group(ctx: click.Context, url: str | None, api_key: str | None) -> None:
     """Manage the instances of a running llamactl server.
 
     Exit codes: 0 done, 1 error from the server, 2 usage error, 3 server unreachable.
     """
+    ctx.meta[_GROUP_CONNECTION] = {"url": url, "api_key": api_key}
 
 
 @instances_group.command("list")
@@ -576,7 +606,7 @@ def logs_command(name: str, lines: int | None, follow: bool, url: str, api_key: 
         except KeyboardInterrupt:
             return
     raise Unreachable(
-        f"the log stream from llamactl at {url} ended: the server stopped or dropped"
+        f"the log stream from llamactl at {api.url} ended: the server stopped or dropped"
         " a reader that fell behind"
     )
 

@@ -364,6 +364,29 @@ def test_an_unreachable_server_exits_3() -> None:
     assert from_env.exit_code == 3 and url in from_env.stderr
 
 
+def test_connection_options_before_the_command(server: Server) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    before = invoke("instances", "--url", server.url, "--api-key", server.key, "list", "--json")
+    assert before.exit_code == 0, before.output
+    assert isinstance(json.loads(before.stdout), list)
+
+    # The group's flags beat the environment; the command's own flags beat the group's.
+    over_env = invoke(
+        "instances", "--url", server.url, "--api-key", server.key, "list", LLAMACTL_URL=dead
+    )
+    assert over_env.exit_code == 0, over_env.output
+    inner = invoke(
+        "instances", "--url", dead, "--api-key", "sk-wrong",
+        "list", "--url", server.url, "--api-key", server.key,
+    )  # fmt: skip
+    assert inner.exit_code == 0, inner.output
+    outer_key = invoke("instances", "--api-key", "sk-wrong", "list", "--url", server.url)
+    assert outer_key.exit_code == 1 and "refused the key" in outer_key.stderr
+
+    bad = invoke("instances", "--url", "localhost:8080", "list", LLAMACTL_URL=server.url)
+    assert bad.exit_code == 2 and "localhost:8080" in bad.output
+
+
 def test_a_wrong_key_exits_1_and_says_where_keys_come_from(server: Server) -> None:
     result = invoke("instances", "list", "--url", server.url, "--api-key", "sk-wrong")
     line = assert_one_line_error(result.stderr, 1, result.exit_code)
