@@ -74,7 +74,9 @@ async def test_queue_overflow_is_503_with_retry_after(serve: Serve) -> None:
             asyncio.create_task(client.post("/v1/chat/completions", json=chat("slow")))
             for _ in range(2)
         ]
-        await server.manager.wait_until("slow", lambda inst, _: inst.status is Status.RUNNING, 5)
+        assert await server.manager.wait_until("slow", lambda _, info: info.queued == 2, 5)
+        shown = await client.get("/api/v1/instances/slow", headers=headers(MANAGEMENT_KEY))
+        assert (shown.json()["queued"], shown.json()["in_flight"]) == (2, 2)
         overflow = await client.post("/v1/chat/completions", json=chat("slow"))
         assert overflow.status_code == 503
         assert overflow.headers["retry-after"] == "5"
@@ -393,16 +395,15 @@ async def test_configured_response_headers_are_added(serve: Serve) -> None:
 async def test_a_waiter_whose_client_leaves_frees_its_place(serve: Serve) -> None:
     server: Running = await serve(LLAMACTL_MAX_QUEUED_REQUESTS="1")
     await server.create("slow", environment={"FAKE_LLAMA_LOAD_SECONDS": "1.0"})
-    ondemand = server.ondemand
+    manager = server.manager
     async with httpx.AsyncClient(base_url=server.url, headers=headers(), timeout=30) as client:
         leaving = asyncio.create_task(client.post("/v1/chat/completions", json=chat("slow")))
-        await server.manager.wait_until("slow", lambda inst, _: inst.status is Status.RUNNING, 5)
-        assert ondemand.waiting("slow") == 1
+        await manager.wait_until("slow", lambda inst, _: inst.status is Status.RUNNING, 5)
+        assert manager.queued("slow") == 1
         leaving.cancel()  # the client goes away while it waits
-        deadline = time.monotonic() + 5
-        while ondemand.waiting("slow"):
-            assert time.monotonic() < deadline, "the waiter stayed in the queue"
-            await asyncio.sleep(0.01)
+        left = await manager.wait_until("slow", lambda _, info: info.queued == 0, 5)
+        assert left, "the waiter stayed in the queue"
+        assert manager.info("slow").in_flight == 0
         reply = await client.post("/v1/chat/completions", json=chat("slow"))
     assert reply.status_code == 200
     assert len(server.backend_requests("/v1/chat/completions")) == 1

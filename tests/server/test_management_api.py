@@ -28,6 +28,7 @@ BODY_KEYS = [
     "failure",
     "restarts",
     "in_flight",
+    "queued",
     "idle_seconds",
     "pid",
 ]
@@ -62,7 +63,7 @@ async def test_instance_lifecycle_through_the_api(api: Api) -> None:
     assert created["readiness"] is None
     assert created["failure"] is None
     assert created["pid"] is None
-    assert (created["restarts"], created["in_flight"]) == (0, 0)
+    assert (created["restarts"], created["in_flight"], created["queued"]) == (0, 0, 0)
     assert isinstance(created["created"], int)
     options = created["options"]
     assert isinstance(options, dict)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -373,3 +374,41 @@ def test_it_works_under_a_sub_path(page: Page, server: Server) -> None:
         server.api("DELETE", "instances/behind-proxy")
     assert f"{prefix}static/app.js" in requested
     assert f"{prefix}api/v1/instances" in requested
+
+
+def test_requests_waiting_for_a_start_are_shown(page: Page, server: Server) -> None:
+    slow = {"FAKE_LLAMA_LOAD_SECONDS": "8"}
+    created = server.api(
+        "POST",
+        "instances/queue-shown",
+        json={
+            "backend_type": "llama_cpp",
+            "backend_options": {"model": "/m/queue.gguf"},
+            "on_demand_start": True,
+            "environment": slow,
+        },
+    )
+    assert created.status_code == 201, created.text
+    try:
+        log_in(page, server)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            answers = [
+                pool.submit(
+                    httpx.post,
+                    f"{server.url}v1/chat/completions",
+                    headers={"Authorization": f"Bearer {KEY}"},
+                    json={"model": "queue-shown", "messages": [{"role": "user", "content": "hi"}]},
+                    timeout=60,
+                )
+                for _ in range(2)
+            ]
+            expect(row(page, "queue-shown").locator(".col-last")).to_have_text(
+                "2 waiting", timeout=READY_TIMEOUT
+            )
+            assert [answer.result().status_code for answer in answers] == [200, 200]
+        expect(row(page, "queue-shown").locator(".col-last")).not_to_contain_text(
+            "waiting", timeout=READY_TIMEOUT
+        )
+    finally:
+        server.api("POST", "instances/queue-shown/stop")
+        server.api("DELETE", "instances/queue-shown")

@@ -305,6 +305,22 @@ class InstanceManager:
         if runtime.in_flight == 0:
             runtime.notify()
 
+    def queued(self, name: str) -> int:
+        """How many requests for ``name`` wait for it to start and become ready."""
+        return self._runtime(name).queued
+
+    def enter_queue(self, name: str) -> None:
+        """A request (already counted in flight) starts waiting for ``name`` to be ready."""
+        runtime = self._runtime(name)
+        runtime.queued += 1
+        runtime.notify()
+
+    def leave_queue(self, name: str) -> None:
+        """The request stopped waiting: the instance is ready, or the wait failed."""
+        runtime = self._runtime(name)
+        runtime.queued = max(0, runtime.queued - 1)
+        runtime.notify()
+
     def lru_candidate(self, exclude: str | None = None) -> str | None:
         """The running instance used least recently that has no request in flight."""
         candidates = [

@@ -59,7 +59,8 @@ class RuntimeInfo:
     pid: int | None
     failure: Failure | None
     restarts: int
-    in_flight: int
+    in_flight: int  # requests counted from arrival to end, those still queued included
+    queued: int  # of those, the ones waiting for the instance to start and become ready
     last_activity: float | None  # clock time of the end of the last request (or of start)
     idle_seconds: float | None  # since then; None while a request is in flight or stopped
 
@@ -80,6 +81,7 @@ class Runtime:
     restarts: int = 0
     stopping: bool = False
     in_flight: int = 0
+    queued: int = 0
     last_activity: float | None = None
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     restart_task: asyncio.Task[None] | None = None
@@ -140,6 +142,7 @@ class Runtime:
             failure=self.failure,
             restarts=self.restarts,
             in_flight=self.in_flight,
+            queued=self.queued,
             last_activity=self.last_activity,
             idle_seconds=idle,
         )

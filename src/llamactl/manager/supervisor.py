@@ -153,9 +153,7 @@ class Supervisor:
             self.log_path(name),
             max_bytes=max_bytes if settings.log_rotation_enabled else None,
             compress=settings.log_rotation_compress,
-            on_write=lambda data: runtime.publish(
-                "log", {"text": data.decode("utf-8", "replace")}
-            ),
+            on_write=lambda data: runtime.publish("log", {"text": data.decode("utf-8", "replace")}),
         )
         log.open()
         log.marker(name, "started")
@@ -244,9 +242,7 @@ class Supervisor:
                 self._timings.health_poll if starting else self._timings.health_interval
             )
 
-    def _record_health(
-        self, name: str, runtime: Runtime, healthy: bool, failures: int
-    ) -> None:
+    def _record_health(self, name: str, runtime: Runtime, healthy: bool, failures: int) -> None:
         if healthy and runtime.readiness is not Readiness.READY:
             if runtime.ready_since is None:
                 runtime.ready_since = self._clock()

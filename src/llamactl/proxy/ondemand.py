@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
 
 from llamactl.config import AppConfig
 from llamactl.errors import BackendFailed, InstanceNotRunning, QueueFull, Unavailable
@@ -36,26 +35,21 @@ class OnDemand:
     def __init__(self, manager: InstanceManager, config: AppConfig) -> None:
         self._manager = manager
         self._settings = config.instances
-        self._waiting: defaultdict[str, int] = defaultdict(int)
         self._admission = asyncio.Lock()  # one start (with its eviction) at a time
-
-    def waiting(self, name: str) -> int:
-        """How many requests wait for ``name`` now."""
-        return self._waiting[name]
 
     async def ready(self, name: str) -> None:
         """Return once ``name`` is ready for requests, or raise why it cannot be."""
         if self._manager.is_ready(name):
             return
         limit = self._settings.max_queued_requests
-        if self._waiting[name] >= limit:
+        if self._manager.queued(name) >= limit:
             raise QueueFull(
                 f"{limit} requests already wait for instance {name} "
                 "(instances.max_queued_requests)",
                 retry_after=_QUEUE_RETRY_AFTER,
             )
         timeout = self._settings.on_demand_start_timeout or _DEFAULT_TIMEOUT
-        self._waiting[name] += 1
+        self._manager.enter_queue(name)
         try:
             async with asyncio.timeout(timeout):
                 await self._bring_up(name, timeout)
@@ -66,7 +60,7 @@ class OnDemand:
                 retry_after=_LIMIT_RETRY_AFTER,
             ) from None
         finally:
-            self._waiting[name] -= 1
+            self._manager.leave_queue(name)
 
     async def _bring_up(self, name: str, timeout: float) -> None:
         while not self._manager.is_ready(name):

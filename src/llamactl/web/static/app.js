@@ -78,8 +78,14 @@
     return Math.round(seconds / 86400) + " d ago";
   }
 
-  // Time since the last request ended (idle_seconds); a request in flight shows as such.
+  // Time since the last request ended (idle_seconds); requests in flight show as such,
+  // and those of them still waiting for the instance to become ready as "waiting".
   function lastRequest(inst) {
+    const queued = inst.queued || 0;
+    if (queued > 0) {
+      const started = inst.in_flight - queued;
+      return (started > 0 ? started + " in flight, " : "") + queued + " waiting";
+    }
     if (inst.in_flight > 0) return inst.in_flight === 1 ? "1 in flight" : inst.in_flight + " in flight";
     if (typeof inst.idle_seconds === "number") return ago(inst.idle_seconds);
     return "—";
