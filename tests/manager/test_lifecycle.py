@@ -342,6 +342,26 @@ async def test_stop_waits_for_requests_in_flight(manager: InstanceManager, db_pa
     assert (await stopping).status is Status.STOPPED
 
 
+async def test_a_stop_does_not_wait_for_requests_queued_behind_it(
+    manager: InstanceManager,
+) -> None:
+    import asyncio
+
+    await manager.create("draining", fake_options())
+    await manager.start("draining")
+    await manager.wait_ready("draining", timeout=10)
+    manager.begin_request("draining")
+    stopping = asyncio.create_task(manager.stop("draining"))
+    await until(manager, "draining", status_is(Status.SHUTTING_DOWN))
+    manager.begin_request("draining")  # arrives during the stop: it waits for the stop
+    manager.enter_queue("draining")
+    manager.end_request("draining")  # the one forwarded request ends: the drain is over
+    # Well before the drain timeout (FAST: 2 s), which a queued request must not hold up.
+    stopped = await asyncio.wait_for(stopping, timeout=FAST.drain_timeout / 2)
+    assert stopped.status is Status.STOPPED
+    assert (manager.info("draining").in_flight, manager.queued("draining")) == (1, 1)
+
+
 async def test_limits_refuse_with_clear_errors(tmp_path: Path, db: database.DB) -> None:
     manager = InstanceManager(
         fake_config(

@@ -418,7 +418,9 @@ class InstanceManager:
             return
         runtime.stopping = True
         self._set_status(name, Status.SHUTTING_DOWN)
-        await runtime.wait_for(lambda: runtime.in_flight == 0, self._timings.drain_timeout)
+        # Requests queued meanwhile wait for this stop (then start the instance again):
+        # the drain waits only for those the backend is serving.
+        await runtime.wait_for(lambda: runtime.forwarded == 0, self._timings.drain_timeout)
         await process.stop(self._timings.stop_timeout)
         await runtime.wait_for(lambda: runtime.process is None, 5.0)
         self._set_status(name, Status.STOPPED)

@@ -88,6 +88,11 @@ class Runtime:
     # Followers of the instance's log and status (see ``publish``).
     followers: set[asyncio.Queue[Event | None]] = field(default_factory=set)
 
+    @property
+    def forwarded(self) -> int:
+        """Requests in flight that are past the queue: the backend is serving them."""
+        return max(0, self.in_flight - self.queued)
+
     def publish(self, kind: str, data: dict[str, object]) -> None:
         """Hand an event to every follower. One that is ``FOLLOW_BACKLOG`` events behind
         is dropped (it gets ``None``, the end of its stream) rather than holding memory."""
