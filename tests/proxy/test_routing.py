@@ -187,6 +187,79 @@ async def test_swapping_two_instances_under_a_limit_of_one(serve: Serve) -> None
     assert server.manager.running_count() == 1
 
 
+async def test_a_swap_waits_for_a_busy_instance_instead_of_refusing(serve: Serve) -> None:
+    server: Running = await serve(LLAMACTL_MAX_RUNNING_INSTANCES="1")
+    await server.create(
+        "busy",
+        environment={"FAKE_LLAMA_STREAM_INTERVAL": "0.1", "FAKE_LLAMA_STREAM_CHUNKS": "15"},
+    )
+    await server.create("other")
+    manager = server.manager
+    async with httpx.AsyncClient(base_url=server.url, headers=headers(), timeout=30) as client:
+        async with client.stream(
+            "POST", "/v1/chat/completions", json=chat("busy", stream=True)
+        ) as streaming:
+            assert streaming.status_code == 200
+            other = asyncio.create_task(client.post("/v1/chat/completions", json=chat("other")))
+            assert await manager.wait_until("busy", lambda *_: manager.is_held("busy"), 5)
+            # A request for the held instance queues behind the swap, not on the backend.
+            again = asyncio.create_task(client.post("/v1/chat/completions", json=chat("busy", "2")))
+            assert await manager.wait_until("busy", lambda _, info: info.queued == 1, 5)
+            assert len(server.backend_requests("/v1/chat/completions")) == 1
+            lines = [line async for line in streaming.aiter_lines() if line.startswith("data: ")]
+        assert lines[-1] == "data: [DONE]" and len(lines) == 16  # the stream was not cut
+        assert (await other).status_code == 200
+        assert (await again).status_code == 200
+    served = [entry["body"]["model"] for entry in server.backend_requests("/v1/chat/completions")]
+    assert served == ["busy", "other", "busy"]
+    assert not manager.is_held("busy") and manager.running_count() == 1
+
+
+async def test_a_swap_nobody_waits_for_any_more_lets_go_of_the_busy_instance(
+    serve: Serve,
+) -> None:
+    server: Running = await serve(LLAMACTL_MAX_RUNNING_INSTANCES="1")
+    await server.create(
+        "busy",
+        environment={"FAKE_LLAMA_STREAM_INTERVAL": "0.1", "FAKE_LLAMA_STREAM_CHUNKS": "30"},
+    )
+    await server.create("other")
+    manager = server.manager
+    async with httpx.AsyncClient(base_url=server.url, headers=headers(), timeout=30) as client:
+        async with client.stream(
+            "POST", "/v1/chat/completions", json=chat("busy", stream=True)
+        ) as streaming:
+            other = asyncio.create_task(client.post("/v1/chat/completions", json=chat("other")))
+            assert await manager.wait_until("busy", lambda *_: manager.is_held("busy"), 5)
+            other.cancel()  # its client leaves: nobody waits for "other" any more
+            assert await manager.wait_until("busy", lambda *_: not manager.is_held("busy"), 5)
+            reply = await client.post("/v1/chat/completions", json=chat("busy", "more"))
+            assert reply.status_code == 200  # served at once, beside the running stream
+            assert manager.info("busy").in_flight == 1
+            await streaming.aread()
+    assert manager.get("other").status is Status.STOPPED
+    assert manager.get("busy").status is Status.RUNNING
+
+
+async def test_alternating_load_under_a_limit_of_one_is_all_served(serve: Serve) -> None:
+    server: Running = await serve(LLAMACTL_MAX_RUNNING_INSTANCES="1")
+    for name in ("a", "b"):
+        await server.create(
+            name,
+            environment={"FAKE_LLAMA_STREAM_INTERVAL": "0.02", "FAKE_LLAMA_STREAM_CHUNKS": "5"},
+        )
+    async with httpx.AsyncClient(base_url=server.url, headers=headers(), timeout=60) as client:
+        replies = await asyncio.gather(
+            *(
+                client.post("/v1/chat/completions", json=chat("ab"[index % 2], str(index)))
+                for index in range(24)
+            )
+        )
+    assert [reply.status_code for reply in replies] == [200] * 24, [r.text for r in replies]
+    assert len(server.backend_requests("/v1/chat/completions")) == 24
+    assert server.manager.running_count() == 1
+
+
 async def test_port_change_by_update_takes_effect_for_the_next_request(serve: Serve) -> None:
     server: Running = await serve()
     await server.create("moving")

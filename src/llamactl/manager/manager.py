@@ -31,7 +31,7 @@ from llamactl.instance import Instance, InstanceDefaults, Options, Status, valid
 from llamactl.manager.health import connect_host
 from llamactl.manager.ports import PortAllocator
 from llamactl.manager.reaper import reap
-from llamactl.manager.runtime import Event, Readiness, Runtime, RuntimeInfo, Timings
+from llamactl.manager.runtime import Event, Readiness, Runtime, RuntimeInfo, Signal, Timings
 from llamactl.manager.supervisor import LOOPBACK, Supervisor, backend_config
 
 __all__ = ["InstanceManager", "instance_defaults"]
@@ -79,6 +79,7 @@ class InstanceManager:
         self._timings = timings or Timings()
         self._instances: dict[str, Instance] = {}
         self._runtimes: dict[str, Runtime] = {}
+        self._changes = Signal()  # notified whenever any instance changes
         self._ports = PortAllocator(config.instances.port_range)
         self._idle_task: asyncio.Task[None] | None = None
         self._loaded = False
@@ -146,6 +147,10 @@ class InstanceManager:
             and runtime is not None
             and runtime.readiness is Readiness.READY
         )
+
+    def accepts_requests(self, name: str) -> bool:
+        """Whether a new proxied request may go to ``name`` now: ready and not held."""
+        return self.is_ready(name) and not self._runtimes[name].held
 
     def address(self, name: str) -> tuple[str, int]:
         """Where the backend of ``name`` listens, from its current options (never cached)."""
@@ -302,7 +307,7 @@ class InstanceManager:
         runtime = self._runtime(name)
         runtime.in_flight = max(0, runtime.in_flight - 1)
         runtime.last_activity = self._clock()
-        if runtime.in_flight == 0:
+        if runtime.forwarded == 0:  # a drain or a swap may wait for this
             runtime.notify()
 
     def queued(self, name: str) -> int:
@@ -322,15 +327,64 @@ class InstanceManager:
         runtime.notify()
 
     def lru_candidate(self, exclude: str | None = None) -> str | None:
-        """The running instance used least recently that has no request in flight."""
+        """The running instance used least recently that can stop without harm: no request
+        in flight, or (if it is held) only requests that wait for it to stop."""
+        return self._least_recently_used(exclude, self._evictable)
+
+    def hold_candidate(self, exclude: str | None = None) -> str | None:
+        """The ready instance used least recently that may be held (see ``hold``): not
+        held already, and no request waiting for it to become ready."""
+        return self._least_recently_used(exclude, self._holdable)
+
+    def hold(self, name: str) -> None:
+        """Queue new requests for ``name`` instead of forwarding them, until it stops or
+        ``release``: the requests it serves end, and its slot can go to another instance."""
+        runtime = self._runtime(name)
+        runtime.held = True
+        runtime.notify()
+
+    def release(self, name: str) -> None:
+        """Forward requests to ``name`` again (the instance that wanted its slot gave up)."""
+        runtime = self._runtimes.get(name)
+        if runtime is not None and runtime.held:
+            runtime.held = False
+            runtime.notify()
+
+    def is_held(self, name: str) -> bool:
+        runtime = self._runtimes.get(name)
+        return runtime is not None and runtime.held
+
+    async def wait_any(self, condition: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``condition()`` holds, looking again whenever any instance changes;
+        False if ``timeout`` passes first."""
+        return await self._changes.wait_for(condition, timeout)
+
+    def _least_recently_used(
+        self, exclude: str | None, eligible: Callable[[Instance, Runtime], bool]
+    ) -> str | None:
         candidates = [
             (self._runtime(name).last_activity or float("-inf"), name)
             for name, inst in self._instances.items()
-            if name != exclude
-            and inst.status is Status.RUNNING
-            and self._runtime(name).in_flight == 0
+            if name != exclude and eligible(inst, self._runtime(name))
         ]
         return min(candidates)[1] if candidates else None
+
+    @staticmethod
+    def _evictable(inst: Instance, runtime: Runtime) -> bool:
+        return (
+            inst.status is Status.RUNNING
+            and runtime.forwarded == 0
+            and (runtime.queued == 0 or runtime.held)
+        )
+
+    @staticmethod
+    def _holdable(inst: Instance, runtime: Runtime) -> bool:
+        return (
+            inst.status is Status.RUNNING
+            and runtime.readiness is Readiness.READY
+            and not runtime.held
+            and runtime.queued == 0
+        )
 
     async def check_idle(self) -> builtins.list[str]:
         """Stop every instance idle for longer than its ``idle_timeout``; return their names."""
@@ -481,11 +535,13 @@ class InstanceManager:
     def _runtime(self, name: str) -> Runtime:
         runtime = self._runtimes.get(name)
         if runtime is None:
-            runtime = self._runtimes[name] = Runtime()
+            runtime = self._runtimes[name] = Runtime(on_change=self._changes.notify)
         return runtime
 
     def _set_status(self, name: str, status: Status) -> None:
         inst = self._require(name)
+        if status is not Status.RUNNING:
+            self._runtime(name).held = False  # a hold ends when the instance stops running
         if inst.status is not status:
             self._persist(inst.with_status(status))
             self.publish_status(name)

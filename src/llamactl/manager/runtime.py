@@ -29,6 +29,31 @@ class Readiness(StrEnum):
     UNHEALTHY = "unhealthy"  # it was ready, then stopped answering its health checks
 
 
+class Signal:
+    """Something that changes: waiters look again at every ``notify``."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        event, self._event = self._event, asyncio.Event()
+        event.set()
+
+    async def wait_for(self, done: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``done()``, looking again at every change; False after ``timeout`` s."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not done():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._event.wait(), remaining)
+            except TimeoutError:
+                return done()
+        return True
+
+
 @dataclass(frozen=True)
 class Timings:
     """The manager's intervals and bounds, in seconds. Tests shrink them."""
@@ -73,20 +98,25 @@ class Runtime:
     process: BackendProcess | None = None
     log: InstanceLog | None = None
     readiness: Readiness | None = None
-    # Replaced and set on every change of status, readiness or requests in flight, so that
+    # Notified on every change of status, readiness or requests in flight, so that
     # waiters wake up and look again.
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    changed: Signal = field(default_factory=Signal)
     ready_since: float | None = None
     failure: Failure | None = None
     restarts: int = 0
     stopping: bool = False
     in_flight: int = 0
     queued: int = 0
+    # Set while another instance waits for this one's slot: new requests queue instead
+    # of reaching the backend, so that the ones it serves can end and it can be stopped.
+    held: bool = False
     last_activity: float | None = None
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     restart_task: asyncio.Task[None] | None = None
     # Followers of the instance's log and status (see ``publish``).
     followers: set[asyncio.Queue[Event | None]] = field(default_factory=set)
+    # Called on every ``notify``: the manager's signal that some instance changed.
+    on_change: Callable[[], None] | None = None
 
     @property
     def forwarded(self) -> int:
@@ -114,23 +144,13 @@ class Runtime:
 
     def notify(self) -> None:
         """Wake everything waiting for a change of this instance."""
-        changed = self.changed
-        self.changed = asyncio.Event()
-        changed.set()
+        self.changed.notify()
+        if self.on_change is not None:
+            self.on_change()
 
     async def wait_for(self, done: Callable[[], bool], timeout: float) -> bool:
         """Wait until ``done()``, looking again at every change; False after ``timeout`` s."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not done():
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return False
-            try:
-                await asyncio.wait_for(self.changed.wait(), remaining)
-            except TimeoutError:
-                return done()
-        return True
+        return await self.changed.wait_for(done, timeout)
 
     def snapshot(self, now: float | None = None) -> RuntimeInfo:
         idle = (

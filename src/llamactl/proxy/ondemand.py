@@ -5,8 +5,8 @@ Every request for an instance that is not ready waits in that instance's bounded
 starts a stopped instance (once, for all of them); none is let through before the
 backend answers its health check. A waiter whose client goes away is cancelled and
 leaves the queue. When ``max_running_instances`` is reached, the least recently used
-instance with no request in flight is stopped to make room (``enable_lru_eviction``);
-without one, 503 names the limit.
+instance with no request in flight is stopped to make room (``enable_lru_eviction``); if
+every one is busy, one is held until its requests end (see ``OnDemand._make_room``).
 """
 
 from __future__ import annotations
@@ -29,6 +29,14 @@ _QUEUE_RETRY_AFTER = 5
 _LIMIT_RETRY_AFTER = 10
 
 
+class _Start:
+    """One start of an instance, shared by every request waiting for it."""
+
+    def __init__(self, task: asyncio.Task[None]) -> None:
+        self.task = task
+        self.waiters = 0
+
+
 class OnDemand:
     """Brings instances up for the proxy."""
 
@@ -36,10 +44,11 @@ class OnDemand:
         self._manager = manager
         self._settings = config.instances
         self._admission = asyncio.Lock()  # one start (with its eviction) at a time
+        self._starts: dict[str, _Start] = {}
 
     async def ready(self, name: str) -> None:
         """Return once ``name`` is ready for requests, or raise why it cannot be."""
-        if self._manager.is_ready(name):
+        if self._manager.accepts_requests(name):
             return
         limit = self._settings.max_queued_requests
         if self._manager.queued(name) >= limit:
@@ -63,12 +72,15 @@ class OnDemand:
             self._manager.leave_queue(name)
 
     async def _bring_up(self, name: str, timeout: float) -> None:
-        while not self._manager.is_ready(name):
-            inst = self._manager.get(name)
+        manager = self._manager
+        while not manager.accepts_requests(name):
+            inst = manager.get(name)
             if inst.status is Status.SHUTTING_DOWN:
-                await self._manager.wait_until(
+                await manager.wait_until(
                     name, lambda inst, _info: inst.status is not Status.SHUTTING_DOWN, timeout
                 )
+            elif manager.is_held(name):  # another instance waits for its slot
+                await manager.wait_until(name, lambda *_: not manager.is_held(name), timeout)
             elif inst.status in _OCCUPYING:
                 await self._manager.wait_ready(name, timeout)
             elif not inst.options.on_demand_start:
@@ -77,33 +89,96 @@ class OnDemand:
                     "start it first"
                 )
             else:
-                await self._start(name)
+                await self._start(name, timeout)
 
-    async def _start(self, name: str) -> None:
+    async def _start(self, name: str, timeout: float) -> None:
+        """Wait for the start of ``name``, beginning it if nobody has.
+
+        Every request for ``name`` shares one start, so that only one of them waits its
+        turn to make room: requests for an instance another start is making room for must
+        not stand in that line (they would wait for themselves). The start is cancelled
+        when the last request waiting for it goes away.
+        """
+        start = self._starts.get(name)
+        if start is None:
+            start = self._starts[name] = _Start(asyncio.create_task(self._admit(name, timeout)))
+            start.task.add_done_callback(lambda task: self._finished(name, start, task))
+        start.waiters += 1
+        try:
+            await asyncio.shield(start.task)
+        finally:
+            start.waiters -= 1
+            if start.waiters == 0 and not start.task.done():
+                start.task.cancel()
+
+    def _finished(self, name: str, start: _Start, task: asyncio.Task[None]) -> None:
+        if self._starts.get(name) is start:
+            del self._starts[name]
+        if not task.cancelled():
+            task.exception()  # retrieved here too: every waiter may have gone
+
+    async def _admit(self, name: str, timeout: float) -> None:
         async with self._admission:
             if self._manager.get(name).status in _OCCUPYING:
                 return  # another waiter started it meanwhile
-            await self._make_room(name)
+            await self._make_room(name, timeout)
             try:
                 await self._manager.start(name)
             except BackendFailed as exc:
                 raise BackendFailed(f"instance {name} could not start: {exc.message}") from exc
 
-    async def _make_room(self, name: str) -> None:
-        limit = self._settings.max_running_instances
-        while limit >= 0 and self._manager.running_count(exclude=name) >= limit:
-            if not self._settings.enable_lru_eviction:
-                raise Unavailable(
-                    f"max_running_instances ({limit}) is reached and enable_lru_eviction is "
-                    f"off: stop an instance to start {name}",
-                    retry_after=_LIMIT_RETRY_AFTER,
+    async def _make_room(self, name: str, timeout: float) -> None:
+        """Stop instances until ``name`` fits under ``max_running_instances``.
+
+        The victim is the least recently used instance with nothing in flight. When every
+        running instance is busy, the least recently used ready one is held: its new
+        requests queue (they will start it again later) while the ones it serves finish,
+        then it stops. Swaps thus alternate between batches of requests, and none is
+        refused because the others were busy. Only one start makes room at a time.
+        """
+        manager, limit = self._manager, self._settings.max_running_instances
+        held: list[str] = []
+        try:
+            while limit >= 0 and manager.running_count(exclude=name) >= limit:
+                if not self._settings.enable_lru_eviction:
+                    raise Unavailable(
+                        f"max_running_instances ({limit}) is reached and enable_lru_eviction "
+                        f"is off: stop an instance to start {name}",
+                        retry_after=_LIMIT_RETRY_AFTER,
+                    )
+                victim = manager.lru_candidate(exclude=name)
+                if victim is not None:
+                    logger.info("stopping %s, used least recently, to start %s", victim, name)
+                    await manager.stop(victim)
+                    continue
+                holding = any(manager.is_held(other) for other in held)
+                busy = None if holding else manager.hold_candidate(exclude=name)
+                if busy is not None:
+                    logger.info("holding %s until its requests end, to start %s", busy, name)
+                    manager.hold(busy)
+                    held.append(busy)
+                await self._wait_for_room(name, limit, timeout, held)
+        finally:
+            for other in held:
+                manager.release(other)  # nothing to do for those that stopped
+
+    async def _wait_for_room(self, name: str, limit: int, timeout: float, held: list[str]) -> None:
+        """Wait until an instance can be stopped, or held if none of ``held`` still is."""
+        manager = self._manager
+
+        def room() -> bool:
+            return (
+                manager.running_count(exclude=name) < limit
+                or manager.lru_candidate(exclude=name) is not None
+                or (
+                    not any(manager.is_held(other) for other in held)
+                    and manager.hold_candidate(exclude=name) is not None
                 )
-            victim = self._manager.lru_candidate(exclude=name)
-            if victim is None:
-                raise Unavailable(
-                    f"max_running_instances ({limit}) is reached and every running instance "
-                    f"has requests in flight: cannot start {name} now",
-                    retry_after=_LIMIT_RETRY_AFTER,
-                )
-            logger.info("stopping %s, used least recently, to start %s", victim, name)
-            await self._manager.stop(victim)
+            )
+
+        if not await manager.wait_any(room, timeout):
+            raise Unavailable(
+                f"max_running_instances ({limit}) is reached and the running instances "
+                f"stayed busy for {timeout:g} s: cannot start {name} now",
+                retry_after=_LIMIT_RETRY_AFTER,
+            )
