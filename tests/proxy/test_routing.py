@@ -225,18 +225,18 @@ async def test_a_swap_nobody_waits_for_any_more_lets_go_of_the_busy_instance(
     )
     await server.create("other")
     manager = server.manager
-    async with httpx.AsyncClient(base_url=server.url, headers=headers(), timeout=30) as client:
-        async with client.stream(
-            "POST", "/v1/chat/completions", json=chat("busy", stream=True)
-        ) as streaming:
-            other = asyncio.create_task(client.post("/v1/chat/completions", json=chat("other")))
-            assert await manager.wait_until("busy", lambda *_: manager.is_held("busy"), 5)
-            other.cancel()  # its client leaves: nobody waits for "other" any more
-            assert await manager.wait_until("busy", lambda *_: not manager.is_held("busy"), 5)
-            reply = await client.post("/v1/chat/completions", json=chat("busy", "more"))
-            assert reply.status_code == 200  # served at once, beside the running stream
-            assert manager.info("busy").in_flight == 1
-            await streaming.aread()
+    async with (
+        httpx.AsyncClient(base_url=server.url, headers=headers(), timeout=30) as client,
+        client.stream("POST", "/v1/chat/completions", json=chat("busy", stream=True)) as streaming,
+    ):
+        other = asyncio.create_task(client.post("/v1/chat/completions", json=chat("other")))
+        assert await manager.wait_until("busy", lambda *_: manager.is_held("busy"), 5)
+        other.cancel()  # its client leaves: nobody waits for "other" any more
+        assert await manager.wait_until("busy", lambda *_: not manager.is_held("busy"), 5)
+        reply = await client.post("/v1/chat/completions", json=chat("busy", "more"))
+        assert reply.status_code == 200  # served at once, beside the running stream
+        assert manager.info("busy").in_flight == 1
+        await streaming.aread()
     assert manager.get("other").status is Status.STOPPED
     assert manager.get("busy").status is Status.RUNNING
 
