@@ -12,6 +12,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,6 +181,10 @@ def test_two_instances_swap_under_a_limit_of_one(home: Path) -> None:
                 name for name in ("first", "second") if server.instance(name)["status"] == "running"
             ]
             assert running == [model]
+        # Concurrent requests for both: the models take turns, none is refused.
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            answers = list(pool.map(lambda i: ask(client, ("first", "second")[i % 2]), range(8)))
+        assert all(answers)
     finally:
         server.stop()
 
