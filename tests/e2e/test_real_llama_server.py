@@ -153,6 +153,9 @@ def test_on_demand_chat_and_stream(llamactl: Llamactl) -> None:
     client = llamactl.client()
     models = client.models.list()
     assert [model.id for model in models.data] == ["smollm2"]
+    assert client.models.retrieve("smollm2").id == "smollm2"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("nothing-here")
     assert ask(client, "smollm2")
     assert llamactl.instance("smollm2")["readiness"] == "ready"
     stream = client.chat.completions.create(

@@ -350,7 +350,12 @@ async def test_models_list_and_methods(serve: Serve) -> None:
         listed = (await client.get("/v1/models")).json()
         assert [model["id"] for model in listed["data"]] == ["alpha", "zeta"]
         assert listed["data"][0]["status"] == "stopped" and listed["data"][0]["ready"] is False
+        one = await client.get("/v1/models/zeta")
+        missing = await client.get("/v1/models/omega")
         wrong = await client.get("/v1/chat/completions")
+    assert one.status_code == 200 and one.json() == listed["data"][1]
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    assert "'omega'" in missing.json()["error"]["message"]
     assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
 
 

@@ -119,6 +119,10 @@ class ProxyApp:
         if scope["path"] == "/v1/models" and method == "GET":
             await send_json(send, 200, self._models())
             return
+        if scope["path"].startswith("/v1/models/") and method == "GET":
+            name = scope["path"].removeprefix("/v1/models/")
+            await send_json(send, 200, self._model(unquote(name)))
+            return
         if method != "POST":
             await send_json(
                 send,
@@ -236,18 +240,25 @@ class ProxyApp:
             raise NotFound(not_found) from None
 
     def _models(self) -> bytes:
-        data = [
-            {
-                "id": inst.name,
-                "object": "model",
-                "created": inst.created,
-                "owned_by": "llamactl",
-                "status": inst.status.value,
-                "ready": self._manager.is_ready(inst.name),
-            }
-            for inst in self._manager.list()
-        ]
+        data = [self._model_object(inst) for inst in self._manager.list()]
         return json.dumps({"object": "list", "data": data}).encode()
+
+    def _model(self, name: str) -> bytes:
+        """One model (``GET /v1/models/{name}``); 404 in the OpenAI shape if none."""
+        inst = self._instance(
+            name, not_found=f"model {name!r} not found: no instance has that name"
+        )
+        return json.dumps(self._model_object(inst)).encode()
+
+    def _model_object(self, inst: Instance) -> dict[str, object]:
+        return {
+            "id": inst.name,
+            "object": "model",
+            "created": inst.created,
+            "owned_by": "llamactl",
+            "status": inst.status.value,
+            "ready": self._manager.is_ready(inst.name),
+        }
 
     def _body_for(self, inst: Instance, body: bytes) -> bytes:
         """The body to send: vLLM and MLX get their own model name in ``model``."""
