@@ -241,6 +241,27 @@ async def test_a_swap_nobody_waits_for_any_more_lets_go_of_the_busy_instance(
     assert manager.get("busy").status is Status.RUNNING
 
 
+async def test_a_request_right_after_a_called_off_swap_gets_a_new_start(serve: Serve) -> None:
+    server: Running = await serve(LLAMACTL_MAX_RUNNING_INSTANCES="1")
+    await server.create("busy")
+    await server.create("other")
+    manager, ondemand = server.manager, server.ondemand
+    await manager.start("busy")
+    await manager.wait_ready("busy", 10)
+    manager.begin_request("busy")  # one the backend is serving
+    first = asyncio.create_task(ondemand.ready("other"))
+    assert await manager.wait_until("busy", lambda *_: manager.is_held("busy"), 5)
+    first.cancel()  # the only waiter leaves: its start is called off ...
+    second = asyncio.create_task(ondemand.ready("other"))  # ... as the next one arrives
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert await manager.wait_until("busy", lambda *_: manager.is_held("busy"), 5)
+    manager.end_request("busy")
+    await asyncio.wait_for(second, 10)
+    assert manager.get("other").status is Status.RUNNING
+    assert manager.get("busy").status is Status.STOPPED
+
+
 async def test_alternating_load_under_a_limit_of_one_is_all_served(serve: Serve) -> None:
     server: Running = await serve(LLAMACTL_MAX_RUNNING_INSTANCES="1")
     for name in ("a", "b"):

@@ -109,13 +109,17 @@ class OnDemand:
         finally:
             start.waiters -= 1
             if start.waiters == 0 and not start.task.done():
+                self._forget(name, start)  # a request coming now begins a new start
                 start.task.cancel()
 
     def _finished(self, name: str, start: _Start, task: asyncio.Task[None]) -> None:
-        if self._starts.get(name) is start:
-            del self._starts[name]
+        self._forget(name, start)
         if not task.cancelled():
             task.exception()  # retrieved here too: every waiter may have gone
+
+    def _forget(self, name: str, start: _Start) -> None:
+        if self._starts.get(name) is start:
+            del self._starts[name]
 
     async def _admit(self, name: str, timeout: float) -> None:
         async with self._admission:
