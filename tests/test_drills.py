@@ -31,7 +31,9 @@ def server_env(home: Path) -> dict[str, str]:
         LLAMACTL_MANAGEMENT_KEYS=KEY,
         LLAMACTL_LLAMACPP_COMMAND=sys.executable,
         LLAMACTL_LLAMACPP_ARGS=str(FAKE_SERVER),
-        LLAMACTL_INSTANCE_PORT_RANGE="33000-33999",
+        # Below the ephemeral range (32768-60999 on Linux), where client sockets would
+        # take ports that a backend then cannot bind.
+        LLAMACTL_INSTANCE_PORT_RANGE="30000-30999",
         LLAMACTL_DEFAULT_RESTART_DELAY="0",
     )
 
