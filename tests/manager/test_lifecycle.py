@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -12,7 +13,7 @@ import pytest
 
 from llamactl import database
 from llamactl.errors import BackendFailed, Conflict, LimitReached
-from llamactl.instance import Status
+from llamactl.instance import Instance, Status
 from llamactl.manager import InstanceManager
 from llamactl.manager.reaper import is_alive
 from llamactl.manager.runtime import Readiness
@@ -327,15 +328,19 @@ async def test_lru_candidate_spares_instances_with_requests_in_flight(
     assert manager.lru_candidate(exclude="b") == "c"
 
 
-async def test_stop_waits_for_requests_in_flight(manager: InstanceManager, db_path: Path) -> None:
-    import asyncio
-
+async def stop_with_a_request_in_flight(manager: InstanceManager) -> asyncio.Task[Instance]:
+    """Start "draining", begin a request on it and ask for a stop; return once it drains."""
     await manager.create("draining", fake_options())
     await manager.start("draining")
     await manager.wait_ready("draining", timeout=10)
     manager.begin_request("draining")
     stopping = asyncio.create_task(manager.stop("draining"))
     await until(manager, "draining", status_is(Status.SHUTTING_DOWN))
+    return stopping
+
+
+async def test_stop_waits_for_requests_in_flight(manager: InstanceManager, db_path: Path) -> None:
+    stopping = await stop_with_a_request_in_flight(manager)
     assert stored_status(db_path, "draining") == "shutting_down"
     assert manager.info("draining").pid is not None
     manager.end_request("draining")
@@ -345,14 +350,7 @@ async def test_stop_waits_for_requests_in_flight(manager: InstanceManager, db_pa
 async def test_a_stop_does_not_wait_for_requests_queued_behind_it(
     manager: InstanceManager,
 ) -> None:
-    import asyncio
-
-    await manager.create("draining", fake_options())
-    await manager.start("draining")
-    await manager.wait_ready("draining", timeout=10)
-    manager.begin_request("draining")
-    stopping = asyncio.create_task(manager.stop("draining"))
-    await until(manager, "draining", status_is(Status.SHUTTING_DOWN))
+    stopping = await stop_with_a_request_in_flight(manager)
     manager.begin_request("draining")  # arrives during the stop: it waits for the stop
     manager.enter_queue("draining")
     manager.end_request("draining")  # the one forwarded request ends: the drain is over

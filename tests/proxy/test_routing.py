@@ -21,6 +21,17 @@ pytestmark = pytest.mark.anyio
 Serve = Callable[..., Any]
 
 
+async def create_streaming(server: Running, name: str, *, interval: float, chunks: int) -> None:
+    """An instance whose answers stream ``chunks`` chunks, ``interval`` seconds apart."""
+    await server.create(
+        name,
+        environment={
+            "FAKE_LLAMA_STREAM_INTERVAL": str(interval),
+            "FAKE_LLAMA_STREAM_CHUNKS": str(chunks),
+        },
+    )
+
+
 async def test_openai_client_models_chat_and_stream_from_a_stopped_instance(
     serve: Serve,
 ) -> None:
@@ -87,10 +98,7 @@ async def test_queue_overflow_is_503_with_retry_after(serve: Serve) -> None:
 
 async def test_streaming_is_not_buffered(serve: Serve) -> None:
     server: Running = await serve()
-    await server.create(
-        "stream",
-        environment={"FAKE_LLAMA_STREAM_INTERVAL": "0.2", "FAKE_LLAMA_STREAM_CHUNKS": "6"},
-    )
+    await create_streaming(server, "stream", interval=0.2, chunks=6)
     await server.manager.start("stream")
     await server.manager.wait_ready("stream", 10)
     arrivals: list[float] = []
@@ -111,10 +119,7 @@ async def test_streaming_is_not_buffered(serve: Serve) -> None:
 
 async def test_client_disconnect_cancels_the_upstream_request(serve: Serve) -> None:
     server: Running = await serve()
-    await server.create(
-        "long",
-        environment={"FAKE_LLAMA_STREAM_INTERVAL": "0.1", "FAKE_LLAMA_STREAM_CHUNKS": "100"},
-    )
+    await create_streaming(server, "long", interval=0.1, chunks=100)
     async with (
         httpx.AsyncClient(base_url=server.url, headers=headers(), timeout=30) as client,
         client.stream("POST", "/v1/chat/completions", json=chat("long", stream=True)) as response,
@@ -134,10 +139,7 @@ async def test_client_disconnect_cancels_the_upstream_request(serve: Serve) -> N
 
 async def test_lru_eviction_spares_an_instance_with_a_request_in_flight(serve: Serve) -> None:
     server: Running = await serve(LLAMACTL_MAX_RUNNING_INSTANCES="2")
-    await server.create(
-        "busy",
-        environment={"FAKE_LLAMA_STREAM_INTERVAL": "0.2", "FAKE_LLAMA_STREAM_CHUNKS": "15"},
-    )
+    await create_streaming(server, "busy", interval=0.2, chunks=15)
     await server.create("idle")
     await server.create("new")
     for name in ("idle", "busy"):  # busy is used more recently than idle, too
@@ -189,10 +191,7 @@ async def test_swapping_two_instances_under_a_limit_of_one(serve: Serve) -> None
 
 async def test_a_swap_waits_for_a_busy_instance_instead_of_refusing(serve: Serve) -> None:
     server: Running = await serve(LLAMACTL_MAX_RUNNING_INSTANCES="1")
-    await server.create(
-        "busy",
-        environment={"FAKE_LLAMA_STREAM_INTERVAL": "0.1", "FAKE_LLAMA_STREAM_CHUNKS": "15"},
-    )
+    await create_streaming(server, "busy", interval=0.1, chunks=15)
     await server.create("other")
     manager = server.manager
     async with httpx.AsyncClient(base_url=server.url, headers=headers(), timeout=30) as client:
@@ -219,10 +218,7 @@ async def test_a_swap_nobody_waits_for_any_more_lets_go_of_the_busy_instance(
     serve: Serve,
 ) -> None:
     server: Running = await serve(LLAMACTL_MAX_RUNNING_INSTANCES="1")
-    await server.create(
-        "busy",
-        environment={"FAKE_LLAMA_STREAM_INTERVAL": "0.1", "FAKE_LLAMA_STREAM_CHUNKS": "30"},
-    )
+    await create_streaming(server, "busy", interval=0.1, chunks=30)
     await server.create("other")
     manager = server.manager
     async with (
@@ -271,10 +267,7 @@ async def test_a_request_right_after_a_called_off_swap_gets_a_new_start(serve: S
 async def test_alternating_load_under_a_limit_of_one_is_all_served(serve: Serve) -> None:
     server: Running = await serve(LLAMACTL_MAX_RUNNING_INSTANCES="1")
     for name in ("a", "b"):
-        await server.create(
-            name,
-            environment={"FAKE_LLAMA_STREAM_INTERVAL": "0.02", "FAKE_LLAMA_STREAM_CHUNKS": "5"},
-        )
+        await create_streaming(server, name, interval=0.02, chunks=5)
     async with httpx.AsyncClient(base_url=server.url, headers=headers(), timeout=60) as client:
         replies = await asyncio.gather(
             *(
