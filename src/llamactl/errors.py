@@ -28,6 +28,7 @@ pydantic, ``OSError``) are translated once, at the layer that meets them, chaine
     │   ├── InstanceNotRunning    the instance is stopped and may not be started on demand
     │   └── QueueFull             too many requests already wait for the instance
     ├── DatabaseError             the database failed or holds something unexpected
+    │   ├── DatabaseUnavailable   the database cannot be written now: locked, full, deleted (503)
     │   ├── MigrationError        the schema cannot be brought to the code's version
     │   └── NotALlamactlDatabase  the database holds tables that are not llamactl's
     └── JsonImportError           a legacy instance JSON file cannot be imported
@@ -43,6 +44,7 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "DatabaseError",
+    "DatabaseUnavailable",
     "InstanceExists",
     "InstanceNotFound",
     "InstanceNotRunning",
@@ -243,6 +245,15 @@ class DatabaseError(LlamactlError):
     """Raised when the database fails or holds something unexpected."""
 
     code = "database_error"
+
+
+class DatabaseUnavailable(DatabaseError):
+    """Raised when the database cannot take a write now: another process holds its lock
+    longer than ``busy_timeout``, the disk is full or read-only, or the file was deleted or
+    replaced while llamactl runs. Nothing was written."""
+
+    code = "database_unavailable"
+    status = 503
 
 
 class MigrationError(DatabaseError):

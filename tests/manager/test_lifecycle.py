@@ -107,6 +107,7 @@ async def test_crash_restarts_after_the_delay_and_becomes_ready(
         httpx.post(f"http://127.0.0.1:{port}/v1/completions", json={"prompt": "x"})
 
     await until(manager, "crashy", status_is(Status.RESTARTING))
+    await manager.flush()  # status changes are written behind the manager's memory
     assert stored_status(db_path, "crashy") == "restarting"
     failure = manager.info("crashy").failure
     assert failure is not None and failure.reason == "exited with code 3"
@@ -114,6 +115,7 @@ async def test_crash_restarts_after_the_delay_and_becomes_ready(
     await until(manager, "crashy", is_ready)
     info = manager.info("crashy")
     assert info.pid != first_pid and info.restarts == 1
+    await manager.flush()
     assert stored_status(db_path, "crashy") == "running"
 
 
@@ -131,6 +133,7 @@ async def test_crash_loop_ends_failed_with_the_reason(
     )
     await manager.start("loop")
     await until(manager, "loop", status_is(Status.FAILED))
+    await manager.flush()  # status changes are written behind the manager's memory
     assert stored_status(db_path, "loop") == "failed"
     failure = manager.info("loop").failure
     assert failure is not None
@@ -341,6 +344,7 @@ async def stop_with_a_request_in_flight(manager: InstanceManager) -> asyncio.Tas
 
 async def test_stop_waits_for_requests_in_flight(manager: InstanceManager, db_path: Path) -> None:
     stopping = await stop_with_a_request_in_flight(manager)
+    await manager.flush()  # status changes are written behind the manager's memory
     assert stored_status(db_path, "draining") == "shutting_down"
     assert manager.info("draining").pid is not None
     manager.end_request("draining")

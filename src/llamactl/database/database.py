@@ -7,7 +7,9 @@ lives in ``instances.py``, the only module that knows the ``instances`` table.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,20 +19,30 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.pool import QueuePool, StaticPool
 
 from llamactl.config import DatabaseConfig
 from llamactl.database import instances as sql
 from llamactl.database import processes
 from llamactl.database.processes import ProcessRecord
-from llamactl.errors import DatabaseError
+from llamactl.errors import DatabaseError, DatabaseUnavailable
 from llamactl.instance import Instance
 
-__all__ = ["DB", "Database", "DatabaseSettings", "open"]
+__all__ = ["DB", "Database", "DatabaseHealth", "DatabaseSettings", "open"]
 
 MEMORY = ":memory:"
 BUSY_TIMEOUT_MS = 5000
+PROBE_TIMEOUT_MS = 1000  # how long the health probe waits for the write lock
+# Driver messages that mean "cannot write now" rather than "something is wrong with us".
+_UNAVAILABLE = (
+    "database is locked",
+    "database table is locked",
+    "database or disk is full",
+    "disk i/o error",
+    "readonly database",
+    "unable to open database file",
+)
 
 
 class Database(Protocol):
@@ -192,6 +204,34 @@ def _install_sqlite_hooks(engine: Engine, *, wal: bool) -> None:
             cursor.close()
 
 
+@dataclass(frozen=True)
+class DatabaseHealth:
+    """What ``DB.health`` found: ``problem`` is None when a write would go through now."""
+
+    path: str
+    problem: str | None
+    free_bytes: int | None  # in the database's folder; None for ``:memory:`` or a URL
+
+
+FileIdentity = tuple[int, int]  # st_dev, st_ino
+
+
+def _identity(path: str) -> FileIdentity | None:
+    """The identity of the file at ``path`` now; None if there is no file there."""
+    try:
+        found = Path(path).stat()
+    except FileNotFoundError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def _is_unavailable(exc: SQLAlchemyError) -> bool:
+    if not isinstance(exc, OperationalError):
+        return False
+    message = str(getattr(exc, "orig", exc)).lower()
+    return any(fragment in message for fragment in _UNAVAILABLE)
+
+
 def _reason(exc: SQLAlchemyError) -> object:
     """The driver's own message when there is one: shorter and to the point."""
     return getattr(exc, "orig", None) or exc
@@ -209,6 +249,17 @@ class DB:
         self.engine = engine
         self.settings = settings
         self._clock = clock
+        # ``:memory:`` shares one connection: one transaction at a time across threads.
+        self._shared = threading.RLock() if settings.is_memory else None
+        self._file = self._file_path(settings)
+        self._identity = _identity(self._file) if self._file else None
+
+    @staticmethod
+    def _file_path(settings: DatabaseSettings) -> str | None:
+        """The SQLite file whose identity is watched; None for ``:memory:`` or a URL."""
+        if settings.is_memory or "://" in settings.path:
+            return None
+        return settings.path
 
     def _now(self) -> int:
         return int(self._clock())
@@ -296,8 +347,12 @@ class DB:
 
     @contextmanager
     def writing(self) -> Iterator[Connection]:
-        """A write transaction: the write lock is taken at BEGIN; committed on success."""
-        with self._translate(), self.engine.connect() as connection:
+        """A write transaction: the write lock is taken at BEGIN; committed on success.
+
+        Refused with ``DatabaseUnavailable`` when the file was deleted or replaced.
+        """
+        self.check_file()
+        with self._exclusive(), self._translate(), self.engine.connect() as connection:
             connection = connection.execution_options(llamactl_write=True)
             with connection.begin():
                 yield connection
@@ -305,15 +360,91 @@ class DB:
     @contextmanager
     def reading(self) -> Iterator[Connection]:
         """A read transaction (a consistent snapshot)."""
-        with self._translate(), self.engine.connect() as connection, connection.begin():
+        with (
+            self._exclusive(),
+            self._translate(),
+            self.engine.connect() as connection,
+            connection.begin(),
+        ):
             yield connection
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        if self._shared is None:
+            yield
+            return
+        with self._shared:
+            yield
 
     @contextmanager
     def _translate(self) -> Iterator[None]:
         try:
             yield
         except SQLAlchemyError as exc:
+            if _is_unavailable(exc):
+                raise DatabaseUnavailable(
+                    f"database {self.settings.path} cannot be written: {_reason(exc)}"
+                ) from exc
             raise DatabaseError(f"database error: {_reason(exc)}") from exc
+
+    def check_file(self) -> None:
+        """Raise ``DatabaseUnavailable`` if the path no longer names the file we have open
+        (deleted, or replaced by another file): writes would go where nobody reads them."""
+        if self._file is None or self._identity is None:
+            return
+        now = _identity(self._file)
+        if now == self._identity:
+            return
+        what = "was deleted" if now is None else "was replaced by another file"
+        raise DatabaseUnavailable(
+            f"database file {self._file} {what} while llamactl runs; nothing more is "
+            "written to it: restore the file or restart llamactl"
+        )
+
+    def health(self) -> DatabaseHealth:
+        """Whether a write would go through now, and the free space of the database's folder.
+
+        The write probe takes the write lock (``BEGIN IMMEDIATE``) and rolls back, writing
+        nothing; it waits at most ``PROBE_TIMEOUT_MS`` for a lock another process holds.
+        """
+        try:
+            self.check_file()
+            self._probe_write()
+        except DatabaseError as exc:
+            return DatabaseHealth(self.settings.path, exc.message, self._free_bytes())
+        return DatabaseHealth(self.settings.path, None, self._free_bytes())
+
+    def _probe_write(self) -> None:
+        if self.dialect != "sqlite":
+            with self.reading() as connection:
+                connection.exec_driver_sql("SELECT 1")
+            return
+        with self._exclusive(), self._translate():
+            raw = self.engine.raw_connection()
+            try:
+                cursor = raw.cursor()
+                try:
+                    cursor.execute(f"PRAGMA busy_timeout={PROBE_TIMEOUT_MS}")
+                    try:
+                        cursor.execute("BEGIN IMMEDIATE")
+                        cursor.execute("ROLLBACK")
+                    finally:
+                        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+                except sqlite3.Error as exc:
+                    raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
+                finally:
+                    cursor.close()
+            finally:
+                raw.close()
+
+    def _free_bytes(self) -> int | None:
+        if self._file is None:
+            return None
+        try:
+            found = os.statvfs(Path(self._file).parent)
+        except OSError:
+            return None
+        return found.f_bavail * found.f_frsize
 
     def close(self) -> None:
         """Release every pooled connection; checkpoint the WAL of a file database."""

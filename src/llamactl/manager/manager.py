@@ -2,7 +2,9 @@
 
 Owns the rules (names, limits, defaults, ports, what may be deleted) and the lifecycle of
 backend processes: start, stop, restart, crash restarts, idle stop, boot and shutdown.
-Every status change is written to the injected ``Database`` as it happens. All methods
+Every status change is written to the injected ``Database`` (see ``persistence``: on one
+writer thread, never on the event loop; configuration changes are awaited, status changes
+follow the manager's memory and are retried while the database refuses them). All methods
 run on one asyncio event loop; each instance has a lock, so operations on one instance
 are serialised and different instances proceed in parallel.
 """
@@ -29,6 +31,7 @@ from llamactl.errors import (
 )
 from llamactl.instance import Instance, InstanceDefaults, Options, Status, validate_name
 from llamactl.manager.health import connect_host
+from llamactl.manager.persistence import RETRY_DELAY, Persistence, PersistenceState
 from llamactl.manager.ports import PortAllocator
 from llamactl.manager.reaper import reap
 from llamactl.manager.runtime import Event, Readiness, Runtime, RuntimeInfo, Signal, Timings
@@ -72,9 +75,11 @@ class InstanceManager:
         *,
         clock: Callable[[], float] = time.monotonic,
         timings: Timings | None = None,
+        db_retry_delay: float = RETRY_DELAY,
     ) -> None:
         self._config = config
         self._db = db
+        self._store = Persistence(db, retry_delay=db_retry_delay)
         self._clock = clock
         self._timings = timings or Timings()
         self._instances: dict[str, Instance] = {}
@@ -85,7 +90,7 @@ class InstanceManager:
         self._loaded = False
         self._supervisor = Supervisor(
             config,
-            db,
+            self._store,
             self,
             clock=clock,
             timings=self._timings,
@@ -95,7 +100,10 @@ class InstanceManager:
     # -- registry -----------------------------------------------------------------------
 
     def load(self) -> None:
-        """Read every stored instance and reserve its port (no process is started)."""
+        """Read every stored instance and reserve its port (no process is started).
+
+        Runs before serving, so it calls the database directly.
+        """
         self._instances = {inst.name: inst for inst in self._db.load_all()}
         for inst in self._instances.values():
             port = inst.options.backend_options.port
@@ -104,7 +112,10 @@ class InstanceManager:
         portless = []
         for name in list(self._instances):
             try:
-                self._ensure_port(name)
+                fixed = self._port_fix(name)
+                if fixed is not None:
+                    self._db.save(fixed)
+                    self._instances[name] = fixed
             except LimitReached:  # it gets a port when it starts, if one is free then
                 portless.append(name)
         if portless:
@@ -120,12 +131,25 @@ class InstanceManager:
             )
         self._loaded = True
 
-    def _ensure_port(self, name: str) -> None:
-        """Give ``name`` a port of its own if it has none (or shares one); ``LimitReached``."""
+    def _port_fix(self, name: str) -> Instance | None:
+        """``name`` with a newly allocated port if it has none (or shares one), else None;
+        ``LimitReached``."""
         inst = self._require(name)
         port = inst.options.backend_options.port
         if port is None or self._ports.owner(port) != name:
-            self._persist(self._with_port(inst, self._ports.allocate(name)))
+            return self._with_port(inst, self._ports.allocate(name))
+        return None
+
+    async def _ensure_port(self, name: str) -> None:
+        """Give ``name`` a port of its own, written before anything starts on it."""
+        fixed = self._port_fix(name)
+        if fixed is None:
+            return
+        try:
+            await self._persist(fixed)
+        except BaseException:
+            self._ports.release(name)
+            raise
 
     def defaults_for(self, backend_type: BackendType) -> InstanceDefaults:
         return instance_defaults(self._config, backend_type)
@@ -187,10 +211,12 @@ class InstanceManager:
             options=self._with_port_options(completed, port),
         )
         try:
-            self._db.save(inst)
+            await self._store.save(inst)
         except BaseException:
             self._ports.release(name)
             raise
+        if name in self._instances:  # created meanwhile by a call that wrote first
+            raise InstanceExists(name)
         self._instances[name] = inst
         return inst
 
@@ -212,13 +238,22 @@ class InstanceManager:
             new_options = dataclasses.replace(
                 self._with_port_options(completed, port), nodes=current.options.nodes
             )
-            if was_active:
-                await self._stop_locked(name)
+            try:
+                if was_active:
+                    await self._stop_locked(name)
+                await self._persist(self._require(name).with_options(new_options))
+            except BaseException:
+                self._release_other_ports(name, keep=current.options.backend_options.port)
+                raise
+            finally:
+                await self._settle(name)
             self._release_other_ports(name, keep=port)
-            self._persist(self._require(name).with_options(new_options))
             if was_active:
                 runtime.restarts = 0
-                await self._supervisor.launch(name)
+                try:
+                    await self._supervisor.launch(name)
+                finally:
+                    await self._settle(name)
             return self._require(name)
 
     async def delete(self, name: str) -> None:
@@ -230,7 +265,7 @@ class InstanceManager:
                 raise Conflict(
                     f"instance {name} is {inst.status.value}: stop it before deleting it"
                 )
-            self._db.delete(name)
+            await self._store.delete(name)
             del self._instances[name]
             self._ports.release(name)
             self._runtimes.pop(name, None)
@@ -248,27 +283,37 @@ class InstanceManager:
                 raise Conflict(f"instance {name} is shutting down: wait until it has stopped")
             self._check_running_limit()
             runtime.restarts = 0
-            self._ensure_port(name)
-            await self._supervisor.launch(name)
+            await self._ensure_port(name)
+            try:
+                await self._supervisor.launch(name)
+            finally:
+                await self._settle(name)
             return self._require(name)
 
     async def stop(self, name: str) -> Instance:
-        """Stop the backend (waiting for requests in flight, within bounds)."""
+        """Stop the backend (waiting for requests in flight, within bounds). It stops even
+        if the database does not take the status now (written when it does)."""
         runtime = self._runtime(name)
         async with runtime.lock:
             self._require(name)
-            await self._stop_locked(name)
+            try:
+                await self._stop_locked(name)
+            finally:
+                await self._settle(name)
             return self._require(name)
 
     async def restart(self, name: str) -> Instance:
         runtime = self._runtime(name)
         async with runtime.lock:
             self._require(name)
-            await self._stop_locked(name)
-            self._check_running_limit()
-            runtime.restarts = 0
-            self._ensure_port(name)
-            await self._supervisor.launch(name)
+            try:
+                await self._stop_locked(name)
+                self._check_running_limit()
+                runtime.restarts = 0
+                await self._ensure_port(name)
+                await self._supervisor.launch(name)
+            finally:
+                await self._settle(name)
             return self._require(name)
 
     async def wait_ready(self, name: str, timeout: float) -> Instance:
@@ -394,7 +439,10 @@ class InstanceManager:
             async with runtime.lock:
                 if name in self._instances and self._is_idle(name):
                     logger.info("stopping %s: idle for its idle_timeout", name)
-                    await self._stop_locked(name)
+                    try:
+                        await self._stop_locked(name)
+                    finally:
+                        await self._settle(name)
                     stopped.append(name)
         return stopped
 
@@ -417,16 +465,17 @@ class InstanceManager:
         """Load, reap what a crashed run left, resume instances, start the idle check."""
         if not self._loaded:
             self.load()
-        recorded = self._db.recorded_processes()
+        recorded = await self._store.call(self._db.recorded_processes)
         for name in await reap(recorded, self._timings.reap_timeout):
             logger.warning("reaped the backend of %s left by a previous run", name)
         for entry in recorded:
-            self._db.forget_process(entry.instance_name)
+            self._store.defer_forget(entry.instance_name)
         for name in self._resume_or_stop():
             try:
                 await self.start(name)
             except (BackendFailed, LimitReached) as exc:
                 logger.error("could not resume %s: %s", name, exc.message)
+        await self._store.flush()  # what boot changed is on disk before serving
         self._idle_task = asyncio.create_task(self._idle_loop())
 
     def _resume_or_stop(self) -> builtins.list[str]:
@@ -447,6 +496,23 @@ class InstanceManager:
         if self._idle_task is not None:
             self._idle_task.cancel()
         await asyncio.gather(*(self._supervisor.halt(name) for name in list(self._runtimes)))
+        await self._store.close()
+
+    def persistence(self) -> PersistenceState:
+        """How many status changes wait to be written, and why the last write failed."""
+        return self._store.state()
+
+    async def flush(self) -> None:
+        """Write every pending status change now; raise the database's error if it fails."""
+        error = await self._store.flush()
+        if error is not None:
+            raise error
+
+    async def _settle(self, name: str) -> None:
+        """Write the pending changes of ``name`` before answering; a failure is kept for
+        the retries (and reported by ``persistence``), not raised: the lifecycle operation
+        itself went through and the process stays supervised."""
+        await self._store.flush(name)
 
     async def _idle_loop(self) -> None:
         while True:
@@ -543,13 +609,16 @@ class InstanceManager:
         if status is not Status.RUNNING:
             self._runtime(name).held = False  # a hold ends when the instance stops running
         if inst.status is not status:
-            self._persist(inst.with_status(status))
+            changed = inst.with_status(status)
+            self._instances[name] = changed
+            self._store.defer_save(changed)
             self.publish_status(name)
         else:
             self._runtime(name).notify()
 
-    def _persist(self, inst: Instance) -> None:
-        self._db.save(inst)
+    async def _persist(self, inst: Instance) -> None:
+        """Write ``inst``, then make it the manager's truth; raise if the write fails."""
+        await self._store.save(inst)
         self._instances[inst.name] = inst
 
     def _complete(self, options: Options | Mapping[str, object]) -> Options:
@@ -563,9 +632,10 @@ class InstanceManager:
         self._ports.reserve(name, port)
         return port
 
-    def _release_other_ports(self, name: str, keep: int) -> None:
+    def _release_other_ports(self, name: str, keep: int | None) -> None:
         self._ports.release(name)
-        self._ports.reserve(name, keep)
+        if keep is not None:
+            self._ports.reserve(name, keep)
 
     @staticmethod
     def _with_port_options(options: Options, port: int) -> Options:

@@ -20,12 +20,12 @@ from typing import Any, Protocol
 from llamactl.backends import BackendType
 from llamactl.backends.command import build_command, render
 from llamactl.config import AppConfig, BackendConfig
-from llamactl.database import Database
 from llamactl.database.processes import ProcessRecord
 from llamactl.errors import BackendFailed
 from llamactl.instance import Instance, Options, Status
 from llamactl.manager.health import probe
 from llamactl.manager.logs import InstanceLog
+from llamactl.manager.persistence import Persistence
 from llamactl.manager.ports import is_port_free
 from llamactl.manager.process import BackendProcess, ExitStatus, process_start_ticks, spawn
 from llamactl.manager.runtime import Failure, Readiness, Runtime, Timings
@@ -64,7 +64,7 @@ class Host(Protocol):
     def runtime(self, name: str) -> Runtime: ...
 
     def set_status(self, name: str, status: Status) -> None:
-        """Persist ``status`` and wake everything waiting on the instance."""
+        """Take ``status`` (written to the database soon) and wake everything waiting."""
 
     def publish_status(self, name: str) -> None:
         """Tell waiters and followers that the status or readiness of ``name`` changed."""
@@ -76,7 +76,7 @@ class Supervisor:
     def __init__(
         self,
         config: AppConfig,
-        db: Database,
+        store: Persistence,
         host: Host,
         *,
         clock: Callable[[], float],
@@ -84,7 +84,7 @@ class Supervisor:
         logs_dir: Path,
     ) -> None:
         self._config = config
-        self._db = db
+        self._store = store
         self._host = host
         self._clock = clock
         self._timings = timings
@@ -142,7 +142,7 @@ class Supervisor:
         runtime.stopping, runtime.failure = False, None
         runtime.last_activity = self._clock()
         entry = ProcessRecord(name, process.pid, process_start_ticks(process.pid), int(time.time()))
-        self._db.record_process(entry)
+        self._store.defer_record(entry)
         self._host.set_status(name, Status.RUNNING)
 
     def _open_log(self, name: str) -> InstanceLog:
@@ -186,7 +186,7 @@ class Supervisor:
             log.close()
         runtime.process, runtime.log, runtime.readiness = None, None, None
         if self._host.exists(name):
-            self._db.forget_process(name)
+            self._store.defer_forget(name)
 
     def _after_crash(self, name: str, runtime: Runtime, status: ExitStatus) -> None:
         inst = self._host.instance(name)
