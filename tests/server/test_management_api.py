@@ -591,14 +591,18 @@ async def test_nodes_list_the_local_node(api: Api) -> None:
 
 async def test_healthz_is_ok_while_the_database_answers(api: Api) -> None:
     response = await api.client.get("/healthz")
-    assert (response.status_code, response.json()) == (
-        200,
-        {"status": "ok", "version": __version__},
-    )
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["status"], body["version"]) == ("ok", __version__)
+    database_report = body["database"]
+    assert database_report["path"] == str(api.services.db.settings.path)
+    assert database_report["writable"] is True
+    assert database_report["unsaved_changes"] == 0
+    assert database_report["free_bytes"] > 0
 
 
 class _BrokenDatabase:
-    def reading(self) -> object:
+    def health(self) -> object:
         raise DatabaseError("database is locked")
 
 

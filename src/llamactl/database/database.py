@@ -225,14 +225,14 @@ def _identity(path: str) -> FileIdentity | None:
     return found.st_dev, found.st_ino
 
 
-def _is_unavailable(exc: SQLAlchemyError) -> bool:
-    if not isinstance(exc, OperationalError):
+def _is_unavailable(exc: SQLAlchemyError | sqlite3.Error) -> bool:
+    if not isinstance(exc, OperationalError | sqlite3.OperationalError):
         return False
     message = str(getattr(exc, "orig", exc)).lower()
     return any(fragment in message for fragment in _UNAVAILABLE)
 
 
-def _reason(exc: SQLAlchemyError) -> object:
+def _reason(exc: SQLAlchemyError | sqlite3.Error) -> object:
     """The driver's own message when there is one: shorter and to the point."""
     return getattr(exc, "orig", None) or exc
 
@@ -380,7 +380,7 @@ class DB:
     def _translate(self) -> Iterator[None]:
         try:
             yield
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, sqlite3.Error) as exc:  # BEGIN (our hook) raises the driver's
             if _is_unavailable(exc):
                 raise DatabaseUnavailable(
                     f"database {self.settings.path} cannot be written: {_reason(exc)}"
@@ -430,8 +430,6 @@ class DB:
                         cursor.execute("ROLLBACK")
                     finally:
                         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-                except sqlite3.Error as exc:
-                    raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
                 finally:
                     cursor.close()
             finally:

@@ -25,6 +25,7 @@ from llamactl.database import Database
 from llamactl.errors import (
     BackendFailed,
     Conflict,
+    DatabaseError,
     InstanceExists,
     InstanceNotFound,
     LimitReached,
@@ -473,7 +474,7 @@ class InstanceManager:
         for name in self._resume_or_stop():
             try:
                 await self.start(name)
-            except (BackendFailed, LimitReached) as exc:
+            except (BackendFailed, LimitReached, DatabaseError) as exc:
                 logger.error("could not resume %s: %s", name, exc.message)
         await self._store.flush()  # what boot changed is on disk before serving
         self._idle_task = asyncio.create_task(self._idle_loop())

@@ -13,7 +13,6 @@ from typing import Any
 
 from fastapi import FastAPI, params
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from llamactl import __version__
 from llamactl.errors import DatabaseError
@@ -68,11 +67,49 @@ class _ManagementApp(FastAPI):
         return super().openapi()
 
 
+# /healthz answers 503 below CRITICAL_FREE_BYTES free in the database's folder (SQLite
+# cannot grow its file or WAL: writes fail) and "degraded" (200) below LOW_FREE_BYTES.
+LOW_FREE_BYTES = 64 * 1024 * 1024
+CRITICAL_FREE_BYTES = 8 * 1024 * 1024
+
+
 def healthz(services: ServicesDep) -> JSONResponse:
-    """llamactl itself is up and its database answers (503 if it does not)."""
+    """llamactl is up and its database takes writes: 503 with the reasons if it does not
+    (locked beyond the probe's wait, read-only, deleted or replaced, writes failing, the
+    disk full); ``degraded`` (200) while free space runs low."""
     try:
-        with services.db.reading() as connection:
-            connection.execute(text("SELECT 1"))
-    except DatabaseError as exc:
-        return JSONResponse({"status": "unhealthy", "error": str(exc)}, status_code=503)
-    return JSONResponse({"status": "ok", "version": __version__})
+        health = services.db.health()
+    except DatabaseError as exc:  # health() reports problems; this is one it did not expect
+        return JSONResponse({"status": "unhealthy", "error": exc.message}, status_code=503)
+    persistence = services.manager.persistence()
+    problems, warnings = [], []
+    if health.problem is not None:
+        problems.append(health.problem)
+    if persistence.error is not None:
+        problems.append(
+            f"{persistence.pending} status changes are not written yet: {persistence.error}"
+        )
+    free = health.free_bytes
+    if free is not None and free < CRITICAL_FREE_BYTES:
+        problems.append(f"only {_mib(free)} free in the database's folder: writes fail")
+    elif free is not None and free < LOW_FREE_BYTES:
+        warnings.append(f"only {_mib(free)} free in the database's folder")
+    body: dict[str, object] = {
+        "status": "unhealthy" if problems else "degraded" if warnings else "ok",
+        "version": __version__,
+        "database": {
+            "path": health.path,
+            "writable": health.problem is None,
+            "free_bytes": free,
+            "unsaved_changes": persistence.pending,
+        },
+    }
+    if problems:
+        body["error"] = "; ".join(problems)
+    if warnings:
+        body["warnings"] = warnings
+    return JSONResponse(body, status_code=503 if problems else 200)
+
+
+def _mib(count: int) -> str:
+    return f"{count / (1024 * 1024):.1f} MiB"
