@@ -87,7 +87,10 @@ class Persistence:
     # -- calls awaited by the caller ---------------------------------------------------
 
     async def call(self, function: Callable[[], T]) -> T:
-        """Run ``function`` (a database call) on the writer thread and return its result."""
+        """Run ``function`` (a database call) on the writer thread and return its result.
+
+        A caller cancelled meanwhile does not stop the call: it runs to its end.
+        """
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._writer(), function)
 
@@ -173,6 +176,7 @@ class Persistence:
                 error.message,
             )
         if self._executor is not None:
+            await self.call(lambda: None)  # a write still running (a cancelled retry) ends
             self._executor.shutdown(wait=True)
             self._executor = None
 
