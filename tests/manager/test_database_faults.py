@@ -15,7 +15,7 @@ import pytest
 from llamactl import database
 from llamactl.database import DatabaseSettings
 from llamactl.database import database as database_module
-from llamactl.errors import DatabaseUnavailable
+from llamactl.errors import DatabaseUnavailable, InstanceExists
 from llamactl.instance import Status
 from llamactl.manager import InstanceManager
 from llamactl.manager.ports import is_port_free
@@ -24,7 +24,15 @@ from llamactl.server import auth
 from llamactl.server.app import create_app
 from llamactl.server.lifecycle import Services
 from tests.database.locker import LockHolder
-from tests.manager.conftest import FAST, FakeClock, fake_config, fake_options, status_is, until
+from tests.manager.conftest import (
+    FAST,
+    PORT_RANGE,
+    FakeClock,
+    fake_config,
+    fake_options,
+    status_is,
+    until,
+)
 from tests.manager.conftest import stored_status as stored
 
 pytestmark = pytest.mark.anyio
@@ -222,6 +230,53 @@ async def test_requests_are_answered_while_a_write_waits_for_the_lock(
             assert [model["id"] for model in response.json()["data"]] == ["alpha"]
             assert answered_while_locked
             assert created.name == "beta"
+    finally:
+        await manager.shutdown()
+        db.close()
+
+
+async def test_two_creates_of_one_name_while_the_first_waits_for_the_lock(
+    faulty: InstanceManager, db_path: Path
+) -> None:
+    with LockHolder(db_path):
+        first = asyncio.create_task(faulty.create("twin", fake_options()))
+        await asyncio.sleep(0)  # the first create has taken the name and waits
+        with pytest.raises(InstanceExists):
+            await faulty.create("twin", fake_options())
+        with pytest.raises(DatabaseUnavailable):  # it waited 100 ms for the lock: in vain
+            await first
+    assert faulty.list() == []
+    created = await faulty.create("twin", fake_options())  # the name and port are free again
+    assert [inst.name for inst in faulty.list()] == ["twin"]
+    assert created.options.backend_options.port == int(PORT_RANGE.split("-")[0])
+
+
+async def test_a_create_cancelled_while_it_waits_still_lands_in_memory_and_file(
+    tmp_path: Path, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(database_module, "BUSY_TIMEOUT_MS", 30_000)
+    db = database.open(DatabaseSettings(path=str(db_path)))
+    database.run_migrations(db)
+    manager = InstanceManager(fake_config(tmp_path), db, timings=FAST)
+    manager.load()
+    try:
+        with LockHolder(db_path):
+            creating = asyncio.create_task(manager.create("gone", fake_options()))
+            await asyncio.sleep(0)
+            creating.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await creating
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10.0
+        while not manager.list():  # the write, let go by its caller, ends on its own
+            assert loop.time() < deadline, "the cancelled create never landed"
+            await asyncio.sleep(0.01)
+        assert [inst.name for inst in manager.list()] == ["gone"]
+        assert stored(db_path, "gone") == "stopped"
+        other = await manager.create("other", fake_options())
+        assert (
+            other.options.backend_options.port != manager.get("gone").options.backend_options.port
+        )
     finally:
         await manager.shutdown()
         db.close()

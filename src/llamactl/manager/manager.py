@@ -84,6 +84,7 @@ class InstanceManager:
         self._clock = clock
         self._timings = timings or Timings()
         self._instances: dict[str, Instance] = {}
+        self._creating: set[str] = set()  # names whose row is being written
         self._runtimes: dict[str, Runtime] = {}
         self._changes = Signal()  # notified whenever any instance changes
         self._ports = PortAllocator(config.instances.port_range)
@@ -146,11 +147,7 @@ class InstanceManager:
         fixed = self._port_fix(name)
         if fixed is None:
             return
-        try:
-            await self._persist(fixed)
-        except BaseException:
-            self._ports.release(name)
-            raise
+        await self._persist(fixed, undo=lambda: self._ports.release(name))
 
     def defaults_for(self, backend_type: BackendType) -> InstanceDefaults:
         return instance_defaults(self._config, backend_type)
@@ -201,7 +198,7 @@ class InstanceManager:
         """Create a stopped instance with the configured defaults and a port."""
         validate_name(name)
         completed = self._complete(options)
-        if name in self._instances:
+        if name in self._instances or name in self._creating:
             raise InstanceExists(name)
         self._check_instance_limit()
         port = self._claim_port(name, completed.backend_options.port)
@@ -211,14 +208,17 @@ class InstanceManager:
             status=Status.STOPPED,
             options=self._with_port_options(completed, port),
         )
-        try:
-            await self._store.save(inst)
-        except BaseException:
+
+        def created() -> None:
+            self._creating.discard(name)
+            self._instances[name] = inst
+
+        def refused() -> None:
+            self._creating.discard(name)
             self._ports.release(name)
-            raise
-        if name in self._instances:  # created meanwhile by a call that wrote first
-            raise InstanceExists(name)
-        self._instances[name] = inst
+
+        self._creating.add(name)
+        await self._store.save(inst, then=created, undo=refused)
         return inst
 
     async def update(self, name: str, options: Options | Mapping[str, object]) -> Instance:
@@ -239,16 +239,22 @@ class InstanceManager:
             new_options = dataclasses.replace(
                 self._with_port_options(completed, port), nodes=current.options.nodes
             )
+            old_port = current.options.backend_options.port
             try:
                 if was_active:
                     await self._stop_locked(name)
-                await self._persist(self._require(name).with_options(new_options))
             except BaseException:
-                self._release_other_ports(name, keep=current.options.backend_options.port)
+                self._release_other_ports(name, keep=old_port)
+                await self._settle(name)
                 raise
+            try:
+                await self._persist(
+                    self._require(name).with_options(new_options),
+                    then=lambda: self._release_other_ports(name, keep=port),
+                    undo=lambda: self._release_other_ports(name, keep=old_port),
+                )
             finally:
                 await self._settle(name)
-            self._release_other_ports(name, keep=port)
             if was_active:
                 runtime.restarts = 0
                 try:
@@ -266,10 +272,13 @@ class InstanceManager:
                 raise Conflict(
                     f"instance {name} is {inst.status.value}: stop it before deleting it"
                 )
-            await self._store.delete(name)
-            del self._instances[name]
-            self._ports.release(name)
-            self._runtimes.pop(name, None)
+
+            def deleted() -> None:
+                del self._instances[name]
+                self._ports.release(name)
+                self._runtimes.pop(name, None)
+
+            await self._store.delete(name, then=deleted)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -617,10 +626,22 @@ class InstanceManager:
         else:
             self._runtime(name).notify()
 
-    async def _persist(self, inst: Instance) -> None:
-        """Write ``inst``, then make it the manager's truth; raise if the write fails."""
-        await self._store.save(inst)
-        self._instances[inst.name] = inst
+    async def _persist(
+        self,
+        inst: Instance,
+        *,
+        then: Callable[[], None] | None = None,
+        undo: Callable[[], None] | None = None,
+    ) -> None:
+        """Write ``inst``, then make it the manager's truth (and run ``then``); raise if the
+        write fails (after running ``undo``). Both run even if the caller is cancelled."""
+
+        def written() -> None:
+            self._instances[inst.name] = inst
+            if then is not None:
+                then()
+
+        await self._store.save(inst, then=written, undo=undo)
 
     def _complete(self, options: Options | Mapping[str, object]) -> Options:
         if not isinstance(options, Options):
@@ -655,7 +676,7 @@ class InstanceManager:
 
     def _check_instance_limit(self) -> None:
         limit = self._config.instances.max_instances
-        if limit >= 0 and len(self._instances) >= limit:
+        if limit >= 0 and len(self._instances) + len(self._creating) >= limit:
             raise LimitReached(f"maximum number of instances ({limit}) reached")
 
     def _check_running_limit(self) -> None:

@@ -43,6 +43,7 @@ __all__ = ["Persistence", "PersistenceState"]
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Callback = Callable[[], None]
 RETRY_DELAY = 1.0
 
 
@@ -65,6 +66,12 @@ class _Outcome:
     instances: list[tuple[str, int]]
     processes: list[tuple[str, int]]
     error: DatabaseError | None = None
+
+
+def _retrieve(task: asyncio.Future[None]) -> None:
+    """Mark the outcome of a write seen: the caller may have been cancelled before it."""
+    if not task.cancelled():
+        task.exception()
 
 
 class Persistence:
@@ -94,8 +101,14 @@ class Persistence:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._writer(), function)
 
-    async def save(self, inst: Instance) -> None:
-        """Write ``inst`` now; raise the database's error. Supersedes a deferred state."""
+    async def save(
+        self, inst: Instance, *, then: Callback | None = None, undo: Callback | None = None
+    ) -> None:
+        """Write ``inst`` now; raise the database's error. Supersedes a deferred state.
+
+        ``then`` runs on the loop once the write went through, ``undo`` if it failed: both
+        even when the caller is cancelled meanwhile, so memory always follows the file.
+        """
         generation = next(self._generations)
         key = ("instance", inst.name)
 
@@ -103,12 +116,19 @@ class Persistence:
             self._db.save(inst)
             self._written[key] = max(generation, self._written.get(key, 0))
 
-        await self.call(write)
-        self._settled(self._instances, inst.name, generation)
-        self._trim_error()
+        def written() -> None:
+            self._settled(self._instances, inst.name, generation)
+            self._trim_error()
+            if then is not None:
+                then()
 
-    async def delete(self, name: str) -> None:
-        """Delete the row of ``name`` now; pending writes of it are dropped."""
+        await self._complete(write, written, undo)
+
+    async def delete(
+        self, name: str, *, then: Callback | None = None, undo: Callback | None = None
+    ) -> None:
+        """Delete the row of ``name`` now; pending writes of it are dropped. ``then`` and
+        ``undo`` as for ``save``."""
         generation = next(self._generations)
 
         def write() -> None:
@@ -117,9 +137,30 @@ class Persistence:
                 key = (kind, name)
                 self._written[key] = max(generation, self._written.get(key, 0))
 
-        await self.call(write)
-        self._settled(self._instances, name, generation)
-        self._settled(self._processes, name, generation)
+        def written() -> None:
+            self._settled(self._instances, name, generation)
+            self._settled(self._processes, name, generation)
+            if then is not None:
+                then()
+
+        await self._complete(write, written, undo)
+
+    async def _complete(self, write: Callback, written: Callback, undo: Callback | None) -> None:
+        """Run ``write`` on the writer thread, then ``written`` (or ``undo``) on the loop, in
+        a task of its own that a cancelled caller does not end."""
+
+        async def run() -> None:
+            try:
+                await self.call(write)
+            except BaseException:
+                if undo is not None:
+                    undo()
+                raise
+            written()
+
+        task = asyncio.ensure_future(run())
+        task.add_done_callback(_retrieve)
+        await asyncio.shield(task)
 
     # -- deferred writes ----------------------------------------------------------------
 
