@@ -4,8 +4,10 @@ database file was deleted: real backends, a real SQLite file, a real second writ
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import signal
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -277,6 +279,66 @@ async def test_a_create_cancelled_while_it_waits_still_lands_in_memory_and_file(
         assert (
             other.options.backend_options.port != manager.get("gone").options.backend_options.port
         )
+    finally:
+        await manager.shutdown()
+        db.close()
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A folder on a 4 MiB tmpfs of its own, for the database only (needs root and mount)."""
+    folder = tmp_path / "dbfs"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def _fill(folder: Path) -> Path:
+    filler = folder / "filler"
+    with filler.open("wb") as out:
+        try:
+            while True:
+                out.write(b"\0" * 65536)
+                out.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    return filler
+
+
+async def test_a_full_disk_under_the_database_keeps_backends_supervised(
+    tmp_path: Path, small_fs: Path
+) -> None:
+    db_path = small_fs / "llamactl.db"
+    db = database.open(DatabaseSettings(path=str(db_path)))
+    database.run_migrations(db)
+    manager = InstanceManager(fake_config(tmp_path), db, timings=FAST, db_retry_delay=0.05)
+    manager.load()
+    try:
+        await manager.create("alpha", fake_options())
+        filler = _fill(small_fs)
+        with pytest.raises(DatabaseUnavailable, match="database or disk is full"):
+            await manager.create("beta", fake_options(environment={"PAD": "x" * 200_000}))
+        await manager.start("alpha")
+        pid = manager.info("alpha").pid
+        assert pid is not None and is_alive(pid)
+        assert "database or disk is full" in (manager.persistence().error or "")
+        await manager.stop("alpha")
+        assert not is_alive(pid) and is_port_free(_port(manager, "alpha"))
+        filler.unlink()
+        await until_written(manager)
+        assert stored(db_path, "alpha") == "stopped"
+        assert [inst.name for inst in manager.list()] == ["alpha"]
     finally:
         await manager.shutdown()
         db.close()
