@@ -114,7 +114,7 @@ class Supervisor:
         assert port is not None, "every instance holds a port"
         host = options.backend_options.host or LOOPBACK
         backend = backend_config(self._config, options.backend_type)
-        command = build_command(options, backend, port=port, host=LOOPBACK)
+        command = build_command(options, backend, port=port, host=LOOPBACK, name=name)
         log = self._open_log(name)
         log.write(f"$ {render(command.argv)}\n".encode())
         try:
