@@ -32,7 +32,7 @@ from llamactl.manager.health import connect_host
 from llamactl.manager.ports import PortAllocator
 from llamactl.manager.reaper import reap
 from llamactl.manager.runtime import Event, Readiness, Runtime, RuntimeInfo, Signal, Timings
-from llamactl.manager.supervisor import LOOPBACK, Supervisor, backend_config
+from llamactl.manager.supervisor import LOOPBACK, Supervisor, backend_config, log_stopped
 
 __all__ = ["InstanceManager", "instance_defaults"]
 
@@ -213,7 +213,7 @@ class InstanceManager:
                 self._with_port_options(completed, port), nodes=current.options.nodes
             )
             if was_active:
-                await self._stop_locked(name)
+                await self._stop_locked(name, "to restart with its new options")
             self._release_other_ports(name, keep=port)
             self._persist(self._require(name).with_options(new_options))
             if was_active:
@@ -252,19 +252,22 @@ class InstanceManager:
             await self._supervisor.launch(name)
             return self._require(name)
 
-    async def stop(self, name: str) -> Instance:
-        """Stop the backend (waiting for requests in flight, within bounds)."""
+    async def stop(self, name: str, *, reason: str | None = None) -> Instance:
+        """Stop the backend (waiting for requests in flight, within bounds).
+
+        ``reason`` completes the log line ("stopped to make room for b").
+        """
         runtime = self._runtime(name)
         async with runtime.lock:
             self._require(name)
-            await self._stop_locked(name)
+            await self._stop_locked(name, reason)
             return self._require(name)
 
     async def restart(self, name: str) -> Instance:
         runtime = self._runtime(name)
         async with runtime.lock:
             self._require(name)
-            await self._stop_locked(name)
+            await self._stop_locked(name, "to restart")
             self._check_running_limit()
             runtime.restarts = 0
             self._ensure_port(name)
@@ -393,8 +396,8 @@ class InstanceManager:
             runtime = self._runtime(name)
             async with runtime.lock:
                 if name in self._instances and self._is_idle(name):
-                    logger.info("stopping %s: idle for its idle_timeout", name)
-                    await self._stop_locked(name)
+                    idle = self._clock() - (runtime.last_activity or self._clock())
+                    await self._stop_locked(name, f"(idle for {idle:.0f} s)")
                     stopped.append(name)
         return stopped
 
@@ -458,7 +461,7 @@ class InstanceManager:
 
     # -- starting and stopping processes ------------------------------------------------
 
-    async def _stop_locked(self, name: str) -> None:
+    async def _stop_locked(self, name: str, reason: str | None = None) -> None:
         """Stop ``name`` with its lock held: cancel a pending restart, drain, signal."""
         runtime = self._runtime(name)
         if runtime.restart_task is not None:
@@ -466,10 +469,14 @@ class InstanceManager:
             runtime.restart_task = None
         process = runtime.process
         if process is None:
-            if self._require(name).status is not Status.STOPPED:
+            status = self._require(name).status
+            if status is not Status.STOPPED:
                 self._set_status(name, Status.STOPPED)
+                called_off = "(its restart is called off)" if status is Status.RESTARTING else ""
+                log_stopped(name, reason or called_off)
             runtime.failure = None
             return
+        began = time.monotonic()
         runtime.stopping = True
         self._set_status(name, Status.SHUTTING_DOWN)
         # Requests queued meanwhile wait for this stop (then start the instance again):
@@ -479,6 +486,7 @@ class InstanceManager:
         await runtime.wait_for(lambda: runtime.process is None, 5.0)
         self._set_status(name, Status.STOPPED)
         runtime.failure = None
+        log_stopped(name, reason, time.monotonic() - began)
 
     # -- helpers ------------------------------------------------------------------------
 

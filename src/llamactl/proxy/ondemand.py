@@ -152,13 +152,19 @@ class OnDemand:
                     )
                 victim = manager.lru_candidate(exclude=name)
                 if victim is not None:
-                    logger.info("stopping %s, used least recently, to start %s", victim, name)
-                    await manager.stop(victim)
+                    reason = f"to make room for {name} (max_running_instances={limit})"
+                    await manager.stop(victim, reason=reason)
                     continue
                 holding = any(manager.is_held(other) for other in held)
                 busy = None if holding else manager.hold_candidate(exclude=name)
                 if busy is not None:
-                    logger.info("holding %s until its requests end, to start %s", busy, name)
+                    logger.info(
+                        "instance %s: held until its requests end, to make room for %s "
+                        "(max_running_instances=%d)",
+                        busy,
+                        name,
+                        limit,
+                    )
                     manager.hold(busy)
                     held.append(busy)
                 await self._wait_for_room(name, limit, timeout, held)
