@@ -7,19 +7,34 @@ backend answers its health check. A waiter whose client goes away is cancelled a
 leaves the queue. When ``max_running_instances`` is reached, the least recently used
 instance with no request in flight is stopped to make room (``enable_lru_eviction``); if
 every one is busy, one is held until its requests end (see ``OnDemand._make_room``).
+
+A start that failed is not tried again by requests for ``FAILED_START_COOLDOWN`` seconds:
+they get the same failure at once, with ``Retry-After`` (clients such as the OpenAI SDKs
+retry a 502 at once, which would start a broken instance three times per call). A start
+through the management API is not affected.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
+from dataclasses import dataclass
 
 from llamactl.config import AppConfig
-from llamactl.errors import BackendFailed, InstanceNotRunning, QueueFull, Unavailable
+from llamactl.errors import (
+    BackendFailed,
+    InstanceNotRunning,
+    QueueFull,
+    StartFailedRecently,
+    Unavailable,
+)
 from llamactl.instance import Status
 from llamactl.manager import InstanceManager
+from llamactl.manager.runtime import Failure
 
-__all__ = ["OnDemand"]
+__all__ = ["FAILED_START_COOLDOWN", "OnDemand"]
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +42,16 @@ _OCCUPYING = frozenset({Status.RUNNING, Status.RESTARTING})
 _DEFAULT_TIMEOUT = 30
 _QUEUE_RETRY_AFTER = 5
 _LIMIT_RETRY_AFTER = 10
+FAILED_START_COOLDOWN = 10.0  # seconds during which a failed start is not tried again
+
+
+@dataclass(frozen=True)
+class _FailedStart:
+    """An on-demand start that failed: when, why, and the failure the manager recorded."""
+
+    at: float  # time.monotonic()
+    message: str
+    failure: Failure | None
 
 
 class _Start:
@@ -45,6 +70,7 @@ class OnDemand:
         self._settings = config.instances
         self._admission = asyncio.Lock()  # one start (with its eviction) at a time
         self._starts: dict[str, _Start] = {}
+        self._failed: dict[str, _FailedStart] = {}
 
     async def ready(self, name: str) -> None:
         """Return once ``name`` is ready for requests, or raise why it cannot be."""
@@ -62,6 +88,11 @@ class OnDemand:
         try:
             async with asyncio.timeout(timeout):
                 await self._bring_up(name, timeout)
+        except StartFailedRecently:
+            raise
+        except BackendFailed as exc:
+            self._note_failure(name, exc)
+            raise
         except TimeoutError:
             raise Unavailable(
                 f"instance {name} did not become ready within {timeout} s "
@@ -89,7 +120,38 @@ class OnDemand:
                     "start it first"
                 )
             else:
+                self._refuse_if_failed_recently(name)
                 await self._start(name, timeout)
+
+    def _note_failure(self, name: str, exc: BackendFailed) -> None:
+        """Remember a start that left ``name`` failed (the first of its waiters counts)."""
+        if self._manager.get(name).status is not Status.FAILED:
+            return
+        failure = self._manager.info(name).failure
+        known = self._failed.get(name)
+        if known is None or known.failure is not failure:
+            self._failed[name] = _FailedStart(time.monotonic(), exc.message, failure)
+
+    def _refuse_if_failed_recently(self, name: str) -> None:
+        """``StartFailedRecently`` if the start of ``name`` failed within the cooldown and
+        nothing has happened to the instance since (a manual start forgets it)."""
+        known = self._failed.pop(name, None)
+        if known is None:
+            return
+        if self._manager.get(name).status is not Status.FAILED:
+            return
+        if self._manager.info(name).failure is not known.failure:
+            return
+        remaining = known.at + FAILED_START_COOLDOWN - time.monotonic()
+        if remaining <= 0:
+            return
+        self._failed[name] = known
+        seconds = math.ceil(remaining)
+        raise StartFailedRecently(
+            f"{known.message} (failed {FAILED_START_COOLDOWN - remaining:.1f} s ago; "
+            f"not started again for {seconds} s)",
+            retry_after=seconds,
+        )
 
     async def _start(self, name: str, timeout: float) -> None:
         """Wait for the start of ``name``, beginning it if nobody has.
