@@ -234,6 +234,8 @@ class InstanceManager:
             del self._instances[name]
             self._ports.release(name)
             self._runtimes.pop(name, None)
+            runtime.publish("deleted", {"name": name})
+            runtime.end_followers()  # their streams end: nothing more will come
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -519,8 +521,10 @@ class InstanceManager:
     # Following an instance's log and status.
 
     def follow(self, name: str) -> asyncio.Queue[Event | None]:
-        """A queue of ``("log", {"text"})`` and ``("status", {...})`` events for ``name``;
-        ``None`` ends it (the follower fell too far behind). Call ``unfollow`` after."""
+        """A queue of ``("log", {"text"})`` and ``("status", {...})`` events for ``name``,
+        and a last ``("deleted", {"name"})`` if it is deleted; ``None`` ends it (deleted,
+        the server is stopping, or the follower fell too far behind). Call ``unfollow``
+        after."""
         self._require(name)
         return self._runtime(name).follow()
 
@@ -532,9 +536,7 @@ class InstanceManager:
     def end_followers(self) -> None:
         """End every follow stream (the server is stopping)."""
         for runtime in self._runtimes.values():
-            for queue in list(runtime.followers):
-                queue.put_nowait(None)
-            runtime.followers.clear()
+            runtime.end_followers()
 
     def status_event(self, name: str) -> dict[str, object]:
         """The current status and readiness, as a follower's ``status`` event carries them."""
