@@ -127,6 +127,13 @@ class InstanceManager:
         if port is None or self._ports.owner(port) != name:
             self._persist(self._with_port(inst, self._ports.allocate(name)))
 
+    def reconfigure(self, config: AppConfig) -> None:
+        """Use new settings from now on: limits and defaults at once, backend commands and
+        log rotation at each instance's next start. The port range and the folders stay
+        as they were at start."""
+        self._config = config
+        self._supervisor.reconfigure(config)
+
     def defaults_for(self, backend_type: BackendType) -> InstanceDefaults:
         return instance_defaults(self._config, backend_type)
 

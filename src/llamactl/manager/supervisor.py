@@ -101,6 +101,9 @@ class Supervisor:
         self._timings = timings
         self._logs_dir = logs_dir
 
+    def reconfigure(self, config: AppConfig) -> None:
+        self._config = config
+
     def log_path(self, name: str) -> Path:
         return self._logs_dir / f"{name}.log"
 

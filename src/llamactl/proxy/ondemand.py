@@ -68,14 +68,29 @@ class OnDemand:
     def __init__(self, manager: InstanceManager, config: AppConfig) -> None:
         self._manager = manager
         self._settings = config.instances
+        self._closing = False  # the server is stopping: no more starts, waiters answered
+        self._waiting: set[asyncio.Task[None]] = set()
         self._admission = asyncio.Lock()  # one start (with its eviction) at a time
         self._starts: dict[str, _Start] = {}
         self._failed: dict[str, _FailedStart] = {}
+
+    def reconfigure(self, config: AppConfig) -> None:
+        """Use new limits from now on (a configuration reload)."""
+        self._settings = config.instances
+
+    def close(self) -> None:
+        """The server is stopping: every request waiting for a start is answered 503 now,
+        and later ones at once, instead of waiting out the server's grace period."""
+        self._closing = True
+        for work in list(self._waiting):
+            work.cancel()
 
     async def ready(self, name: str) -> None:
         """Return once ``name`` is ready for requests, or raise why it cannot be."""
         if self._manager.accepts_requests(name):
             return
+        if self._closing:
+            raise self._shutting_down(name)
         limit = self._settings.max_queued_requests
         if self._manager.queued(name) >= limit:
             raise QueueFull(
@@ -85,9 +100,16 @@ class OnDemand:
             )
         timeout = self._settings.on_demand_start_timeout or _DEFAULT_TIMEOUT
         self._manager.enter_queue(name)
+        work = asyncio.create_task(self._bring_up(name, timeout))
+        self._waiting.add(work)
         try:
             async with asyncio.timeout(timeout):
-                await self._bring_up(name, timeout)
+                await work  # a task of its own, so that ``close`` can end the wait alone
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if work.cancelled() and self._closing and current and not current.cancelling():
+                raise self._shutting_down(name) from None
+            raise
         except StartFailedRecently:
             raise
         except BackendFailed as exc:
@@ -100,7 +122,16 @@ class OnDemand:
                 retry_after=_LIMIT_RETRY_AFTER,
             ) from None
         finally:
+            self._waiting.discard(work)
+            work.cancel()
             self._manager.leave_queue(name)
+
+    @staticmethod
+    def _shutting_down(name: str) -> Unavailable:
+        return Unavailable(
+            f"llamactl is shutting down: instance {name} will not become ready",
+            retry_after=_LIMIT_RETRY_AFTER,
+        )
 
     async def _bring_up(self, name: str, timeout: float) -> None:
         manager = self._manager
