@@ -84,3 +84,31 @@ async def test_a_reload_hands_over_new_keys_and_never_logs_them(
     assert target.keys == auth.Keys.of(management=["sk-m"], inference=["sk-fresh"])
     assert "configuration: auth.inference_keys changed: applied" in caplog.text
     assert "sk-fresh" not in caplog.text and "sk-old" not in caplog.text
+
+
+def test_the_log_level_is_a_setting_that_a_reload_applies(tmp_path: Path) -> None:
+    import logging
+
+    from llamactl.server.lifecycle import apply_log_level
+
+    old = config(tmp_path)
+    new = config(tmp_path, LLAMACTL_LOG_LEVEL="WARNING")
+    assert (old.server.log_level, new.server.log_level) == ("info", "warning")
+    assert changes(old, new) == [Change("server.log_level", Effect.NOW)]
+    logger = logging.getLogger("llamactl")
+    before = logger.level
+    try:
+        apply_log_level(new)
+        assert logger.level == logging.WARNING
+        apply_log_level(old)
+        assert logger.level == logging.INFO
+    finally:
+        logger.setLevel(before)
+
+
+def test_a_bad_log_level_names_the_setting_and_the_choices(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config(tmp_path, LLAMACTL_LOG_LEVEL="loud")
+    message = caught.value.message
+    assert "server.log_level" in message and "loud" in message
+    assert "debug, info, warning, error" in message

@@ -27,6 +27,7 @@ from llamactl.database.json_import import ImportResult, import_json
 from llamactl.errors import ConfigError
 from llamactl.manager import InstanceManager, instance_defaults
 from llamactl.server import auth
+from llamactl.server.reload import Reconfigurable, Reloader
 
 __all__ = [
     "Services",
@@ -96,6 +97,24 @@ def warn_about_settings(config: AppConfig) -> None:
         )
 
 
+def apply_log_level(config: AppConfig) -> None:
+    """Set the level of llamactl's and uvicorn's loggers to ``server.log_level``."""
+    level = getattr(logging, config.server.log_level.upper())
+    for name in ("llamactl", "uvicorn.error"):
+        logging.getLogger(name).setLevel(level)
+
+
+@dataclass(frozen=True)
+class _Reconfigure:
+    """Hands a reloaded configuration to the application, and sets the log level."""
+
+    app: Reconfigurable
+
+    def reconfigure(self, config: AppConfig, keys: auth.Keys) -> None:
+        self.app.reconfigure(config, keys)
+        apply_log_level(config)
+
+
 def start_services(config: AppConfig) -> Services:
     warn_about_settings(config)
     create_directories(config)
@@ -131,23 +150,23 @@ def serve(config: AppConfig, load: Callable[[], AppConfig] | None = None) -> Non
     ``load`` (by default: the same file and the environment, read again).
     """
     from llamactl.server.app import create_app
-    from llamactl.server.reload import Reloader
 
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the server can reload
+    apply_log_level(config)
     services = start_services(config)
     try:
         app = create_app(services)
         reloader = Reloader(
             load or (lambda: load_config(config.config_path, os.environ)),
             lambda: services.config,
-            app.app,
+            _Reconfigure(app.app),
         )
         server = _Server(
             uvicorn.Config(
                 app,
                 host=config.server.host,
                 port=config.server.port,
-                log_level="info",
+                log_level=config.server.log_level,
                 access_log=config.server.access_log,
                 proxy_headers=False,
                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,

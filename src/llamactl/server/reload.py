@@ -25,7 +25,7 @@ from llamactl.config import AppConfig, registry
 from llamactl.errors import LlamactlError
 from llamactl.server import auth
 
-__all__ = ["Change", "Effect", "Reloader", "changes", "effective"]
+__all__ = ["Change", "Effect", "Reconfigurable", "Reloader", "changes", "effective"]
 
 logger = logging.getLogger("llamactl")
 
@@ -42,6 +42,7 @@ class Effect(StrEnum):
 _NOW = (
     "server.response_headers",
     "server.max_request_body_mb",
+    "server.log_level",
     "backends.*.response_headers",
     "instances.max_instances",
     "instances.max_running_instances",
