@@ -234,6 +234,11 @@ class OnDemand:
         refused because the others were busy. Only one start makes room at a time.
         """
         manager, limit = self._manager, self._settings.max_running_instances
+        if limit == 0:  # nothing may run: no eviction can make room
+            raise Unavailable(
+                f"max_running_instances (0) allows no running instance: cannot start {name}",
+                retry_after=_LIMIT_RETRY_AFTER,
+            )
         held: list[str] = []
         try:
             while limit >= 0 and manager.running_count(exclude=name) >= limit:

@@ -162,15 +162,18 @@ class Reloader:
             except LlamactlError as exc:
                 logger.error("configuration not reloaded, the running one is kept: %s", exc.message)
                 return None
-            self._target.reconfigure(config, keys)
+            self._target.reconfigure(config, keys.keys)
             _report(found)
+            if any(change.key.startswith("auth.") for change in found):
+                for message in keys.messages:  # they name key files, never keys
+                    logger.info("%s", message)
             return found
 
-    def _read(self, running: AppConfig) -> tuple[AppConfig, auth.Keys, list[Change]]:
+    def _read(self, running: AppConfig) -> tuple[AppConfig, auth.LoadedKeys, list[Change]]:
         loaded = self._load()
         found = changes(running, loaded)
         config = effective(running, loaded, found)
-        return config, auth.load_keys(config).keys, found
+        return config, auth.load_keys(config), found
 
 
 def _report(found: list[Change]) -> None:
