@@ -156,7 +156,7 @@ class OnDemand:
 
     def _note_failure(self, name: str, exc: BackendFailed) -> None:
         """Remember a start that left ``name`` failed (the first of its waiters counts)."""
-        if self._manager.get(name).status is not Status.FAILED:
+        if not self._manager.exists(name) or self._manager.get(name).status is not Status.FAILED:
             return
         failure = self._manager.info(name).failure
         known = self._failed.get(name)

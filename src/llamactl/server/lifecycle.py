@@ -42,6 +42,7 @@ __all__ = [
 logger = logging.getLogger("llamactl")
 
 GRACEFUL_SHUTDOWN_SECONDS = 10  # for requests still open after a stop signal
+_HANGUP: signal.Signals | None = getattr(signal, "SIGHUP", None)  # none on Windows
 
 
 @dataclass
@@ -151,7 +152,8 @@ def serve(config: AppConfig, load: Callable[[], AppConfig] | None = None) -> Non
     """
     from llamactl.server.app import create_app
 
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the server can reload
+    if _HANGUP is not None:
+        signal.signal(_HANGUP, signal.SIG_IGN)  # until the server can reload
     apply_log_level(config)
     services = start_services(config)
     try:
@@ -204,11 +206,14 @@ class _Server(uvicorn.Server):
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
-        previous = signal.signal(signal.SIGHUP, self._handle_hangup)
+        if _HANGUP is None:
+            await super().serve(sockets)
+            return
+        previous = signal.signal(_HANGUP, self._handle_hangup)
         try:
             await super().serve(sockets)
         finally:
-            signal.signal(signal.SIGHUP, previous)
+            signal.signal(_HANGUP, previous)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
