@@ -21,6 +21,7 @@ pydantic, ``OSError``) are translated once, at the layer that meets them, chaine
     │   ├── InvalidTransition     a status change that the lifecycle forbids
     │   └── LimitReached          a configured limit (max_instances, ...) is reached
     ├── BackendFailed             a backend process could not be started or kept running
+    │   └── StartFailedRecently   an on-demand start is asked for again right after failing
     ├── ClientError               a request from the command-line client did not succeed
     │   ├── ApiError              the server answered with an error status
     │   └── Unreachable           the server cannot be reached
@@ -61,6 +62,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "QueueFull",
+    "StartFailedRecently",
     "Unavailable",
     "Unreachable",
 ]
@@ -191,6 +193,15 @@ class BackendFailed(LlamactlError):
 
     code = "backend_failed"
     status = 502
+
+
+class StartFailedRecently(BackendFailed):
+    """Raised when a request would start an instance whose on-demand start failed seconds
+    ago: the same failure is answered at once; ``retry_after`` is the seconds remaining."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Unavailable(LlamactlError):

@@ -133,7 +133,11 @@ def test_a_port_the_os_holds_is_not_free() -> None:
         port = listener.getsockname()[1]
         assert not is_port_free(port)
         allocator = PortAllocator((port, port + 1))
-        assert allocator.allocate("a") != port
+        try:
+            allocated: int | None = allocator.allocate("a")
+        except LimitReached:  # another program on the machine holds port + 1 as well
+            allocated = None
+        assert allocated != port
     assert is_port_free(port)
 
 

@@ -127,7 +127,12 @@ def _format(value: object) -> str:
 
 
 def build_command(
-    options: CommandOptions, backend: BackendConfig, *, port: int, host: str = DEFAULT_HOST
+    options: CommandOptions,
+    backend: BackendConfig,
+    *,
+    port: int,
+    host: str = DEFAULT_HOST,
+    name: str | None = None,
 ) -> Command:
     """The command that runs an instance with ``options`` on ``port``.
 
@@ -142,6 +147,11 @@ def build_command(
     2. ``command_override`` split into words + ``backend.args`` + the backend's flags;
     3. ``backend.command`` + ``backend.args`` + the backend's flags.
 
+    With ``name`` (the instance name), a backend whose responses name the model by a field
+    (``SERVED_NAME_FIELD``: llama.cpp's ``--alias``) gets ``name`` there when the instance
+    leaves it unset, so that responses carry the name the client asked for rather than a
+    file path; not with a ``command_override``, whose program may not take that flag.
+
     Natively the process gets the backend's environment, then the instance's, on top of
     what it inherits. Raises ``InvalidOptions`` for a ``command_override`` that cannot be
     split into words and ``ConfigError`` for docker mode without an image.
@@ -150,6 +160,8 @@ def build_command(
         raise ValueError(f"port must be from 1 to {MAX_PORT}, got {port}")
     typed = options.backend_options
     typed = typed.replace(port=port, host=typed.host or host)
+    if name is not None and not options.command_override:
+        typed = _with_served_name(typed, name)
     docker = backend.docker
     if docker is not None and runs_in_docker(options, backend):
         return _docker_command(typed, options.environment, backend, docker)
@@ -157,6 +169,13 @@ def build_command(
     argv = (*executable, *backend.args, *backend_args(typed))
     environment = {**backend.environment, **options.environment}
     return Command(argv, MappingProxyType(environment))
+
+
+def _with_served_name(typed: BackendOptions, name: str) -> BackendOptions:
+    field = typed.SERVED_NAME_FIELD
+    if field is None or getattr(typed, field) is not None:
+        return typed
+    return typed.replace(**{field: name})
 
 
 def runs_in_docker(options: CommandOptions, backend: BackendConfig) -> bool:

@@ -113,6 +113,8 @@ class LlamaCppOptions(BackendOptionsBase):
     FLAG_OVERRIDES: ClassVar[Mapping[str, str]] = MappingProxyType(
         {"fim_qwen_1_5b_default": "--fim-qwen-1.5b-default"}
     )
+    # Without --alias, llama-server answers with the model's file path in "model".
+    SERVED_NAME_FIELD: ClassVar[str | None] = "alias"
 
     # common
     verbose_prompt: bool | None = None

@@ -26,6 +26,8 @@ __all__ = [
     "HEADERS",
     "INT",
     "LIST",
+    "LOG_LEVEL",
+    "LOG_LEVELS",
     "MAP",
     "PATH",
     "PORT_RANGE",
@@ -260,7 +262,24 @@ def _masked(value: object) -> str:
     return MASK if value else ""
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _env_log_level(text: str) -> str:
+    level = text.strip().lower()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def _yaml_log_level(node: yaml.Node) -> str:
+    return _env_log_level(_yaml_str(node))
+
+
 STR = Kind("string", "", str, _yaml_str, _text)
+LOG_LEVEL = Kind(
+    "log level", "debug, info, warning or error", _env_log_level, _yaml_log_level, _text
+)
 PATH = Kind("path", "", _env_path, _yaml_path, _text)
 INT = Kind("integer", "", _env_int, _yaml_int, _text)
 BOOL = Kind("boolean", "true/false, 1/0, t/f", _env_bool, _yaml_bool, _bool_text)

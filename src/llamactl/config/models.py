@@ -39,6 +39,7 @@ class ServerConfig(_Frozen):
     enable_swagger: bool = False
     response_headers: dict[str, str] = Field(default_factory=dict)
     max_request_body_mb: int = 256
+    log_level: str = "info"
     access_log: bool = False
 
 

@@ -165,6 +165,8 @@ _SERVER = [
     _s("server.enable_swagger", kinds.BOOL, False, "serve the Swagger UI",
        "LLAMACTL_ENABLE_SWAGGER"),
     _s("server.response_headers", kinds.HEADERS, {}, "headers added to every API response"),
+    _s("server.log_level", kinds.LOG_LEVEL, "info",
+       "level of llamactl's own log (reloaded on SIGHUP)", "LLAMACTL_LOG_LEVEL"),
     _s("server.access_log", kinds.BOOL, False,
        "log one line per HTTP request (costs throughput)", "LLAMACTL_ACCESS_LOG"),
     _s("server.max_request_body_mb", kinds.INT, 256,

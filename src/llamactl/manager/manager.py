@@ -36,7 +36,7 @@ from llamactl.manager.persistence import RETRY_DELAY, Persistence, PersistenceSt
 from llamactl.manager.ports import PortAllocator
 from llamactl.manager.reaper import reap
 from llamactl.manager.runtime import Event, Readiness, Runtime, RuntimeInfo, Signal, Timings
-from llamactl.manager.supervisor import LOOPBACK, Supervisor, backend_config
+from llamactl.manager.supervisor import LOOPBACK, Supervisor, backend_config, log_stopped
 
 __all__ = ["InstanceManager", "instance_defaults"]
 
@@ -149,6 +149,13 @@ class InstanceManager:
             return
         await self._persist(fixed, undo=lambda: self._ports.release(name))
 
+    def reconfigure(self, config: AppConfig) -> None:
+        """Use new settings from now on: limits and defaults at once, backend commands and
+        log rotation at each instance's next start. The port range and the folders stay
+        as they were at start."""
+        self._config = config
+        self._supervisor.reconfigure(config)
+
     def defaults_for(self, backend_type: BackendType) -> InstanceDefaults:
         return instance_defaults(self._config, backend_type)
 
@@ -242,7 +249,7 @@ class InstanceManager:
             old_port = current.options.backend_options.port
             try:
                 if was_active:
-                    await self._stop_locked(name)
+                    await self._stop_locked(name, "to restart with its new options")
             except BaseException:
                 self._release_other_ports(name, keep=old_port)
                 await self._settle(name)
@@ -277,6 +284,8 @@ class InstanceManager:
                 del self._instances[name]
                 self._ports.release(name)
                 self._runtimes.pop(name, None)
+                runtime.publish("deleted", {"name": name})
+                runtime.end_followers()  # their streams end: nothing more will come
 
             await self._store.delete(name, then=deleted)
 
@@ -300,14 +309,17 @@ class InstanceManager:
                 await self._settle(name)
             return self._require(name)
 
-    async def stop(self, name: str) -> Instance:
+    async def stop(self, name: str, *, reason: str | None = None) -> Instance:
         """Stop the backend (waiting for requests in flight, within bounds). It stops even
-        if the database does not take the status now (written when it does)."""
+        if the database does not take the status now (written when it does).
+
+        ``reason`` completes the log line ("stopped to make room for b").
+        """
         runtime = self._runtime(name)
         async with runtime.lock:
             self._require(name)
             try:
-                await self._stop_locked(name)
+                await self._stop_locked(name, reason)
             finally:
                 await self._settle(name)
             return self._require(name)
@@ -317,7 +329,7 @@ class InstanceManager:
         async with runtime.lock:
             self._require(name)
             try:
-                await self._stop_locked(name)
+                await self._stop_locked(name, "to restart")
                 self._check_running_limit()
                 runtime.restarts = 0
                 await self._ensure_port(name)
@@ -448,9 +460,9 @@ class InstanceManager:
             runtime = self._runtime(name)
             async with runtime.lock:
                 if name in self._instances and self._is_idle(name):
-                    logger.info("stopping %s: idle for its idle_timeout", name)
+                    idle = self._clock() - (runtime.last_activity or self._clock())
                     try:
-                        await self._stop_locked(name)
+                        await self._stop_locked(name, f"(idle for {idle:.0f} s)")
                     finally:
                         await self._settle(name)
                     stopped.append(name)
@@ -534,7 +546,7 @@ class InstanceManager:
 
     # -- starting and stopping processes ------------------------------------------------
 
-    async def _stop_locked(self, name: str) -> None:
+    async def _stop_locked(self, name: str, reason: str | None = None) -> None:
         """Stop ``name`` with its lock held: cancel a pending restart, drain, signal."""
         runtime = self._runtime(name)
         if runtime.restart_task is not None:
@@ -542,10 +554,14 @@ class InstanceManager:
             runtime.restart_task = None
         process = runtime.process
         if process is None:
-            if self._require(name).status is not Status.STOPPED:
+            status = self._require(name).status
+            if status is not Status.STOPPED:
                 self._set_status(name, Status.STOPPED)
+                called_off = "(its restart is called off)" if status is Status.RESTARTING else ""
+                log_stopped(name, reason or called_off)
             runtime.failure = None
             return
+        began = time.monotonic()
         runtime.stopping = True
         self._set_status(name, Status.SHUTTING_DOWN)
         # Requests queued meanwhile wait for this stop (then start the instance again):
@@ -555,6 +571,7 @@ class InstanceManager:
         await runtime.wait_for(lambda: runtime.process is None, 5.0)
         self._set_status(name, Status.STOPPED)
         runtime.failure = None
+        log_stopped(name, reason, time.monotonic() - began)
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -587,8 +604,10 @@ class InstanceManager:
     # Following an instance's log and status.
 
     def follow(self, name: str) -> asyncio.Queue[Event | None]:
-        """A queue of ``("log", {"text"})`` and ``("status", {...})`` events for ``name``;
-        ``None`` ends it (the follower fell too far behind). Call ``unfollow`` after."""
+        """A queue of ``("log", {"text"})`` and ``("status", {...})`` events for ``name``,
+        and a last ``("deleted", {"name"})`` if it is deleted; ``None`` ends it (deleted,
+        the server is stopping, or the follower fell too far behind). Call ``unfollow``
+        after."""
         self._require(name)
         return self._runtime(name).follow()
 
@@ -600,9 +619,7 @@ class InstanceManager:
     def end_followers(self) -> None:
         """End every follow stream (the server is stopping)."""
         for runtime in self._runtimes.values():
-            for queue in list(runtime.followers):
-                queue.put_nowait(None)
-            runtime.followers.clear()
+            runtime.end_followers()
 
     def status_event(self, name: str) -> dict[str, object]:
         """The current status and readiness, as a follower's ``status`` event carries them."""

@@ -142,6 +142,12 @@ class Runtime:
         self.followers.discard(queue)
         self.notify()
 
+    def end_followers(self) -> None:
+        """End every follower's stream (``None``) and forget them."""
+        for queue in list(self.followers):
+            queue.put_nowait(None)
+        self.followers.clear()
+
     def notify(self) -> None:
         """Wake everything waiting for a change of this instance."""
         self.changed.notify()

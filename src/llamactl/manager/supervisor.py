@@ -10,6 +10,7 @@ host, the manager, which persists each change.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -30,9 +31,11 @@ from llamactl.manager.ports import is_port_free
 from llamactl.manager.process import BackendProcess, ExitStatus, process_start_ticks, spawn
 from llamactl.manager.runtime import Failure, Readiness, Runtime, Timings
 
-__all__ = ["Host", "Supervisor", "backend_config"]
+__all__ = ["Host", "Supervisor", "backend_config", "log_stopped"]
 
 logger = logging.getLogger(__name__)
+# One INFO line per lifecycle event of an instance (start, ready, exit, restart, stop).
+events = logging.getLogger("llamactl")
 
 LOOPBACK = "127.0.0.1"
 HEALTH_PATH = "/health"
@@ -52,6 +55,14 @@ def backend_config(config: AppConfig, backend_type: BackendType) -> BackendConfi
         BackendType.VLLM: backends.vllm,
         BackendType.MLX_LM: backends.mlx,
     }[backend_type]
+
+
+def log_stopped(name: str, reason: str | None, took: float | None = None) -> None:
+    """``instance a: stopped to make room for b (max_running_instances=1); took 0.31 s``."""
+    text = f"stopped {reason}" if reason else "stopped"
+    if took is not None:
+        text += f"; took {took:.2f} s"
+    events.info("instance %s: %s", name, text)
 
 
 class Host(Protocol):
@@ -90,6 +101,9 @@ class Supervisor:
         self._timings = timings
         self._logs_dir = logs_dir
 
+    def reconfigure(self, config: AppConfig) -> None:
+        self._config = config
+
     def log_path(self, name: str) -> Path:
         return self._logs_dir / f"{name}.log"
 
@@ -100,8 +114,10 @@ class Supervisor:
         process = runtime.process
         if process is not None:
             runtime.stopping = True
+            began = time.monotonic()
             await process.stop(self._timings.stop_timeout)
             await runtime.wait_for(lambda: runtime.process is None, 5.0)
+            log_stopped(name, "(llamactl is shutting down)", time.monotonic() - began)
         for task in list(runtime.tasks):
             task.cancel()
 
@@ -114,7 +130,7 @@ class Supervisor:
         assert port is not None, "every instance holds a port"
         host = options.backend_options.host or LOOPBACK
         backend = backend_config(self._config, options.backend_type)
-        command = build_command(options, backend, port=port, host=LOOPBACK)
+        command = build_command(options, backend, port=port, host=LOOPBACK, name=name)
         log = self._open_log(name)
         log.write(f"$ {render(command.argv)}\n".encode())
         try:
@@ -129,10 +145,12 @@ class Supervisor:
             log.close()
             runtime.failure = Failure(exc.message)
             self._host.set_status(name, Status.FAILED)
+            events.info("instance %s: failed: %s", name, exc.message)
             raise
         self._adopt(name, runtime, process, log)
+        events.info("instance %s: started (pid %d, port %d)", name, process.pid, port)
         self._track(runtime, self._supervise(name, process))
-        self._track(runtime, self._watch_health(name, process, host, port))
+        self._track(runtime, self._watch_health(name, process, host, port, time.monotonic()))
 
     def _adopt(
         self, name: str, runtime: Runtime, process: BackendProcess, log: InstanceLog
@@ -193,6 +211,7 @@ class Supervisor:
         if status.is_clean:
             runtime.failure = None
             self._host.set_status(name, Status.STOPPED)
+            events.info("instance %s: %s; stopped", name, status.describe())
             return
         stable_since = runtime.ready_since
         if stable_since is not None and self._clock() - stable_since >= self._timings.stable_after:
@@ -203,11 +222,17 @@ class Supervisor:
             self._host.set_status(name, Status.RESTARTING)
             delay = float(options.restart_delay or 0)
             runtime.restart_task = asyncio.create_task(self._restart_later(name, delay))
+            count = f"{runtime.restarts + 1}" + (f"/{limit}" if limit >= 0 else "")
+            events.info(
+                "instance %s: %s; restarting in %g s (%s)", name, status.describe(), delay, count
+            )
             return
         if runtime.failure is not None and runtime.restarts:
             reason = f"{runtime.failure.reason} (after {runtime.restarts} restarts)"
             runtime.failure = dataclasses.replace(runtime.failure, reason=reason)
         self._host.set_status(name, Status.FAILED)
+        reason = runtime.failure.reason if runtime.failure else status.describe()
+        events.info("instance %s: failed: %s", name, reason)
 
     async def _restart_later(self, name: str, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -220,15 +245,17 @@ class Supervisor:
             ):
                 return
             runtime.restarts += 1
-            logger.info("restarting %s (restart %d)", name, runtime.restarts)
-            try:
+            with contextlib.suppress(BackendFailed):  # launch logged why; it is failed
                 await self.launch(name)
-            except BackendFailed as exc:
-                logger.error("restart of %s failed: %s", name, exc.message)
         runtime.notify()
 
-    async def _watch_health(self, name: str, process: BackendProcess, host: str, port: int) -> None:
-        """Poll the health endpoint: ``starting`` until the first 200, then ``ready``."""
+    async def _watch_health(
+        self, name: str, process: BackendProcess, host: str, port: int, began: float
+    ) -> None:
+        """Poll the health endpoint: ``starting`` until the first 200, then ``ready``.
+
+        ``began`` is when the process was spawned (``time.monotonic``), for the log line.
+        """
         runtime = self._host.runtime(name)
         failures = 0
         while runtime.process is process:
@@ -236,22 +263,30 @@ class Supervisor:
             if runtime.process is not process:
                 return
             failures = 0 if healthy else failures + 1
-            self._record_health(name, runtime, healthy, failures)
+            self._record_health(name, runtime, healthy, failures, began)
             starting = runtime.readiness is Readiness.STARTING
             await asyncio.sleep(
                 self._timings.health_poll if starting else self._timings.health_interval
             )
 
-    def _record_health(self, name: str, runtime: Runtime, healthy: bool, failures: int) -> None:
+    def _record_health(
+        self, name: str, runtime: Runtime, healthy: bool, failures: int, began: float
+    ) -> None:
         if healthy and runtime.readiness is not Readiness.READY:
             if runtime.ready_since is None:
                 runtime.ready_since = self._clock()
                 runtime.last_activity = self._clock()
+                events.info("instance %s: ready in %.2f s", name, time.monotonic() - began)
+            else:
+                events.info("instance %s: healthy again", name)
             runtime.readiness = Readiness.READY
             self._host.publish_status(name)
         elif runtime.readiness is Readiness.READY and failures >= self._timings.unhealthy_after:
             runtime.readiness = Readiness.UNHEALTHY
             self._host.publish_status(name)
+            events.warning(
+                "instance %s: unhealthy (%d health checks failed in a row)", name, failures
+            )
 
     def _track(self, runtime: Runtime, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)

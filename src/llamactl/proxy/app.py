@@ -73,10 +73,14 @@ class ProxyApp:
         ondemand: OnDemand,
     ) -> None:
         self._manager = manager
-        self._config = config
-        self._keys = keys
         self._upstream = upstream
         self._ondemand = ondemand
+        self.reconfigure(config, keys)
+
+    def reconfigure(self, config: AppConfig, keys: auth.Keys) -> None:
+        """Use new settings and keys from now on (a configuration reload)."""
+        self._config = config
+        self._keys = keys
         self._body_limit = config.server.max_request_body_mb * 1024 * 1024
         self._response_headers = {
             backend_type: [

@@ -6,7 +6,7 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from llamactl.errors import LlamactlError, PayloadTooLarge, Unavailable
+from llamactl.errors import LlamactlError, PayloadTooLarge, StartFailedRecently, Unavailable
 
 __all__ = [
     "ClientGone",
@@ -113,4 +113,8 @@ async def send_error(send: Send, exc: LlamactlError, *, openai: bool) -> None:
     extra = []
     if isinstance(exc, Unavailable) and exc.retry_after is not None:
         extra.append((b"retry-after", str(exc.retry_after).encode()))
+    if isinstance(exc, StartFailedRecently):
+        # Asking again before Retry-After gets the same answer; OpenAI's SDKs honour this.
+        extra.append((b"retry-after", str(exc.retry_after).encode()))
+        extra.append((b"x-should-retry", b"false"))
     await send_json(send, exc.status, body, extra)

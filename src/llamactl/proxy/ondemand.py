@@ -7,19 +7,34 @@ backend answers its health check. A waiter whose client goes away is cancelled a
 leaves the queue. When ``max_running_instances`` is reached, the least recently used
 instance with no request in flight is stopped to make room (``enable_lru_eviction``); if
 every one is busy, one is held until its requests end (see ``OnDemand._make_room``).
+
+A start that failed is not tried again by requests for ``FAILED_START_COOLDOWN`` seconds:
+they get the same failure at once, with ``Retry-After`` (clients such as the OpenAI SDKs
+retry a 502 at once, which would start a broken instance three times per call). A start
+through the management API is not affected.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
+from dataclasses import dataclass
 
 from llamactl.config import AppConfig
-from llamactl.errors import BackendFailed, InstanceNotRunning, QueueFull, Unavailable
+from llamactl.errors import (
+    BackendFailed,
+    InstanceNotRunning,
+    QueueFull,
+    StartFailedRecently,
+    Unavailable,
+)
 from llamactl.instance import Status
 from llamactl.manager import InstanceManager
+from llamactl.manager.runtime import Failure
 
-__all__ = ["OnDemand"]
+__all__ = ["FAILED_START_COOLDOWN", "OnDemand"]
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +42,16 @@ _OCCUPYING = frozenset({Status.RUNNING, Status.RESTARTING})
 _DEFAULT_TIMEOUT = 30
 _QUEUE_RETRY_AFTER = 5
 _LIMIT_RETRY_AFTER = 10
+FAILED_START_COOLDOWN = 10.0  # seconds during which a failed start is not tried again
+
+
+@dataclass(frozen=True)
+class _FailedStart:
+    """An on-demand start that failed: when, why, and the failure the manager recorded."""
+
+    at: float  # time.monotonic()
+    message: str
+    failure: Failure | None
 
 
 class _Start:
@@ -43,13 +68,29 @@ class OnDemand:
     def __init__(self, manager: InstanceManager, config: AppConfig) -> None:
         self._manager = manager
         self._settings = config.instances
+        self._closing = False  # the server is stopping: no more starts, waiters answered
+        self._waiting: set[asyncio.Task[None]] = set()
         self._admission = asyncio.Lock()  # one start (with its eviction) at a time
         self._starts: dict[str, _Start] = {}
+        self._failed: dict[str, _FailedStart] = {}
+
+    def reconfigure(self, config: AppConfig) -> None:
+        """Use new limits from now on (a configuration reload)."""
+        self._settings = config.instances
+
+    def close(self) -> None:
+        """The server is stopping: every request waiting for a start is answered 503 now,
+        and later ones at once, instead of waiting out the server's grace period."""
+        self._closing = True
+        for work in list(self._waiting):
+            work.cancel()
 
     async def ready(self, name: str) -> None:
         """Return once ``name`` is ready for requests, or raise why it cannot be."""
         if self._manager.accepts_requests(name):
             return
+        if self._closing:
+            raise self._shutting_down(name)
         limit = self._settings.max_queued_requests
         if self._manager.queued(name) >= limit:
             raise QueueFull(
@@ -59,9 +100,21 @@ class OnDemand:
             )
         timeout = self._settings.on_demand_start_timeout or _DEFAULT_TIMEOUT
         self._manager.enter_queue(name)
+        work = asyncio.create_task(self._bring_up(name, timeout))
+        self._waiting.add(work)
         try:
             async with asyncio.timeout(timeout):
-                await self._bring_up(name, timeout)
+                await work  # a task of its own, so that ``close`` can end the wait alone
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if work.cancelled() and self._closing and current and not current.cancelling():
+                raise self._shutting_down(name) from None
+            raise
+        except StartFailedRecently:
+            raise
+        except BackendFailed as exc:
+            self._note_failure(name, exc)
+            raise
         except TimeoutError:
             raise Unavailable(
                 f"instance {name} did not become ready within {timeout} s "
@@ -69,7 +122,16 @@ class OnDemand:
                 retry_after=_LIMIT_RETRY_AFTER,
             ) from None
         finally:
+            self._waiting.discard(work)
+            work.cancel()
             self._manager.leave_queue(name)
+
+    @staticmethod
+    def _shutting_down(name: str) -> Unavailable:
+        return Unavailable(
+            f"llamactl is shutting down: instance {name} will not become ready",
+            retry_after=_LIMIT_RETRY_AFTER,
+        )
 
     async def _bring_up(self, name: str, timeout: float) -> None:
         manager = self._manager
@@ -89,7 +151,38 @@ class OnDemand:
                     "start it first"
                 )
             else:
+                self._refuse_if_failed_recently(name)
                 await self._start(name, timeout)
+
+    def _note_failure(self, name: str, exc: BackendFailed) -> None:
+        """Remember a start that left ``name`` failed (the first of its waiters counts)."""
+        if not self._manager.exists(name) or self._manager.get(name).status is not Status.FAILED:
+            return
+        failure = self._manager.info(name).failure
+        known = self._failed.get(name)
+        if known is None or known.failure is not failure:
+            self._failed[name] = _FailedStart(time.monotonic(), exc.message, failure)
+
+    def _refuse_if_failed_recently(self, name: str) -> None:
+        """``StartFailedRecently`` if the start of ``name`` failed within the cooldown and
+        nothing has happened to the instance since (a manual start forgets it)."""
+        known = self._failed.pop(name, None)
+        if known is None:
+            return
+        if self._manager.get(name).status is not Status.FAILED:
+            return
+        if self._manager.info(name).failure is not known.failure:
+            return
+        remaining = known.at + FAILED_START_COOLDOWN - time.monotonic()
+        if remaining <= 0:
+            return
+        self._failed[name] = known
+        seconds = math.ceil(remaining)
+        raise StartFailedRecently(
+            f"{known.message} (failed {FAILED_START_COOLDOWN - remaining:.1f} s ago; "
+            f"not started again for {seconds} s)",
+            retry_after=seconds,
+        )
 
     async def _start(self, name: str, timeout: float) -> None:
         """Wait for the start of ``name``, beginning it if nobody has.
@@ -141,6 +234,11 @@ class OnDemand:
         refused because the others were busy. Only one start makes room at a time.
         """
         manager, limit = self._manager, self._settings.max_running_instances
+        if limit == 0:  # nothing may run: no eviction can make room
+            raise Unavailable(
+                f"max_running_instances (0) allows no running instance: cannot start {name}",
+                retry_after=_LIMIT_RETRY_AFTER,
+            )
         held: list[str] = []
         try:
             while limit >= 0 and manager.running_count(exclude=name) >= limit:
@@ -152,13 +250,19 @@ class OnDemand:
                     )
                 victim = manager.lru_candidate(exclude=name)
                 if victim is not None:
-                    logger.info("stopping %s, used least recently, to start %s", victim, name)
-                    await manager.stop(victim)
+                    reason = f"to make room for {name} (max_running_instances={limit})"
+                    await manager.stop(victim, reason=reason)
                     continue
                 holding = any(manager.is_held(other) for other in held)
                 busy = None if holding else manager.hold_candidate(exclude=name)
                 if busy is not None:
-                    logger.info("holding %s until its requests end, to start %s", busy, name)
+                    logger.info(
+                        "instance %s: held until its requests end, to make room for %s "
+                        "(max_running_instances=%d)",
+                        busy,
+                        name,
+                        limit,
+                    )
                     manager.hold(busy)
                     held.append(busy)
                 await self._wait_for_room(name, limit, timeout, held)

@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 
+from llamactl.config import AppConfig
 from llamactl.proxy import OnDemand, ProxyApp, Upstream
 from llamactl.proxy.asgi import Receive, Scope, Send
 from llamactl.server import auth
@@ -34,6 +35,18 @@ class LlamactlApp:
             services.manager, services.config, services.keys, self.upstream, self.ondemand
         )
         self.management = _management(services)
+
+    def reconfigure(self, config: AppConfig, keys: auth.Keys) -> None:
+        """Apply a reloaded configuration and keys to every part that can take them."""
+        self.services.config, self.services.keys = config, keys
+        self.services.manager.reconfigure(config)
+        self.ondemand.reconfigure(config)
+        self.proxy.reconfigure(config, keys)
+
+    def begin_shutdown(self) -> None:
+        """A stop signal arrived: end follow streams, answer requests waiting for a start."""
+        self.services.manager.end_followers()
+        self.ondemand.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -63,9 +76,13 @@ class LlamactlApp:
 
 
 def _management(services: Services) -> FastAPI:
-    app = build_management_app(
-        services, dependencies=[Depends(auth.management_dependency(services.keys))]
-    )
+    async def require_management_key(request: Request) -> None:
+        """The current keys (``services.keys`` is replaced when the configuration reloads)."""
+        message = auth.rejection(services.keys, request.scope, management=True)
+        if message is not None:
+            raise auth.Unauthorized(message)
+
+    app = build_management_app(services, dependencies=[Depends(require_management_key)])
 
     @app.exception_handler(auth.Unauthorized)
     async def unauthorized(_request: Request, exc: auth.Unauthorized) -> Response:

@@ -2,15 +2,18 @@
 
 ``start_services`` opens the database, runs the migrations, imports legacy JSON files and
 creates the manager with the database injected; ``stop_services`` undoes it. ``serve``
-runs the HTTP server between the two.
+runs the HTTP server between the two; SIGHUP reloads the configuration meanwhile (see
+``server.reload``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -18,12 +21,13 @@ from types import FrameType
 import uvicorn
 
 from llamactl import database
-from llamactl.config import AppConfig
+from llamactl.config import AppConfig, load_config
 from llamactl.database import DB, DatabaseSettings
 from llamactl.database.json_import import ImportResult, import_json
 from llamactl.errors import ConfigError
 from llamactl.manager import InstanceManager, instance_defaults
 from llamactl.server import auth
+from llamactl.server.reload import Reconfigurable, Reloader
 
 __all__ = [
     "Services",
@@ -38,6 +42,7 @@ __all__ = [
 logger = logging.getLogger("llamactl")
 
 GRACEFUL_SHUTDOWN_SECONDS = 10  # for requests still open after a stop signal
+_HANGUP: signal.Signals | None = getattr(signal, "SIGHUP", None)  # none on Windows
 
 
 @dataclass
@@ -93,6 +98,24 @@ def warn_about_settings(config: AppConfig) -> None:
         )
 
 
+def apply_log_level(config: AppConfig) -> None:
+    """Set the level of llamactl's and uvicorn's loggers to ``server.log_level``."""
+    level = getattr(logging, config.server.log_level.upper())
+    for name in ("llamactl", "uvicorn.error"):
+        logging.getLogger(name).setLevel(level)
+
+
+@dataclass(frozen=True)
+class _Reconfigure:
+    """Hands a reloaded configuration to the application, and sets the log level."""
+
+    app: Reconfigurable
+
+    def reconfigure(self, config: AppConfig, keys: auth.Keys) -> None:
+        self.app.reconfigure(config, keys)
+        apply_log_level(config)
+
+
 def start_services(config: AppConfig) -> Services:
     warn_about_settings(config)
     create_directories(config)
@@ -120,28 +143,38 @@ def stop_services(services: Services) -> None:
     services.db.close()
 
 
-def serve(config: AppConfig) -> None:
+def serve(config: AppConfig, load: Callable[[], AppConfig] | None = None) -> None:
     """Start the services, serve HTTP until SIGINT or SIGTERM, then stop the services.
 
     Start-up errors surface before the socket opens. The application's lifespan stops the
-    services during uvicorn's graceful shutdown.
+    services during uvicorn's graceful shutdown. SIGHUP reloads the configuration with
+    ``load`` (by default: the same file and the environment, read again).
     """
     from llamactl.server.app import create_app
 
+    if _HANGUP is not None:
+        signal.signal(_HANGUP, signal.SIG_IGN)  # until the server can reload
+    apply_log_level(config)
     services = start_services(config)
     try:
         app = create_app(services)
+        reloader = Reloader(
+            load or (lambda: load_config(config.config_path, os.environ)),
+            lambda: services.config,
+            _Reconfigure(app.app),
+        )
         server = _Server(
             uvicorn.Config(
                 app,
                 host=config.server.host,
                 port=config.server.port,
-                log_level="info",
+                log_level=config.server.log_level,
                 access_log=config.server.access_log,
                 proxy_headers=False,
                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
             ),
-            services.manager,
+            on_exit=app.app.begin_shutdown,
+            on_reload=reloader.reload,
         )
         _ignore_signals_after_shutdown()
         server.run()
@@ -150,25 +183,56 @@ def serve(config: AppConfig) -> None:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, ending log-follow streams as soon as a stop signal arrives.
+    """uvicorn's server, with what llamactl does on signals.
 
-    uvicorn waits for open connections before it runs the application's shutdown, and a
-    follow stream never ends by itself; other requests get GRACEFUL_SHUTDOWN_SECONDS.
+    On a stop signal, ``on_exit`` runs at once: uvicorn waits for open connections before
+    it runs the application's shutdown, and neither a follow stream nor a request waiting
+    for an on-demand start should hold it for GRACEFUL_SHUTDOWN_SECONDS. On SIGHUP,
+    ``on_reload`` runs (one reload at a time) and the server keeps serving.
     """
 
-    def __init__(self, config: uvicorn.Config, manager: InstanceManager) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        *,
+        on_exit: Callable[[], None],
+        on_reload: Callable[[], Awaitable[object]],
+    ) -> None:
         super().__init__(config)
-        self._manager = manager
+        self._on_exit = on_exit
+        self._on_reload = on_reload
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._reloads: set[asyncio.Task[object]] = set()
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
-        await super().serve(sockets)
+        if _HANGUP is None:
+            await super().serve(sockets)
+            return
+        previous = signal.signal(_HANGUP, self._handle_hangup)
+        try:
+            await super().serve(sockets)
+        finally:
+            signal.signal(_HANGUP, previous)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._manager.end_followers)
+            self._loop.call_soon_threadsafe(self._on_exit)
+
+    def _handle_hangup(self, _sig: int, _frame: FrameType | None) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._start_reload)
+
+    def _start_reload(self) -> None:
+        task = asyncio.ensure_future(self._on_reload())
+        self._reloads.add(task)
+        task.add_done_callback(self._reload_done)
+
+    def _reload_done(self, task: asyncio.Task[object]) -> None:
+        self._reloads.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("the configuration reload failed", exc_info=task.exception())
 
 
 def _ignore_signals_after_shutdown() -> None:

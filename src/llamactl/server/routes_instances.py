@@ -177,7 +177,8 @@ async def follow_logs(
 
     ``event: log`` carries ``{"text": ...}`` (append it as it is); ``event: status``
     carries ``{"status", "readiness"}`` whenever either changes. The stream stays open
-    until the client leaves.
+    until the client leaves, the server stops, or the instance is deleted (after an
+    ``event: deleted``).
     """
     manager = services.manager
     count = _FOLLOW_LINES if lines is None else _line_count(lines)

@@ -1,0 +1,64 @@
+"""A reloaded configuration reaches every part of the running application."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from llamactl import database
+from llamactl.database import DatabaseSettings
+from llamactl.errors import LimitReached
+from llamactl.manager import InstanceManager
+from llamactl.server.app import create_app
+from llamactl.server.auth import Keys
+from llamactl.server.lifecycle import Services
+from tests.manager.conftest import FAST, fake_config, fake_options
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_new_keys_and_limits_apply_to_every_route(tmp_path: Path) -> None:
+    config = fake_config(tmp_path)
+    db = database.open(DatabaseSettings(path=str(tmp_path / "data" / "llamactl.db")))
+    database.run_migrations(db)
+    manager = InstanceManager(config, db, timings=FAST)
+    manager.load()
+    services = Services(
+        config=config,
+        db=db,
+        manager=manager,
+        keys=Keys.of(management=["m-old"], inference=["i-old"]),
+    )
+    app = create_app(services)
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+
+            async def status(path: str, key: str) -> int:
+                answer = await client.get(path, headers={"Authorization": f"Bearer {key}"})
+                return answer.status_code
+
+            assert await status("/api/v1/instances", "m-old") == 200
+            assert await status("/v1/models", "i-old") == 200
+            await manager.create("alpha", fake_options())
+            reloaded = fake_config(tmp_path, LLAMACTL_MAX_RUNNING_INSTANCES="0")
+            app.app.reconfigure(reloaded, Keys.of(management=["m-new"], inference=["i-new"]))
+            assert await status("/api/v1/instances", "m-old") == 401
+            assert await status("/api/v1/instances", "m-new") == 200
+            assert await status("/v1/models", "i-old") == 401
+            assert await status("/v1/models", "i-new") == 200
+            assert services.config is reloaded
+            with pytest.raises(LimitReached, match=r"running instances \(0\)"):
+                await manager.start("alpha")
+            refused = await client.post(
+                "/v1/chat/completions",
+                json={"model": "alpha", "messages": []},
+                headers={"Authorization": "Bearer i-new"},
+            )
+            assert refused.status_code == 503, refused.text
+            assert "max_running_instances (0)" in refused.json()["error"]["message"]
+    finally:
+        await manager.shutdown()
+        db.close()
