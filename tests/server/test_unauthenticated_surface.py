@@ -34,9 +34,7 @@ def assert_untouched(server: Running, name: str) -> None:
 
 
 @pytest.mark.parametrize("path", ["/llama-cpp/lazy/", "/llama-cpp/lazy/completion"])
-async def test_options_on_llama_cpp_needs_a_key_and_starts_nothing(
-    serve: Serve, path: str
-) -> None:
+async def test_options_on_llama_cpp_needs_a_key_and_starts_nothing(serve: Serve, path: str) -> None:
     server: Running = await serve()
     await server.create("lazy")
     async with httpx.AsyncClient(base_url=server.url) as client:
