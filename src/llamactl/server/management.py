@@ -1,7 +1,8 @@
 """The management API: ``/healthz`` and everything under ``/api/v1``.
 
 ``build_management_app`` assembles the routes of ``routes_*`` over already started
-``Services`` and installs the error rendering of ``server.errors``. It has no lifespan:
+``Services``, installs the error rendering of ``server.errors`` and, with
+``server.enable_swagger``, the documentation of ``server.docs``. It has no lifespan:
 whoever serves it boots and shuts down the manager. Handlers find the services at
 ``request.app.state.services``.
 """
@@ -18,6 +19,7 @@ from sqlalchemy import text
 from llamactl import __version__
 from llamactl.errors import DatabaseError
 from llamactl.server import routes_backends, routes_instances, routes_system
+from llamactl.server.docs import mount_docs
 from llamactl.server.errors import install_error_handlers
 from llamactl.server.lifecycle import Services
 from llamactl.server.routes_common import ServicesDep, error_responses
@@ -36,19 +38,22 @@ def build_management_app(
         title="llamactl",
         version=__version__,
         summary="Manage local LLM inference servers.",
-        openapi_url="/openapi.json",
-        docs_url="/docs",
+        # Served by server.docs, and only when server.enable_swagger is true.
+        openapi_url=None,
+        docs_url=None,
         redoc_url=None,
     )
     app.state.services = services
     install_error_handlers(app)
+    if services.config.server.enable_swagger:
+        mount_docs(app)
     app.get("/healthz", tags=["system"])(healthz)
     for module in (routes_system, routes_instances, routes_backends):
         app.include_router(
             module.router,
             prefix=API_PREFIX,
             dependencies=list(dependencies),
-            responses=error_responses(401),
+            responses=error_responses(401, 403, 413, 415),
         )
     mount_dashboard(app)
     return app
