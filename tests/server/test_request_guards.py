@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from llamactl.instance import Status
+from llamactl.server.guards import OriginPolicy
 from tests.proxy.conftest import MANAGEMENT_KEY, Running, fake_options, headers, serve
 
 pytestmark = pytest.mark.anyio
@@ -250,3 +251,42 @@ async def test_a_body_within_the_limit_still_passes(serve: Serve) -> None:
         )
     assert response.status_code == 201, response.text
     assert names(server) == ["small"]
+
+
+# -- the origin rule on its own ------------------------------------------------------------
+
+
+def scope_from(origin: str | None, host: str | None) -> dict[str, Any]:
+    headers = [(b"origin", origin.encode())] if origin is not None else []
+    headers += [(b"host", host.encode())] if host is not None else []
+    return {"type": "http", "method": "POST", "path": "/api/v1/instances/x", "headers": headers}
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "passes"),
+    [
+        (None, "127.0.0.1:8080", True),  # not a browser
+        ("http://127.0.0.1:8080", "127.0.0.1:8080", True),
+        ("http://LOCALHOST:8080", "localhost:8080", True),
+        ("http://example.com", "example.com:80", True),  # default ports
+        ("https://example.com", "example.com", True),
+        ("http://[::1]:8080", "[::1]:8080", True),
+        ("https://dash.example", "llamactl:8080", True),  # listed
+        ("https://dash.example/", "llamactl:8080", True),
+        ("http://dash.example", "llamactl:8080", False),  # another scheme is another origin
+        ("http://127.0.0.1:8081", "127.0.0.1:8080", False),
+        ("http://localhost:8080", "127.0.0.1:8080", False),
+        ("https://example.com", "example.com:80", False),
+        ("http://[::1]", "[::1]:8080", False),
+        ("null", "127.0.0.1:8080", False),
+        ("http://127.0.0.1:8080", None, False),
+        ("file://", "127.0.0.1:8080", False),
+    ],
+)
+def test_which_origins_pass(origin: str | None, host: str | None, passes: bool) -> None:
+    policy = OriginPolicy(["*", "https://dash.example"], enforced=True)
+    refused = policy.refusal(scope_from(origin, host))
+    assert (refused is None) is passes
+    if refused is not None:
+        assert refused.status == 403 and repr(origin) in refused.message
+    assert OriginPolicy(["*"], enforced=False).refusal(scope_from(origin, host)) is None
