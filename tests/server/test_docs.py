@@ -7,16 +7,23 @@ The browser half (the page renders with every non-loopback URL blocked) is
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from llamactl.server.docs import ASSETS
+from tests.proxy.conftest import Running, serve
 
 from .conftest import serving
 
 pytestmark = pytest.mark.anyio
 
+__all__ = ["serve"]  # the fixture, imported from the proxy tests
+
+Serve = Callable[..., Any]
 SWAGGER = {"LLAMACTL_ENABLE_SWAGGER": "true"}
 DOC_PATHS = ("/docs", "/openapi.json", "/docs/assets/swagger-ui-bundle.js")
 
@@ -56,3 +63,21 @@ async def test_on_the_page_and_its_files_are_served_from_the_package(tmp_path: P
 def test_the_assets_ship_with_an_installed_package() -> None:
     for name in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon.png"):
         assert (ASSETS / name).stat().st_size > 0
+
+
+async def test_with_management_auth_the_schema_asks_for_the_key(serve: Serve) -> None:
+    server: Running = await serve(**SWAGGER)
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        schema = (await client.get("/openapi.json")).json()
+    scheme = schema["components"]["securitySchemes"]["managementKey"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    for path, operations in schema["paths"].items():
+        for operation in operations.values():
+            expected = [{"managementKey": []}] if path.startswith("/api/v1/") else None
+            assert operation.get("security") == expected, path
+
+
+async def test_without_management_auth_no_key_is_documented(tmp_path: Path) -> None:
+    async with serving(tmp_path, environ=SWAGGER) as api:
+        schema = (await api.client.get("/openapi.json")).json()
+    assert "securitySchemes" not in schema.get("components", {})

@@ -73,6 +73,19 @@ def test_docs_render_with_no_network(browser: Browser, docs_server: Server) -> N
         expect(instances.first).to_be_visible()
         assert operations.count() >= 19
         expect(page.locator(".info .title")).to_contain_text("llamactl")
+        # Try one operation with the key, as a user would.
+        page.locator(".auth-wrapper button.authorize").click()
+        page.locator(".modal-ux input").fill(KEY)
+        page.locator(".modal-ux button.authorize").click()
+        page.locator(".modal-ux button.btn-done").click()
+        listing = page.locator(
+            ".opblock-get", has=page.locator(".opblock-summary-path", has_text="/api/v1/instances")
+        ).first
+        listing.locator(".opblock-summary").click()
+        listing.locator(".try-out__btn").click()
+        listing.locator(".execute").click()
+        status = listing.locator(".live-responses-table tbody .response-col_status")
+        expect(status).to_have_text("200")
         assert blocked == []
         assert errors == []
     finally:

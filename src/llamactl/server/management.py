@@ -28,6 +28,7 @@ from llamactl.web import mount_dashboard
 __all__ = ["API_PREFIX", "build_management_app"]
 
 API_PREFIX = "/api/v1"
+_KEY_SCHEME = "managementKey"
 
 
 def build_management_app(
@@ -70,7 +71,26 @@ class _ManagementApp(FastAPI):
                     operation.get("responses", {}).pop("422", None)
             for name in ("HTTPValidationError", "ValidationError"):
                 schema.get("components", {}).get("schemas", {}).pop(name, None)
+            services = self.state.services
+            assert isinstance(services, Services)
+            if services.keys.require_management:
+                _document_the_key(schema)
         return super().openapi()
+
+
+def _document_the_key(schema: dict[str, Any]) -> None:
+    """Say that ``/api/v1`` takes a bearer key, so that the docs' *Authorize* can send it."""
+    schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+    schemes[_KEY_SCHEME] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A management key: auth.management_keys, or the generated "
+        "management.key file in the data directory.",
+    }
+    for path, operations in schema.get("paths", {}).items():
+        if path.startswith(API_PREFIX):
+            for operation in operations.values():
+                operation["security"] = [{_KEY_SCHEME: []}]
 
 
 def healthz(services: ServicesDep) -> JSONResponse:
