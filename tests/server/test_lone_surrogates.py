@@ -19,7 +19,9 @@ from llamactl.database.json_import import import_json
 from llamactl.errors import InvalidOptions, JsonImportError
 from llamactl.instance import InstanceDefaults, Options
 from llamactl.instance.text import lone_surrogate
+from tests.cli.conftest import launch
 from tests.server.conftest import Api
+from tests.test_serve import stop
 
 LONE = "\\ud800"  # as it is spelled in JSON text
 
@@ -154,3 +156,18 @@ def test_the_cli_json_import_refuses_it(tmp_path: Path) -> None:
     assert result.exit_code == 1, result.output
     assert "options.environment.HF_TOKEN: not valid Unicode text" in result.output
     assert (folder / "bad.json").exists()
+
+
+def test_the_cli_sends_it_and_reports_the_server_s_refusal(tmp_path: Path) -> None:
+    """``--set``/``--env`` values may hold one: from JSON, or from a non-UTF-8 argument."""
+    process, server = launch(tmp_path)
+    try:
+        for option in (["--set", f'model="{LONE}"'], ["--env", "A=\udc80"]):
+            result = server.run("instances", "create", "x", "--backend", "llama_cpp", *option)
+            assert result.exit_code == 1, result.output
+            assert "not valid Unicode text" in result.output
+            assert "Traceback" not in result.output
+        result = server.run("instances", "list", "--json")
+        assert result.exit_code == 0 and json.loads(result.output) == []
+    finally:
+        stop(process)
