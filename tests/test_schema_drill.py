@@ -89,7 +89,9 @@ class Drill:
 @pytest.fixture
 def drill(tmp_path: Path) -> Iterator[Drill]:
     """The loaded schema of the whole app over real services, all stopped at the end."""
-    config = fake_config(tmp_path, LLAMACTL_MANAGEMENT_KEYS=MANAGEMENT_KEY)
+    config = fake_config(
+        tmp_path, LLAMACTL_MANAGEMENT_KEYS=MANAGEMENT_KEY, LLAMACTL_ENABLE_SWAGGER="true"
+    )
     db = database.open(DatabaseSettings.from_config(config.database))
     database.run_migrations(db)
     manager = InstanceManager(config, db, timings=FAST)

@@ -177,7 +177,8 @@ class ApiClient:
                 method,
                 path,
                 params=params,
-                json=json,
+                content=None if json is None else _json_body(json),
+                headers=None if json is None else _JSON_HEADERS,
                 timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
             )
         except httpx.TransportError as exc:
@@ -299,3 +300,16 @@ def is_local(url: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+_JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def _json_body(body: Mapping[str, object]) -> bytes:
+    """``body`` as JSON with every non-ASCII character escaped.
+
+    A string that is not valid Unicode text (a lone surrogate, from ``--set`` or from an
+    argument that was not UTF-8) then reaches the server, which refuses it naming the key,
+    instead of failing here with a traceback.
+    """
+    return json.dumps(body, ensure_ascii=True).encode("ascii")

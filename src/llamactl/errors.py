@@ -13,7 +13,9 @@ pydantic, ``OSError``) are translated once, at the layer that meets them, chaine
     │   ├── InvalidInstanceName   an instance name breaks the naming rule
     │   ├── InvalidJson           a request body is not valid JSON
     │   ├── InvalidOptions        instance or backend options fail validation
-    │   └── PayloadTooLarge       a request body exceeds server.max_request_body_mb (413)
+    │   ├── PayloadTooLarge       a request body exceeds server.max_request_body_mb (413)
+    │   └── UnsupportedMediaType  a management request's body is not application/json (415)
+    ├── ForeignOrigin             a web page of another origin may not call the API (403)
     ├── NotFound                  something named does not exist (404)
     │   └── InstanceNotFound      no instance has that name
     ├── Conflict                  the request clashes with current state (409)
@@ -46,6 +48,7 @@ __all__ = [
     "Conflict",
     "DatabaseError",
     "DatabaseUnavailable",
+    "ForeignOrigin",
     "InstanceExists",
     "InstanceNotFound",
     "InstanceNotRunning",
@@ -65,6 +68,7 @@ __all__ = [
     "StartFailedRecently",
     "Unavailable",
     "Unreachable",
+    "UnsupportedMediaType",
 ]
 
 
@@ -140,6 +144,20 @@ class PayloadTooLarge(InvalidInput):
 
     code = "payload_too_large"
     status = 413
+
+
+class UnsupportedMediaType(InvalidInput):
+    """Raised when a management request carries a body that is not ``application/json``."""
+
+    code = "unsupported_media_type"
+    status = 415
+
+
+class ForeignOrigin(LlamactlError):
+    """Raised when, with management auth off, a web page of a foreign origin calls the API."""
+
+    code = "forbidden_origin"
+    status = 403
 
 
 class NotFound(LlamactlError):

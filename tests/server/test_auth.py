@@ -206,9 +206,14 @@ async def test_bearer_prefix_must_be_exact(client: httpx.AsyncClient, authorizat
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("path", [MANAGEMENT, INFERENCE])
-async def test_options_is_exempt(client: httpx.AsyncClient, path: str) -> None:
+async def test_options_needs_a_key_like_any_method(client: httpx.AsyncClient, path: str) -> None:
+    # A CORS preflight is answered by the CORS layer before any route: see
+    # test_unauthenticated_surface.py.
     response = await client.options(path)
-    assert response.status_code == 200
+    assert response.status_code == 401
+    assert response.json() == expected_body(MISSING_KEY)
+    key = MANAGEMENT_KEY
+    assert (await client.options(path, headers=bearer(key))).status_code == 200
 
 
 @pytest.mark.anyio
@@ -287,7 +292,8 @@ def test_allows_by_route_class() -> None:
     assert not allows(keys, inference, management=True)
     assert rejection(keys, scope([]), management=False) == MISSING_KEY
     assert rejection(keys, scope([(b"x-api-key", b"x")]), management=True) == INVALID_KEY
-    assert allows(keys, scope([], method="OPTIONS"), management=True)
+    assert rejection(keys, scope([], method="OPTIONS"), management=True) == MISSING_KEY
+    assert rejection(keys, scope([], method="OPTIONS"), management=False) == MISSING_KEY
 
 
 def test_keys_repr_hides_the_keys() -> None:

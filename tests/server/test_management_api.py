@@ -646,7 +646,12 @@ async def test_dependencies_guard_api_routes_but_not_healthz(tmp_path: Path) -> 
     assert calls == ["deny"] * 3
 
 
-async def test_openapi_documents_the_request_bodies(api: Api) -> None:
+async def test_openapi_documents_the_request_bodies(tmp_path: Path) -> None:
+    async with serving(tmp_path, environ={"LLAMACTL_ENABLE_SWAGGER": "true"}) as api:
+        await check_openapi(api)
+
+
+async def check_openapi(api: Api) -> None:
     schema = (await api.client.get("/openapi.json")).json()
     assert schema["info"] == {
         "title": "llamactl",
@@ -663,7 +668,7 @@ async def test_openapi_documents_the_request_bodies(api: Api) -> None:
     assert "command" in parse["requestBody"]["content"]["application/json"]["schema"]["required"]
     # Errors are documented in their real shape; the 422 FastAPI assumes is never sent.
     responses = instance["get"]["responses"]
-    assert set(responses) == {"200", "400", "401", "404"}
+    assert set(responses) == {"200", "400", "401", "403", "404", "413", "415"}
     error = responses["404"]["content"]["application/json"]["schema"]
     assert error["required"] == ["error"]
     assert "HTTPValidationError" not in schema["components"].get("schemas", {})

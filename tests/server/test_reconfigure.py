@@ -62,3 +62,38 @@ async def test_new_keys_and_limits_apply_to_every_route(tmp_path: Path) -> None:
     finally:
         await manager.shutdown()
         db.close()
+
+
+async def test_body_limit_and_origin_rule_follow_a_reload(tmp_path: Path) -> None:
+    config = fake_config(tmp_path)
+    db = database.open(DatabaseSettings(path=str(tmp_path / "data" / "llamactl.db")))
+    database.run_migrations(db)
+    manager = InstanceManager(config, db, timings=FAST)
+    manager.load()
+    services = Services(
+        config=config, db=db, manager=manager, keys=Keys.of(management=["m"], inference=["i"])
+    )
+    app = create_app(services)
+    transport = httpx.ASGITransport(app=app)
+    foreign = {"Origin": "http://evil.example", "Content-Type": "application/json"}
+    big = b'{"backend_type": "llama_cpp", "pad": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            # Auth on: a foreign origin with the key may pass the origin rule.
+            answer = await client.get(
+                "/api/v1/instances", headers={**foreign, "Authorization": "Bearer m"}
+            )
+            assert answer.status_code == 200, answer.text
+            reloaded = fake_config(tmp_path, LLAMACTL_MAX_REQUEST_BODY_MB="1")
+            app.app.reconfigure(reloaded, Keys.of(inference=["i"], require_management=False))
+            answer = await client.get("/api/v1/instances", headers=foreign)
+            assert answer.status_code == 403, answer.text
+            answer = await client.post(
+                "/api/v1/instances/big",
+                content=big,
+                headers={"Content-Type": "application/json"},
+            )
+            assert answer.status_code == 413, answer.text
+    finally:
+        await manager.shutdown()
+        db.close()

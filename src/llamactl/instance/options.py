@@ -2,8 +2,9 @@
 
 ``Options.from_json`` reads the create/update request body (and the ``options`` object of
 a stored instance) strictly: unknown keys, wrong types and out-of-range values raise
-``InvalidOptions`` naming the key and the value. Unset settings stay ``None`` until
-``with_defaults`` fills them from configuration. Pure: no I/O.
+``InvalidOptions`` naming the key and the value, and so does a string that is not valid
+Unicode text (a lone surrogate), which could be stored but never shown again. Unset
+settings stay ``None`` until ``with_defaults`` fills them from configuration. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from llamactl.backends.values import (
     nested,
 )
 from llamactl.errors import InvalidOptions
+from llamactl.instance.text import lone_surrogate
 
 __all__ = ["InstanceDefaults", "Options"]
 
@@ -150,6 +152,9 @@ class Options:
         """Validate a create/update request body (or a stored ``options`` object)."""
         if not isinstance(data, Mapping):
             raise expected("options", "a JSON object", data)
+        bad_text = lone_surrogate(data)
+        if bad_text is not None:
+            raise invalid(*bad_text, None)
         _reject_unknown_keys(data)
         _require(data, "backend_type", "one of 'llama_cpp', 'mlx_lm', 'vllm'")
         backend_type = parse_backend_type(data["backend_type"])

@@ -4,7 +4,8 @@
 - ``POST /v1/...``: routed by the body's ``model`` (an instance name) with the path kept;
   JSON bodies and multipart forms (audio) alike; started on demand.
 - ``/llama-cpp/{name}/...``: llama.cpp's own endpoints, the prefix stripped; started on
-  demand. ``GET /llama-cpp/{name}/`` (its web page) needs no key and starts nothing.
+  demand. ``GET /llama-cpp/{name}/`` (its web page) needs no key and starts nothing;
+  every other request is refused before the name is even looked at, unless it has a key.
 - ``/api/v1/instances/{name}/proxy/...``: any request to a running backend, management key
   required, never started on demand.
 
@@ -145,14 +146,17 @@ class ProxyApp:
 
     async def _llama_cpp(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = _LLAMA_CPP.match(scope["path"])
-        assert match is not None
-        name, rest = _path_name(match.group(1)), match.group(2) or "/"
+        rest = (match.group(2) if match else None) or "/"
+        is_page = match is not None and rest == "/" and scope["method"] == "GET"
+        # The key first: without one, nothing may tell which instances exist or run.
+        if not is_page and not await self._authorized(scope, send, management=False):
+            return
+        if match is None:
+            raise NotFound(f"no route matches {scope['path']}: use /llama-cpp/{{name}}/...")
+        name = _path_name(match.group(1))
         inst = self._instance(name)
         if inst.options.backend_type is not BackendType.LLAMA_CPP:
             raise InvalidInput(f"instance {name} is not a llama_cpp instance")
-        is_page = rest == "/" and scope["method"] == "GET"
-        if not is_page and not await self._authorized(scope, send, management=False):
-            return
         if is_page and not self._manager.is_ready(name):
             raise InstanceNotRunning(f"instance {name} is not running")
         body = await read_body(scope, receive, self._body_limit)

@@ -2,7 +2,9 @@
 
 Inference requests (``/v1/...``, ``/llama-cpp/...``, the per-instance proxy) go straight to
 the bare ASGI proxy, so that the hot path pays for no framework machinery; the
-management API, OpenAPI and the docs are a FastAPI application. CORS wraps both. The
+management API, OpenAPI and the docs are a FastAPI application behind
+``guards.ManagementGuard`` (body size, JSON bodies, origins). CORS wraps both and answers
+every preflight itself, so a preflight never reaches a route. The
 lifespan opens the backend client pool and boots the manager, and at shutdown stops every
 backend and closes the database.
 """
@@ -18,8 +20,9 @@ from llamactl.config import AppConfig
 from llamactl.proxy import OnDemand, ProxyApp, Upstream
 from llamactl.proxy.asgi import Receive, Scope, Send
 from llamactl.server import auth
+from llamactl.server.guards import ManagementGuard, OriginPolicy, refuse
 from llamactl.server.lifecycle import Services, stop_services
-from llamactl.server.management import build_management_app
+from llamactl.server.management import API_PREFIX, build_management_app
 
 __all__ = ["LlamactlApp", "OriginOnlyCors", "create_app"]
 
@@ -34,7 +37,15 @@ class LlamactlApp:
         self.proxy = ProxyApp(
             services.manager, services.config, services.keys, self.upstream, self.ondemand
         )
-        self.management = _management(services)
+        server = services.config.server
+        self.origins = OriginPolicy(
+            server.allowed_origins, enforced=not services.keys.require_management
+        )
+        self.management = ManagementGuard(
+            _management(services),
+            body_limit=server.max_request_body_mb * 1024 * 1024,
+            origins=self.origins,
+        )
 
     def reconfigure(self, config: AppConfig, keys: auth.Keys) -> None:
         """Apply a reloaded configuration and keys to every part that can take them."""
@@ -42,6 +53,9 @@ class LlamactlApp:
         self.services.manager.reconfigure(config)
         self.ondemand.reconfigure(config)
         self.proxy.reconfigure(config, keys)
+        # The origin rule holds while management auth is off; CORS itself needs a restart.
+        self.origins.enforced = not keys.require_management
+        self.management.body_limit = config.server.max_request_body_mb * 1024 * 1024
 
     def begin_shutdown(self) -> None:
         """A stop signal arrived: end follow streams, answer requests waiting for a start."""
@@ -51,6 +65,12 @@ class LlamactlApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http" and ProxyApp.handles(scope["path"]):
+            # The per-instance proxy is a management route: the same origins may use it.
+            if scope["path"].startswith(API_PREFIX):
+                refused = self.origins.refusal(scope)
+                if refused is not None:
+                    await refuse(scope, receive, send, refused)
+                    return
             await self.proxy(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)

@@ -15,7 +15,9 @@ Per request, ``rejection`` / ``allows`` work on the raw ASGI scope, so the bare 
 does not pay for a ``Request``. They do no I/O and never log: a key must not reach a log
 line. A key is taken, in this order, from ``Authorization: Bearer <key>`` (the prefix is
 matched exactly), ``X-API-Key: <key>``, then ``?api_key=<key>``. It is compared, in constant
-time, with every accepted key; ``OPTIONS`` requests always pass.
+time, with every accepted key. ``OPTIONS`` needs a key like every other method: a CORS
+preflight (``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``) never gets
+here, the CORS layer answers it (``server.app``).
 
 A refused request gets a 401 in the OpenAI error shape, whatever the route::
 
@@ -324,8 +326,6 @@ def rejection(keys: Keys, scope: Scope, *, management: bool) -> str | None:
         if not keys.require_inference:
             return None
         accepted = keys.for_inference
-    if scope.get("method") == "OPTIONS":
-        return None
     presented = presented_key(scope["headers"], scope.get("query_string", b""))
     if presented is None:
         return MISSING_KEY

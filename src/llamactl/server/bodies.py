@@ -3,9 +3,10 @@
 ``instance_body`` is an instance as the API shows it: the stored record (``name``,
 ``status``, ``created``, ``options``) followed by what only the running manager knows
 (``readiness``, ``failure``, ``restarts``, ``in_flight``, ``queued``, ``idle_seconds``,
-``pid``). ``read_object`` reads a
-request body as a JSON object with errors that say what was wrong. ``OPTIONS_SCHEMA``
-documents the create/update body in OpenAPI; validation itself is ``Options.from_json``.
+``pid``). ``read_object`` reads a request body as a JSON object with errors that say what
+was wrong, and refuses a string anywhere in it that is not valid Unicode text (a lone
+surrogate such as ``"\ud800"``). ``OPTIONS_SCHEMA`` documents the create/update body in
+OpenAPI; validation itself is ``Options.from_json``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from fastapi import Request
 from llamactl.backends import BackendType
 from llamactl.errors import InvalidInput, InvalidJson
 from llamactl.instance import Instance
+from llamactl.instance.text import lone_surrogate
 from llamactl.manager import InstanceManager
 from llamactl.manager.runtime import RuntimeInfo
 
@@ -65,6 +67,10 @@ async def read_object(request: Request) -> dict[str, object]:
         raise InvalidJson(f"the request body cannot be read: {str(exc).split(':')[0]}") from exc
     if not isinstance(data, dict):
         raise InvalidInput(f"the request body must be a JSON object, got {_json_kind(data)}")
+    bad_text = lone_surrogate(data)
+    if bad_text is not None:
+        key, detail = bad_text
+        raise InvalidInput(f"{key or 'the request body'}: {detail}")
     return data
 
 

@@ -1,7 +1,8 @@
 """The management API: ``/healthz`` and everything under ``/api/v1``.
 
 ``build_management_app`` assembles the routes of ``routes_*`` over already started
-``Services`` and installs the error rendering of ``server.errors``. It has no lifespan:
+``Services``, installs the error rendering of ``server.errors`` and, with
+``server.enable_swagger``, the documentation of ``server.docs``. It has no lifespan:
 whoever serves it boots and shuts down the manager. Handlers find the services at
 ``request.app.state.services``.
 """
@@ -17,6 +18,7 @@ from fastapi.responses import JSONResponse
 from llamactl import __version__
 from llamactl.errors import DatabaseError
 from llamactl.server import routes_backends, routes_instances, routes_system
+from llamactl.server.docs import mount_docs
 from llamactl.server.errors import install_error_handlers
 from llamactl.server.lifecycle import Services
 from llamactl.server.routes_common import ServicesDep, error_responses
@@ -25,6 +27,7 @@ from llamactl.web import mount_dashboard
 __all__ = ["API_PREFIX", "build_management_app"]
 
 API_PREFIX = "/api/v1"
+_KEY_SCHEME = "managementKey"
 
 
 def build_management_app(
@@ -35,19 +38,22 @@ def build_management_app(
         title="llamactl",
         version=__version__,
         summary="Manage local LLM inference servers.",
-        openapi_url="/openapi.json",
-        docs_url="/docs",
+        # Served by server.docs, and only when server.enable_swagger is true.
+        openapi_url=None,
+        docs_url=None,
         redoc_url=None,
     )
     app.state.services = services
     install_error_handlers(app)
+    if services.config.server.enable_swagger:
+        mount_docs(app)
     app.get("/healthz", tags=["system"])(healthz)
     for module in (routes_system, routes_instances, routes_backends):
         app.include_router(
             module.router,
             prefix=API_PREFIX,
             dependencies=list(dependencies),
-            responses=error_responses(401),
+            responses=error_responses(401, 403, 413, 415),
         )
     mount_dashboard(app)
     return app
@@ -64,7 +70,26 @@ class _ManagementApp(FastAPI):
                     operation.get("responses", {}).pop("422", None)
             for name in ("HTTPValidationError", "ValidationError"):
                 schema.get("components", {}).get("schemas", {}).pop(name, None)
+            services = self.state.services
+            assert isinstance(services, Services)
+            if services.keys.require_management:
+                _document_the_key(schema)
         return super().openapi()
+
+
+def _document_the_key(schema: dict[str, Any]) -> None:
+    """Say that ``/api/v1`` takes a bearer key, so that the docs' *Authorize* can send it."""
+    schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+    schemes[_KEY_SCHEME] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A management key: auth.management_keys, or the generated "
+        "management.key file in the data directory.",
+    }
+    for path, operations in schema.get("paths", {}).items():
+        if path.startswith(API_PREFIX):
+            for operation in operations.values():
+                operation["security"] = [{_KEY_SCHEME: []}]
 
 
 # /healthz answers 503 below CRITICAL_FREE_BYTES free in the database's folder (SQLite

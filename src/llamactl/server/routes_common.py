@@ -44,8 +44,11 @@ _ERROR_BODY = {
 _ERROR_DESCRIPTIONS = {
     400: "Invalid request: a malformed parameter or body",
     401: "A management API key is required",
+    403: "With management auth off: a web page of a foreign origin (server.allowed_origins)",
     404: "Not found",
     409: "Conflicts with the instance's current state or a configured limit",
+    413: "The request body is larger than server.max_request_body_mb",
+    415: "A POST, PUT or DELETE body that is not application/json",
     502: "The backend failed to start or to run",
 }
 
