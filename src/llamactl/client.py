@@ -11,7 +11,9 @@ routes and the error bodies, nothing about terminals or exit codes: the CLI
         └── Unreachable    no answer: refused, unknown host, timeout, connection cut
 
 ``default_api_key`` finds the key a local server generated, for callers that were given
-none.
+none; ``default_url`` is where a local server listens by default (``LLAMACTL_HOST`` and
+``LLAMACTL_PORT`` when set). httpx is imported on the first request, not with this
+module, so that commands which send none (``--help``) start quickly.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
-import httpx
+from llamactl.errors import ApiError, ClientError, ConfigError, LlamactlError, Unreachable
 
-from llamactl.errors import ApiError, ClientError, LlamactlError, Unreachable
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "DEFAULT_URL",
@@ -35,17 +39,22 @@ __all__ = [
     "JsonObject",
     "Unreachable",
     "default_api_key",
+    "default_url",
     "is_local",
     "key_file_path",
 ]
 
-DEFAULT_URL = "http://127.0.0.1:8080"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
 API = "/api/v1"
 KEY_FILE = "management.key"
 
 JsonObject = dict[str, object]
 
 _LOCAL_NAMES = {"localhost", "localhost.localdomain"}
+_MAX_PORT = 65535
+_ANY_ADDRESS = {"", "0.0.0.0", "::", "[::]"}  # a server listening on every address
 _FOLLOW_CONNECT_TIMEOUT = 10.0
 _WAIT_MARGIN = 10.0  # seconds the HTTP read waits beyond the server's own start timeout
 
@@ -67,6 +76,8 @@ class ApiClient:
         timeout: float = 30,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        import httpx
+
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(
@@ -109,6 +120,8 @@ class ApiClient:
 
     def start(self, name: str, *, wait: bool = False, timeout: float | None = None) -> JsonObject:
         """Start ``name``; with ``wait``, answer once it is ready (``ApiError`` if it fails)."""
+        import httpx
+
         params: dict[str, str] = {}
         request_timeout: httpx.Timeout | None = None
         if wait:
@@ -142,6 +155,8 @@ class ApiClient:
         The iterator ends when the server closes the stream; a cut connection raises
         ``Unreachable``.
         """
+        import httpx
+
         params = {} if lines is None else {"lines": str(lines)}
         timeout = httpx.Timeout(_FOLLOW_CONNECT_TIMEOUT, read=None)
         path = _instance(name) + "/logs/follow"
@@ -172,6 +187,8 @@ class ApiClient:
         json: Mapping[str, object] | None = None,
         timeout: httpx.Timeout | None = None,
     ) -> httpx.Response:
+        import httpx
+
         try:
             response = self._http.request(
                 method,
@@ -258,6 +275,30 @@ def _event_data(text: str) -> JsonObject:
     except ValueError:
         return {"text": text}
     return value if isinstance(value, dict) else {"value": value}
+
+
+def default_url(environ: Mapping[str, str]) -> str:
+    """The URL of a server on this machine started with ``environ``'s settings.
+
+    ``LLAMACTL_PORT`` gives the port and ``LLAMACTL_HOST`` the address, except one that
+    means every address (``0.0.0.0``, ``::``), which is reached on loopback. Only the
+    environment is read: loading the configuration would cost every command a tenth of a
+    second, so a port set in the configuration file needs ``--url`` or ``LLAMACTL_URL``.
+    """
+    host = environ.get("LLAMACTL_HOST", "").strip()
+    if host in _ANY_ADDRESS:
+        host = DEFAULT_HOST
+    elif ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    port = environ.get("LLAMACTL_PORT", "").strip() or str(DEFAULT_PORT)
+    if not port.isdigit() or not 1 <= int(port) <= _MAX_PORT:
+        raise ConfigError(
+            f"LLAMACTL_PORT: expected a port from 1 to {_MAX_PORT}, got {port!r}",
+            key="server.port",
+            value=port,
+            source="env LLAMACTL_PORT",
+        )
+    return f"http://{host}:{int(port)}"
 
 
 def key_file_path(environ: Mapping[str, str], config_path: str | None = None) -> Path | None:

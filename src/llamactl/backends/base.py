@@ -342,6 +342,23 @@ class BackendOptionsBase(BaseModel):
         return self._build(values, extras)
 
     @classmethod
+    def field_for(cls, name: str) -> str | None:
+        """The field that ``name`` sets, in any of its spellings, or ``None``.
+
+        ``ctx_size``, ``ctx-size``, ``--ctx-size``, ``c`` and ``-c`` all give ``ctx_size``;
+        so do the flag spellings of ``FLAG_OVERRIDES`` (``--fim-qwen-1.5b-default``).
+        """
+        key = name.lstrip("-").replace("-", "_")
+        if key in cls.FIELD_KINDS:
+            return key
+        if key in cls.ALIASES:
+            return cls.ALIASES[key]
+        for field, flag in cls.FLAG_OVERRIDES.items():
+            if flag.lstrip("-").replace("-", "_") == key:
+                return field
+        return None
+
+    @classmethod
     def flag_name(cls, field: str) -> str:
         """The command-line flag of ``field``: ``gpu_layers`` → ``--gpu-layers``."""
         return cls.FLAG_OVERRIDES.get(field, "--" + field.replace("_", "-"))

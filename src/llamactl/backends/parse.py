@@ -220,15 +220,7 @@ class _Parser(Generic[_Options]):
 
     def _field_of(self, name: str) -> str | None:
         """The field a flag name sets: its key, an alias or a spelling override."""
-        key = name.replace("-", "_")
-        if key in self.cls.FIELD_KINDS:
-            return key
-        if key in self.cls.ALIASES:
-            return self.cls.ALIASES[key]
-        for field, flag in self.cls.FLAG_OVERRIDES.items():
-            if flag.lstrip("-").replace("-", "_") == key:
-                return field
-        return None
+        return self.cls.field_for(name)
 
     def _value(self, flag: _Flag) -> str:
         """The value of a flag that needs one: after ``=``, else the next word."""
