@@ -30,7 +30,8 @@ async def test_a_name_with_a_slash_is_400_with_the_naming_rule(
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert error["code"] == "invalid_instance_name"
-    assert error["message"] == f"Invalid instance name {name!r}: it cannot contain '/'; {NAME_RULE}."
+    rule = f"it cannot contain '/'; {NAME_RULE}."
+    assert error["message"] == f"Invalid instance name {name!r}: {rule}"
 
 
 async def test_other_unknown_routes_stay_404(api: Api) -> None:
