@@ -3,33 +3,35 @@
 ``ApiClient`` sends one request per method and returns the parsed JSON body. It knows the
 routes and the error bodies, nothing about terminals or exit codes: the CLI
 (``cli_instances``) turns what it raises into messages. Every failure is one of two
-``LlamactlError`` subclasses, translated here from httpx once:
+``LlamactlError`` subclasses, translated here from ``OSError`` and ``http.client``'s
+exceptions once:
 
     LlamactlError
     └── ClientError        a request to a llamactl server did not succeed
         ├── ApiError       the server answered with an error status (its code and message)
         └── Unreachable    no answer: refused, unknown host, timeout, connection cut
 
+It is written on the standard library's ``http.client``, one connection per request: a
+command makes one or two requests, and httpx would cost every command a fifth of a second
+to import and to build its TLS context (see ``scripts/bench_cli``).
+
 ``default_api_key`` finds the key a local server generated, for callers that were given
 none; ``default_url`` is where a local server listens by default (``LLAMACTL_HOST`` and
-``LLAMACTL_PORT`` when set). httpx is imported on the first request, not with this
-module, so that commands which send none (``--help``) start quickly.
+``LLAMACTL_PORT`` when set).
 """
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import json
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from llamactl.errors import ApiError, ClientError, ConfigError, LlamactlError, Unreachable
-
-if TYPE_CHECKING:
-    import httpx
 
 __all__ = [
     "DEFAULT_URL",
@@ -55,34 +57,48 @@ JsonObject = dict[str, object]
 _LOCAL_NAMES = {"localhost", "localhost.localdomain"}
 _MAX_PORT = 65535
 _ANY_ADDRESS = {"", "0.0.0.0", "::", "[::]"}  # a server listening on every address
-_FOLLOW_CONNECT_TIMEOUT = 10.0
+_CONNECT = 10.0  # seconds to connect, for the requests whose reads wait without a bound
+_CLIENT_TIMEOUT = -1.0  # "the client's own timeout", for ``_send``
 _WAIT_MARGIN = 10.0  # seconds the HTTP read waits beyond the server's own start timeout
+_ERROR_TEXT = 200  # characters of a non-JSON error body quoted in the message
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """A response read whole."""
+
+    status: int
+    reason: str
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+    @property
+    def is_error(self) -> bool:
+        return self.status >= 400
 
 
 class ApiClient:
     """The management API of the llamactl at ``url``; ``api_key`` goes in ``Authorization``.
 
     ``timeout`` (seconds) bounds every request except ``start(wait=True)`` without a
-    timeout and ``follow_logs``, which wait as long as the server does. ``transport``
-    replaces the network (``httpx.MockTransport`` in tests). Use it as a context manager,
-    or call ``close``.
+    timeout and ``follow_logs``, which wait as long as the server does (their connect
+    still gives up after ten seconds). Use it as a context manager, or call ``close``.
     """
 
-    def __init__(
-        self,
-        url: str,
-        api_key: str | None,
-        *,
-        timeout: float = 30,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        import httpx
-
+    def __init__(self, url: str, api_key: str | None, *, timeout: float = 30) -> None:
         self.url = url.rstrip("/")
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.Client(
-            base_url=self.url + API, headers=headers, timeout=timeout, transport=transport
-        )
+        parts = urlsplit(self.url)
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname or ""
+        self._port = parts.port
+        self._prefix = parts.path + API
+        self._headers = {"Accept": "application/json", "User-Agent": "llamactl-cli"}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        self._timeout = timeout
 
     def __enter__(self) -> ApiClient:
         return self
@@ -96,7 +112,7 @@ class ApiClient:
         self.close()
 
     def close(self) -> None:
-        self._http.close()
+        """Nothing to release: every request has its own connection."""
 
     # -- instances -------------------------------------------------------------------------
 
@@ -120,22 +136,17 @@ class ApiClient:
 
     def start(self, name: str, *, wait: bool = False, timeout: float | None = None) -> JsonObject:
         """Start ``name``; with ``wait``, answer once it is ready (``ApiError`` if it fails)."""
-        import httpx
-
         params: dict[str, str] = {}
-        request_timeout: httpx.Timeout | None = None
+        read: float | None = self._timeout
         if wait:
             params["wait"] = "true"
             if timeout is not None:
                 params["timeout"] = f"{timeout:g}"
             read = None if timeout is None else timeout + _WAIT_MARGIN
-            request_timeout = httpx.Timeout(self._http.timeout.connect, read=read)
         elif timeout is not None:
             raise ValueError("timeout applies only with wait=True")
-        response = self._send(
-            "POST", _instance(name) + "/start", params=params, timeout=request_timeout
-        )
-        return self._object(response)
+        answer = self._send("POST", _instance(name) + "/start", params=params, read_timeout=read)
+        return self._object(answer)
 
     def stop(self, name: str) -> JsonObject:
         return self._object(self._send("POST", _instance(name) + "/stop"))
@@ -155,19 +166,18 @@ class ApiClient:
         The iterator ends when the server closes the stream; a cut connection raises
         ``Unreachable``.
         """
-        import httpx
-
         params = {} if lines is None else {"lines": str(lines)}
-        timeout = httpx.Timeout(_FOLLOW_CONNECT_TIMEOUT, read=None)
         path = _instance(name) + "/logs/follow"
+        connection = self._connection(None)
         try:
-            with self._http.stream("GET", path, params=params, timeout=timeout) as response:
-                if response.is_error:
-                    response.read()
-                    raise _api_error(response)
-                yield from _server_sent_events(response.iter_lines())
-        except httpx.TransportError as exc:
+            response = self._request(connection, None, "GET", path, params, None)
+            if response.status >= 400:
+                raise _api_error(_Answer(response.status, response.reason, response.read()))
+            yield from _server_sent_events(_lines(response))
+        except (OSError, http.client.HTTPException) as exc:
             raise self._unreachable(exc) from exc
+        finally:
+            connection.close()
 
     # -- backends --------------------------------------------------------------------------
 
@@ -185,36 +195,63 @@ class ApiClient:
         *,
         params: Mapping[str, str] | None = None,
         json: Mapping[str, object] | None = None,
-        timeout: httpx.Timeout | None = None,
-    ) -> httpx.Response:
-        import httpx
-
+        read_timeout: float | None = _CLIENT_TIMEOUT,
+    ) -> _Answer:
+        """One request on its own connection, read whole; ``None`` reads without a bound."""
+        read = self._timeout if read_timeout == _CLIENT_TIMEOUT else read_timeout
+        connection = self._connection(read)
         try:
-            response = self._http.request(
-                method,
-                path,
-                params=params,
-                json=json,
-                timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
-            )
-        except httpx.TransportError as exc:
+            response = self._request(connection, read, method, path, params, json)
+            answer = _Answer(response.status, response.reason, response.read())
+        except (OSError, http.client.HTTPException) as exc:
             raise self._unreachable(exc) from exc
-        if response.is_error:
-            raise _api_error(response)
-        return response
+        finally:
+            connection.close()
+        if answer.is_error:
+            raise _api_error(answer)
+        return answer
 
-    def _unreachable(self, exc: httpx.TransportError) -> Unreachable:
+    def _connection(self, read_timeout: float | None) -> http.client.HTTPConnection:
+        """A connection whose connect is bounded even when its reads are not."""
+        connect = self._timeout if read_timeout is not None else min(self._timeout, _CONNECT)
+        cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+        return cls(self._host, self._port, timeout=connect)
+
+    def _request(
+        self,
+        connection: http.client.HTTPConnection,
+        read_timeout: float | None,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        body: Mapping[str, object] | None,
+    ) -> http.client.HTTPResponse:
+        target = self._prefix + path + (f"?{urlencode(params)}" if params else "")
+        headers = dict(self._headers)
+        content = None
+        if body is not None:
+            content = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        connection.connect()
+        if connection.sock is not None:
+            connection.sock.settimeout(read_timeout)
+        connection.request(method, target, body=content, headers=headers)
+        return connection.getresponse()
+
+    def _unreachable(self, exc: Exception) -> Unreachable:
         reason = str(exc) or type(exc).__name__
+        if isinstance(exc, TimeoutError):
+            reason = "timed out"
         return Unreachable(f"cannot reach llamactl at {self.url}: {reason}")
 
-    def _json(self, response: httpx.Response) -> object:
+    def _json(self, answer: _Answer) -> object:
         try:
-            return json.loads(response.content)
+            return json.loads(answer.content)
         except ValueError as exc:
             raise self._unexpected("JSON") from exc
 
-    def _object(self, response: httpx.Response) -> JsonObject:
-        body = self._json(response)
+    def _object(self, answer: _Answer) -> JsonObject:
+        body = self._json(answer)
         if not isinstance(body, dict):
             raise self._unexpected("a JSON object")
         return body
@@ -227,13 +264,19 @@ class ApiClient:
         )
 
 
+def _lines(response: http.client.HTTPResponse) -> Iterator[str]:
+    """The lines of a streamed body, without their line ends, until the server closes it."""
+    while line := response.readline():
+        yield line.decode("utf-8", errors="replace").rstrip("\r\n")
+
+
 def _instance(name: str) -> str:
     return f"/instances/{quote(name, safe='')}"
 
 
-def _api_error(response: httpx.Response) -> ApiError:
+def _api_error(response: _Answer) -> ApiError:
     """The error in ``response``: the management shape, the 401 shape, or the bare status."""
-    status = response.status_code
+    status = response.status
     try:
         body = json.loads(response.content)
     except ValueError:
@@ -243,8 +286,8 @@ def _api_error(response: httpx.Response) -> ApiError:
         code = error.get("code")
         return ApiError(status, code if isinstance(code, str) else "", error["message"])
     text = response.text.strip().splitlines()
-    detail = f": {text[0][:200]}" if text else ""
-    return ApiError(status, "http_error", f"HTTP {status} {response.reason_phrase}{detail}")
+    detail = f": {text[0][:_ERROR_TEXT]}" if text else ""
+    return ApiError(status, "http_error", f"HTTP {status} {response.reason}{detail}")
 
 
 def _server_sent_events(lines: Iterator[str]) -> Iterator[tuple[str, JsonObject]]:
