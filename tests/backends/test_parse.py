@@ -553,8 +553,8 @@ ERROR_CASES: list[tuple[str, BackendType, str, type[InvalidInput], str]] = [
         "switch with an unknown value",
         LLAMA,
         "llama-server -fa maybe",
-        CommandParseError,
-        "^unexpected argument 'maybe'$",
+        InvalidOptions,
+        "^-fa: expected one of on, off, auto, got 'maybe'$",
     ),
     (
         "second vllm positional",

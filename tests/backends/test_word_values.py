@@ -84,3 +84,10 @@ def test_switches_take_only_their_own_words() -> None:
     assert parse_command(LLAMA, "llama-server -fa auto").to_json() == {"flash_attn": "auto"}
     assert parse_command(LLAMA, "llama-server -fa").to_json() == {"flash_attn": "on"}
     assert LlamaCppOptions.SWITCHES["fit"] == ("on", "off")
+
+
+def test_a_switch_followed_by_another_word_names_its_words() -> None:
+    with pytest.raises(InvalidOptions, match=r"^-fit: expected one of on, off, got 'auto'$"):
+        parse_command(LLAMA, "llama-server -fit auto -m /m.gguf")
+    with pytest.raises(InvalidOptions, match=r"^-fa: expected one of on, off, auto, got 'yes'$"):
+        parse_command(LLAMA, "llama-server -fa yes")

@@ -256,6 +256,10 @@ class _Parser(Generic[_Options]):
         if following in words:
             self.index += 1
             return following
+        if following is not None and self.cls.BACKEND_TYPE is not BackendType.VLLM:
+            # No positional argument is valid here, so this word was meant as the value.
+            detail = f"expected {accepted_forms(words)}, got {describe(following)}"
+            raise invalid(flag.text, detail, following)
         return "on"
 
     def _list(self, field: str, flag: _Flag) -> list[str]:
