@@ -66,7 +66,7 @@ _EXECUTABLES = {
     "vllm": "vllm",
 }
 _ENV_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
-_DEFAULT_URL_HELP = "http://127.0.0.1:$LLAMACTL_PORT (8080 unset)"
+_DEFAULT_URL_HELP = "http://$LLAMACTL_HOST:$LLAMACTL_PORT, else http://127.0.0.1:8080"
 
 
 # -- errors --------------------------------------------------------------------------------
