@@ -106,3 +106,11 @@ def test_serve_refuses_a_port_out_of_range() -> None:
     result = invoke("serve", "--port", "70000")
     assert result.exit_code == 2
     assert "--port" in result.stderr
+
+
+def test_a_name_with_a_slash_gets_the_naming_rule(server: Server) -> None:
+    result = server.run("instances", "create", "org/model", "--backend", "llama_cpp")
+    assert result.exit_code == 1
+    line = result.stderr.strip()
+    assert line.startswith("llamactl: Invalid instance name 'org/model': it cannot contain '/';")
+    assert "letters, digits" in line
