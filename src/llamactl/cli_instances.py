@@ -366,12 +366,21 @@ def _server_url(url: object) -> str | None:
 
 @contextmanager
 def _client(url: str | None, api_key: str | None) -> Iterator[ApiClient]:
-    from llamactl.client import ApiClient, default_api_key, default_url
+    from llamactl.client import ApiClient, default_api_key, default_url, likely_api_key
 
     url = _given("url", url) or default_url(os.environ)
-    api_key = _given("api_key", api_key)
-    key = api_key or default_api_key(url, os.environ, _config_path())
-    with ApiClient(url, key) as api:
+    key = _given("api_key", api_key)
+    config_path = _config_path()
+
+    def configured_key() -> str | None:
+        return default_api_key(url, os.environ, config_path)
+
+    fallback = None
+    if not key:
+        key = likely_api_key(url, os.environ, config_path)
+        fallback = configured_key if key else None
+        key = key or configured_key()
+    with ApiClient(url, key, key_fallback=fallback) as api:
         yield api
 
 

@@ -114,3 +114,50 @@ def test_a_name_with_a_slash_gets_the_naming_rule(server: Server) -> None:
     line = result.stderr.strip()
     assert line.startswith("llamactl: Invalid instance name 'org/model': it cannot contain '/';")
     assert "letters, digits" in line
+
+
+@pytest.mark.parametrize(
+    ("platform", "environ"),
+    [
+        ("linux", {"HOME": "/home/u"}),
+        ("linux", {"HOME": "."}),
+        ("darwin", {"HOME": "/Users/u"}),
+        ("win32", {"USERPROFILE": "C:\\Users\\u", "LOCALAPPDATA": "C:\\Users\\u\\AppData"}),
+        ("win32", {"USERPROFILE": "C:\\Users\\u", "PROGRAMDATA": "D:\\Data"}),
+        ("win32", {"USERPROFILE": "C:\\Users\\u"}),
+    ],
+)
+def test_the_quick_data_dir_is_the_platform_default(
+    monkeypatch: pytest.MonkeyPatch, platform: str, environ: dict[str, str]
+) -> None:
+    from llamactl import client
+    from llamactl.config import default_data_dir
+
+    monkeypatch.setattr(client.sys, "platform", platform)
+    home = Path(environ.get("HOME") or environ["USERPROFILE"])
+    assert client._platform_data_dir(environ) == default_data_dir(platform, environ, home)
+
+
+def test_a_key_file_elsewhere_is_found_after_the_guess_is_refused(
+    server: Server, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    guessed = home / ".local" / "share" / "llamactl" / "management.key"
+    guessed.parent.mkdir(parents=True)
+    guessed.write_text("sk-stale-default\n")
+    real = tmp_path / "real-data"
+    real.mkdir()
+    (real / "management.key").write_text(server.key)
+    config = tmp_path / "llamactl.yaml"
+    config.write_text(f"data_dir: {real}\n")
+    env = {"HOME": str(home), "LLAMACTL_URL": server.url}
+
+    result = invoke("instances", "list", "--json", LLAMACTL_CONFIG_PATH=str(config), **env)
+    assert result.exit_code == 0, result.output
+    followed = invoke("--config", str(config), "ps", **env)
+    assert followed.exit_code == 0, followed.output
+
+    (real / "management.key").write_text("sk-also-wrong")
+    refused = invoke("instances", "list", LLAMACTL_CONFIG_PATH=str(config), **env)
+    assert refused.exit_code == 1
+    assert str(real / "management.key") in refused.stderr

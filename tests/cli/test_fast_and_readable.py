@@ -72,11 +72,12 @@ def test_list_against_a_server_imports_nothing_of_the_server(
     given_key = imported_modules("instances", "list", "--url", server.url, "--api-key", server.key)
     assert given_key.isdisjoint(SERVER_STACK), sorted(given_key & set(SERVER_STACK))
 
-    # Without a key the local key file is read, which loads the configuration.
+    # Without a key, the local key file is read.
     (tmp_path / "management.key").write_text(server.key)
     env = clean_environ(LLAMACTL_URL=server.url, LLAMACTL_DATA_DIRECTORY=str(tmp_path))
     from_file = imported_modules("ps", env=env)
     assert from_file.isdisjoint(SERVER_STACK), sorted(from_file & set(SERVER_STACK))
+    assert "pydantic" not in from_file  # the key file was found without the configuration
 
 
 def test_the_backend_choices_are_the_backend_types() -> None:
