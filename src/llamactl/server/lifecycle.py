@@ -162,6 +162,7 @@ def listen(host: str, port: int) -> socket.socket:
 
     Bound here rather than by uvicorn so that a port already in use is reported as a
     ``ConfigError`` that says which port and how to choose another, before anything starts.
+    Not inheritable: a backend left running after a crash must not hold llamactl's port.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family=family)
@@ -171,7 +172,6 @@ def listen(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise _listen_error(host, port, exc) from exc
-    sock.set_inheritable(True)
     return sock
 
 
