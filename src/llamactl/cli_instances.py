@@ -23,7 +23,6 @@ import re
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
@@ -31,7 +30,7 @@ from urllib.parse import urlsplit
 import click
 from click.core import ParameterSource
 
-from llamactl.cli_options import apply_extras, apply_settings, apply_unsets
+from llamactl.cli_options import Changes, apply_unsets, instance_settings
 from llamactl.errors import ApiError, ClientError, LlamactlError, Unreachable
 
 if TYPE_CHECKING:
@@ -162,148 +161,6 @@ def connection_options(command: F) -> F:
 
 def json_option(command: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print the server's JSON.")(command)
-
-
-def _pairs(values: tuple[str, ...], option: str) -> Iterator[tuple[str, str]]:
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint=option)
-        yield key.strip(), value
-
-
-def _parse_settings(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> object:
-    """``--set key=value``: the value as JSON when it parses (4096, true), else the text."""
-    settings: list[tuple[str, object]] = []
-    for key, text in _pairs(values, "--set"):
-        try:
-            settings.append((key, json.loads(text)))
-        except ValueError:
-            settings.append((key, text))
-    return settings
-
-
-def _parse_extras(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> object:
-    """``--extra flag=value`` or ``--extra flag`` (a flag without a value)."""
-    extras: list[tuple[str, str]] = []
-    for item in values:
-        key, _, value = item.partition("=")
-        if not key.strip():
-            raise click.BadParameter(f"expected FLAG[=VALUE], got {item!r}", param_hint="--extra")
-        extras.append((key.strip(), value))
-    return extras
-
-
-def _parse_env(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> object:
-    return dict(_pairs(values, "--env"))
-
-
-def instance_settings(command: F) -> F:
-    """The options shared by create and edit."""
-    decorators = [
-        click.option("--model", help="The model (backend option `model`)."),
-        click.option(
-            "--set",
-            "settings",
-            multiple=True,
-            metavar="KEY=VALUE",
-            callback=_parse_settings,
-            help="A backend option (ctx_size, ctx-size, --ctx-size or -c) or an instance "
-            "setting (restart_delay, ...); VALUE is read as JSON when it parses (4096, "
-            "true), else as text. Repeatable.",
-        ),
-        click.option(
-            "--extra",
-            "extras",
-            multiple=True,
-            metavar="FLAG[=VALUE]",
-            callback=_parse_extras,
-            help="A flag llamactl does not know, passed to the backend as --FLAG VALUE "
-            "unchanged. Repeatable.",
-        ),
-        click.option(
-            "--on-demand/--no-on-demand", default=None, help="Start on the first request."
-        ),
-        click.option(
-            "--auto-restart/--no-auto-restart", default=None, help="Restart when it exits."
-        ),
-        click.option(
-            "--max-restarts",
-            type=click.IntRange(min=-1),
-            help="Restarts in a row before giving up (-1 unlimited, 0 never).",
-        ),
-        click.option(
-            "--restart-delay", type=click.IntRange(min=0), help="Seconds before a restart."
-        ),
-        click.option(
-            "--idle-timeout", type=click.IntRange(min=0), help="Minutes idle before a stop."
-        ),
-        click.option(
-            "--docker/--no-docker",
-            "docker_enabled",
-            default=None,
-            help="Run the backend in docker (backends.<backend>.docker), or natively.",
-        ),
-        click.option(
-            "--command-override",
-            help="The executable (and its first arguments) instead of the configured one; "
-            "split like a shell would, never run by one.",
-        ),
-        click.option(
-            "--env",
-            "env",
-            multiple=True,
-            metavar="KEY=VALUE",
-            callback=_parse_env,
-            help="An environment variable of the backend. Repeatable.",
-        ),
-    ]
-    for decorator in reversed(decorators):
-        command = decorator(command)
-    return command
-
-
-# The flags of ``instance_settings`` that set one instance setting each.
-_SETTING_FLAGS = {
-    "on_demand": "on_demand_start",
-    "auto_restart": "auto_restart",
-    "max_restarts": "max_restarts",
-    "restart_delay": "restart_delay",
-    "idle_timeout": "idle_timeout",
-    "docker_enabled": "docker_enabled",
-    "command_override": "command_override",
-}
-
-
-@dataclass(frozen=True)
-class Changes:
-    """What the flags of ``instance_settings`` ask to change, in the order it applies."""
-
-    model: str | None
-    settings: list[tuple[str, object]]
-    extras: list[tuple[str, str]]
-    flags: dict[str, object]  # instance settings given by their own flags
-    env: dict[str, str]
-
-    @classmethod
-    def read(cls, params: Mapping[str, Any]) -> Changes:
-        flags = {
-            setting: params[flag]
-            for flag, setting in _SETTING_FLAGS.items()
-            if params.get(flag) is not None
-        }
-        return cls(params["model"], params["settings"], params["extras"], flags, params["env"])
-
-    def apply(self, options: JsonObject) -> None:
-        """Change ``options`` (the API's JSON) in place: --model, --set, --extra, flags, --env."""
-        if self.model is not None:
-            backend_options = options.get("backend_options")
-            options["backend_options"] = {**_mapping(backend_options), "model": self.model}
-        apply_settings(options, self.settings)
-        apply_extras(options, self.extras)
-        options.update(self.flags)
-        if self.env:
-            options["environment"] = {**_mapping(options.get("environment")), **self.env}
 
 
 # -- output --------------------------------------------------------------------------------
