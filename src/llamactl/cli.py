@@ -3,32 +3,36 @@
 ``llamactl`` alone starts the server. Subcommands show the configuration and manage the
 database. Every ``LlamactlError`` becomes one line on stderr and exit code 1; usage errors
 exit with 2.
+
+Only click is imported with this module: the configuration, the database layer, the
+server and Rich are imported by the commands that use them, so that ``--help`` and the
+client commands do not pay for SQLAlchemy, FastAPI or uvicorn.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import logging
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-from llamactl import __version__, database
-from llamactl.cli_instances import instances_group
-from llamactl.config import AppConfig, describe_config, load_config
+from llamactl.cli_instances import instances_group, ps_command
 from llamactl.errors import LlamactlError
+
+if TYPE_CHECKING:
+    from llamactl import database
+    from llamactl.config import AppConfig
 
 __all__ = ["main"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., object])
 
 EXIT_ERROR = 1
 
@@ -48,8 +52,35 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
 
 
 def _config(ctx: click.Context) -> AppConfig:
+    from llamactl.config import load_config
+
     path: str | None = ctx.obj
     return load_config(path, os.environ)
+
+
+def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from llamactl import __version__
+
+    click.echo(f"llamactl version: {__version__}")
+    ctx.exit()
+
+
+def address_options(command: F) -> F:
+    """``--host`` and ``--port`` of the server, over the configuration's."""
+    command = click.option(
+        "--port",
+        type=click.IntRange(1, 65535),
+        help="Port to listen on [default: server.port, env LLAMACTL_PORT, else 8080].",
+    )(command)
+    return click.option(
+        "--host", help="Address to listen on [default: server.host, env LLAMACTL_HOST]."
+    )(command)
+
+
+# Where ``llamactl --host H --port P`` keeps its address for ``serve``.
+_ADDRESS = "llamactl.address"
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -59,32 +90,58 @@ def _config(ctx: click.Context) -> AppConfig:
     type=click.Path(dir_okay=False),
     help="Configuration file (default: $LLAMACTL_CONFIG_PATH, ./llamactl.yaml, ...).",
 )
-@click.version_option(__version__, "--version", message="llamactl version: %(version)s")
+@address_options
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the version and exit.",
+)
 @click.pass_context
-def main(ctx: click.Context, config_path: str | None) -> None:
+def main(ctx: click.Context, config_path: str | None, host: str | None, port: int | None) -> None:
     """Start, supervise and route requests to local LLM inference servers.
 
     Without a command, starts the server.
     """
     ctx.obj = config_path
+    ctx.meta[_ADDRESS] = {"host": host, "port": port}
     if ctx.invoked_subcommand is None:
-        ctx.invoke(serve)
+        ctx.invoke(serve, host=host, port=port)
 
 
 @main.command()
+@address_options
 @click.pass_context
 @reports_errors
-def serve(ctx: click.Context) -> None:
+def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Start the server (the default command)."""
+    import logging
+
+    from llamactl import __version__
     from llamactl.server.lifecycle import serve as run_server
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    config = _config(ctx)
+    given = ctx.meta.get(_ADDRESS, {})
+    config = _with_address(_config(ctx), host or given.get("host"), port or given.get("port"))
     click.echo(
         f"llamactl {__version__}: data in {config.data_dir}, database {config.database.path}"
     )
     run_server(config)
+
+
+def _with_address(config: AppConfig, host: str | None, port: int | None) -> AppConfig:
+    """``config`` listening on ``host`` and ``port`` where they are given."""
+    changes: dict[str, object] = {}
+    if host is not None:
+        changes["host"] = host
+    if port is not None:
+        changes["port"] = port
+    if not changes:
+        return config
+    return config.model_copy(update={"server": config.server.model_copy(update=changes)})
 
 
 @main.group("config")
@@ -98,6 +155,11 @@ def config_group() -> None:
 @reports_errors
 def config_show(ctx: click.Context, as_json: bool) -> None:
     """Print the effective configuration and where each value came from (secrets masked)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from llamactl.config import describe_config
+
     config = _config(ctx)
     rows = describe_config(config)
     if as_json:
@@ -118,6 +180,7 @@ def db_group() -> None:
 
 
 def _open(config: AppConfig) -> database.DB:
+    from llamactl import database
     from llamactl.server.lifecycle import create_directories
 
     create_directories(config)
@@ -130,6 +193,8 @@ def _open(config: AppConfig) -> database.DB:
 @reports_errors
 def db_upgrade(ctx: click.Context, revision: str) -> None:
     """Apply migrations up to REVISION (default: the newest)."""
+    from llamactl import database
+
     with _open(_config(ctx)) as db:
         database.upgrade(db, revision)
         click.echo(f"database at revision {database.current_revision(db)}")
@@ -142,6 +207,8 @@ def db_upgrade(ctx: click.Context, revision: str) -> None:
 @reports_errors
 def db_downgrade(ctx: click.Context, revision: str, yes: bool) -> None:
     """Revert migrations down to REVISION (``base`` drops every llamactl table)."""
+    from llamactl import database
+
     config = _config(ctx)
     if not yes:
         click.confirm(
@@ -158,6 +225,8 @@ def db_downgrade(ctx: click.Context, revision: str, yes: bool) -> None:
 @reports_errors
 def db_current(ctx: click.Context) -> None:
     """Print the database's schema revision and the newest one this llamactl knows."""
+    from llamactl import database
+
     with _open(_config(ctx)) as db:
         current = database.current_revision(db) or "base (empty)"
         click.echo(f"current: {current}\nnewest:  {database.head_revision()}")
@@ -181,3 +250,4 @@ def db_import_json(ctx: click.Context, directory: Path | None) -> None:
 
 
 main.add_command(instances_group)
+main.add_command(ps_command)

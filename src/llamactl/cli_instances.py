@@ -1,8 +1,11 @@
 """``llamactl instances ...``: the management API of a running server, from a shell.
 
 Each command parses its options, makes one or two ``ApiClient`` calls and prints the
-answer: Rich tables for people, ``--json`` for scripts (the server's JSON, indented). It
-holds no rules of its own: the server validates. ``reports_client_errors`` is the one
+answer: aligned columns for people (``cli_tables``), ``--json`` for scripts (the server's
+JSON, indented). It holds no rules of its own: the server validates; what ``--set`` and
+``--unset`` mean is ``cli_options``. Nothing heavy is imported until a command runs (httpx
+with the first request, the option tables only for create and edit), so that ``--help``
+and ``list`` start quickly. ``reports_client_errors`` is the one
 place where failures become one line on stderr and an exit code:
 
     0  done
@@ -13,7 +16,6 @@ place where failures become one line on stderr and an exit code:
 
 from __future__ import annotations
 
-import datetime
 import functools
 import json
 import os
@@ -22,29 +24,26 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import PurePath
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import click
 from click.core import ParameterSource
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
-from llamactl.backends import BackendType, split_command
-from llamactl.client import (
-    DEFAULT_URL,
-    ApiClient,
-    ApiError,
-    ClientError,
-    JsonObject,
-    Unreachable,
-    default_api_key,
-    key_file_path,
-)
-from llamactl.errors import LlamactlError
+from llamactl.cli_options import Changes, apply_unsets, instance_settings
+from llamactl.errors import ApiError, ClientError, LlamactlError, Unreachable
 
-__all__ = ["EXIT_ERROR", "EXIT_UNREACHABLE", "EXIT_USAGE", "instances_group"]
+if TYPE_CHECKING:
+    from llamactl.client import ApiClient, JsonObject
+
+__all__ = [
+    "BACKENDS",
+    "EXIT_ERROR",
+    "EXIT_UNREACHABLE",
+    "EXIT_USAGE",
+    "instances_group",
+    "ps_command",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -54,7 +53,9 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 
-BACKENDS = tuple(kind.value for kind in BackendType)
+# The values of ``backends.BackendType``, spelled out so that the CLI starts without
+# importing the option tables (a test holds the two equal).
+BACKENDS = ("llama_cpp", "mlx_lm", "vllm")
 # The backend segment of /backends/{segment}/parse-command.
 _SEGMENTS = {"llama_cpp": "llama-cpp", "mlx_lm": "mlx", "vllm": "vllm"}
 _EXECUTABLES = {
@@ -64,8 +65,7 @@ _EXECUTABLES = {
     "vllm": "vllm",
 }
 _ENV_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
-_FAILURE_WIDTH = 60
-_TABLE_WIDTH = 120  # when stdout is not a terminal, so that pipes get whole rows
+_DEFAULT_URL_HELP = "http://$LLAMACTL_HOST:$LLAMACTL_PORT, else http://127.0.0.1:8080"
 
 
 # -- errors --------------------------------------------------------------------------------
@@ -80,7 +80,10 @@ def reports_client_errors(command: Callable[P, R]) -> Callable[P, R]:
             return command(*args, **kwargs)
         except LlamactlError as exc:
             name = kwargs.get("name")
-            message, code = describe_failure(exc, name if isinstance(name, str) else None)
+            url = kwargs.get("url")
+            message, code = describe_failure(
+                exc, name if isinstance(name, str) else None, _server_url(url)
+            )
             click.echo(f"llamactl: {message}", err=True)
             for line in getattr(exc, "details", ()):
                 click.echo(f"  {line}", err=True)
@@ -89,16 +92,23 @@ def reports_client_errors(command: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def describe_failure(exc: LlamactlError, name: str | None = None) -> tuple[str, int]:
+def describe_failure(
+    exc: LlamactlError, name: str | None = None, url: str | None = None
+) -> tuple[str, int]:
     """The message and exit code for ``exc``: what happened and what to do."""
     if isinstance(exc, Unreachable):
-        return f"{exc.message} (is the server running? set --url or LLAMACTL_URL)", EXIT_UNREACHABLE
+        return (
+            f"{exc.message} (is the server running? set --url or LLAMACTL_URL, or"
+            " LLAMACTL_PORT for a local server on another port)",
+            EXIT_UNREACHABLE,
+        )
     if not isinstance(exc, ApiError):
         return exc.message, EXIT_ERROR
     if exc.status == 401:
         where = _key_file_hint()
+        server = f"llamactl at {url}" if url else "the server"
         return (
-            f"the server refused the key: {exc.message} (set --api-key or LLAMACTL_API_KEY;"
+            f"{server} refused the key: {exc.message} (set --api-key or LLAMACTL_API_KEY;"
             f" a local server keeps its key in {where})",
             EXIT_ERROR,
         )
@@ -110,6 +120,8 @@ def describe_failure(exc: LlamactlError, name: str | None = None) -> tuple[str, 
 
 
 def _key_file_hint() -> str:
+    from llamactl.client import key_file_path
+
     path = key_file_path(os.environ, _config_path())
     return str(path) if path is not None else "<data_dir>/management.key"
 
@@ -123,7 +135,9 @@ def _config_path() -> str | None:
 # -- options -------------------------------------------------------------------------------
 
 
-def _check_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
+def _check_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
     parts = urlsplit(value)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise click.BadParameter(f"expected http://HOST:PORT, got {value!r}")
@@ -140,10 +154,8 @@ def connection_options(command: F) -> F:
     return click.option(
         "--url",
         envvar="LLAMACTL_URL",
-        default=DEFAULT_URL,
-        show_default=True,
         callback=_check_url,
-        help="The llamactl server [env: LLAMACTL_URL].",
+        help=f"The llamactl server [env: LLAMACTL_URL; default: {_DEFAULT_URL_HELP}].",
     )(command)
 
 
@@ -151,73 +163,11 @@ def json_option(command: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print the server's JSON.")(command)
 
 
-def _pairs(values: tuple[str, ...], option: str) -> Iterator[tuple[str, str]]:
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint=option)
-        yield key.strip(), value
-
-
-def _parse_settings(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> object:
-    """``--set key=value``: the value as JSON when it parses (4096, true), else the text."""
-    settings: dict[str, object] = {}
-    for key, text in _pairs(values, "--set"):
-        try:
-            settings[key] = json.loads(text)
-        except ValueError:
-            settings[key] = text
-    return settings
-
-
-def _parse_env(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> object:
-    return dict(_pairs(values, "--env"))
-
-
-def instance_settings(command: F) -> F:
-    """The options shared by create and edit."""
-    decorators = [
-        click.option("--model", help="The model (backend option `model`)."),
-        click.option(
-            "--set",
-            "settings",
-            multiple=True,
-            metavar="KEY=VALUE",
-            callback=_parse_settings,
-            help="A backend option; VALUE is read as JSON when it parses (4096, true), "
-            "else as text. Repeatable.",
-        ),
-        click.option(
-            "--on-demand/--no-on-demand", default=None, help="Start on the first request."
-        ),
-        click.option(
-            "--auto-restart/--no-auto-restart", default=None, help="Restart when it exits."
-        ),
-        click.option(
-            "--idle-timeout", type=click.IntRange(min=0), help="Minutes idle before a stop."
-        ),
-        click.option(
-            "--env",
-            "env",
-            multiple=True,
-            metavar="KEY=VALUE",
-            callback=_parse_env,
-            help="An environment variable of the backend. Repeatable.",
-        ),
-    ]
-    for decorator in reversed(decorators):
-        command = decorator(command)
-    return command
-
-
 # -- output --------------------------------------------------------------------------------
 
 
-def _console() -> Console:
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console = Console(highlight=False, width=max(_TABLE_WIDTH, console.width))
-    return console
+def _echo_lines(lines: list[str]) -> None:
+    click.echo("\n".join(lines))
 
 
 def _print_json(data: object) -> None:
@@ -230,67 +180,6 @@ def _mapping(value: object) -> Mapping[str, object]:
 
 def _text(value: object) -> str:
     return "-" if value is None or value == "" else str(value)
-
-
-def _failure_reason(body: Mapping[str, object]) -> str:
-    return _text(_mapping(body.get("failure")).get("reason"))
-
-
-def _instances_table(instances: list[JsonObject]) -> Table:
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for heading in ("NAME", "BACKEND", "STATUS", "READINESS", "PORT", "RESTARTS", "FAILURE"):
-        table.add_column(heading, overflow="fold")
-    for body in instances:
-        options = _mapping(body.get("options"))
-        failure = _failure_reason(body)
-        table.add_row(
-            *(
-                Text(cell)
-                for cell in (
-                    _text(body.get("name")),
-                    _text(options.get("backend_type")),
-                    _text(body.get("status")),
-                    _text(body.get("readiness")),
-                    _text(_mapping(options.get("backend_options")).get("port")),
-                    _text(body.get("restarts")),
-                    failure[:_FAILURE_WIDTH],
-                )
-            )
-        )
-    return table
-
-
-def _instance_rows(body: Mapping[str, object]) -> Iterator[tuple[str, str]]:
-    for key, value in body.items():
-        if key == "created" and isinstance(value, int):
-            yield key, datetime.datetime.fromtimestamp(value).isoformat(sep=" ")
-        elif key not in {"options", "failure"}:
-            yield key, _text(value)
-    options = dict(_mapping(body.get("options")))
-    backend_options = _mapping(options.pop("backend_options", None))
-    for key, value in options.items():
-        yield key, _json_text(value)
-    for key, value in backend_options.items():
-        yield f"backend_options.{key}", _json_text(value)
-    failure = _mapping(body.get("failure"))
-    if failure:
-        yield "failure", _text(failure.get("reason"))
-        last_lines = failure.get("last_lines")
-        for line in last_lines if isinstance(last_lines, list) else []:
-            yield "", str(line)
-
-
-def _json_text(value: object) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def _instance_view(body: Mapping[str, object]) -> Table:
-    table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold", no_wrap=True)
-    table.add_column(overflow="fold")
-    for key, value in _instance_rows(body):
-        table.add_row(Text(key), Text(value))
-    return table
 
 
 def _print_status(body: Mapping[str, object], as_json: bool) -> None:
@@ -313,32 +202,51 @@ _GROUP_CONNECTION = "llamactl.instances.connection"
 def _given(name: str, value: str | None) -> str | None:
     """The value of option ``name`` after the group's: the command's own flag wins, then
     the group's (``llamactl instances --url X list``), then the environment or default."""
-    ctx = click.get_current_context()
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return value
     if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE:
         return value
     group: dict[str, str | None] = ctx.meta.get(_GROUP_CONNECTION, {})
     return group.get(name) or value
 
 
+def _server_url(url: object) -> str | None:
+    """The URL a command talks to (``None`` if that cannot be told, e.g. a bad variable)."""
+    from llamactl.client import default_url
+
+    try:
+        return _given("url", url if isinstance(url, str) else None) or default_url(os.environ)
+    except LlamactlError:
+        return None
+
+
 @contextmanager
-def _client(url: str, api_key: str | None) -> Iterator[ApiClient]:
-    url = _given("url", url) or DEFAULT_URL
-    api_key = _given("api_key", api_key)
-    key = api_key or default_api_key(url, os.environ, _config_path())
-    with ApiClient(url, key) as api:
+def _client(url: str | None, api_key: str | None) -> Iterator[ApiClient]:
+    from llamactl.client import ApiClient, default_api_key, default_url, likely_api_key
+
+    url = _given("url", url) or default_url(os.environ)
+    key = _given("api_key", api_key)
+    config_path = _config_path()
+
+    def configured_key() -> str | None:
+        return default_api_key(url, os.environ, config_path)
+
+    fallback = None
+    if not key:
+        key = likely_api_key(url, os.environ, config_path)
+        fallback = configured_key if key else None
+        key = key or configured_key()
+    with ApiClient(url, key, key_fallback=fallback) as api:
         yield api
-
-
-def _check_optional_url(ctx: click.Context, param: click.Parameter, value: str | None) -> object:
-    return None if value is None else _check_url(ctx, param, value)
 
 
 @click.group("instances")
 @click.option(
     "--url",
-    callback=_check_optional_url,
+    callback=_check_url,
     help="The llamactl server, for every command [env: LLAMACTL_URL; default: "
-    f"{DEFAULT_URL}]. Also accepted after the command.",
+    f"{_DEFAULT_URL_HELP}]. Also accepted after the command.",
 )
 @click.option("--api-key", help="Management key, for every command. Also accepted after it.")
 @click.pass_context
@@ -354,8 +262,10 @@ def instances_group(ctx: click.Context, url: str | None, api_key: str | None) ->
 @connection_options
 @json_option
 @reports_client_errors
-def list_command(url: str, api_key: str | None, as_json: bool) -> None:
+def list_command(url: str | None, api_key: str | None, as_json: bool) -> None:
     """List every instance."""
+    from llamactl.cli_tables import instances_lines
+
     with _client(url, api_key) as api:
         instances = api.list_instances()
     if as_json:
@@ -363,7 +273,25 @@ def list_command(url: str, api_key: str | None, as_json: bool) -> None:
     elif not instances:
         click.echo("no instances (create one with `llamactl instances create`)")
     else:
-        _console().print(_instances_table(instances))
+        _echo_lines(instances_lines(instances))
+
+
+@click.command("ps")
+@connection_options
+@json_option
+@reports_client_errors
+def ps_command(url: str | None, api_key: str | None, as_json: bool) -> None:
+    """List the running instances: model, readiness, requests in flight, idle time."""
+    from llamactl.cli_tables import running_lines
+
+    with _client(url, api_key) as api:
+        running = [body for body in api.list_instances() if body.get("status") == "running"]
+    if as_json:
+        _print_json(running)
+    elif not running:
+        click.echo("no instance is running (`llamactl instances list` shows them all)")
+    else:
+        _echo_lines(running_lines(running))
 
 
 @instances_group.command("get")
@@ -371,18 +299,22 @@ def list_command(url: str, api_key: str | None, as_json: bool) -> None:
 @connection_options
 @json_option
 @reports_client_errors
-def get_command(name: str, url: str, api_key: str | None, as_json: bool) -> None:
+def get_command(name: str, url: str | None, api_key: str | None, as_json: bool) -> None:
     """Show one instance: status, options and, if it failed, why."""
+    from llamactl.cli_tables import instance_lines
+
     with _client(url, api_key) as api:
         body = api.get(name)
     if as_json:
         _print_json(body)
     else:
-        _console().print(_instance_view(body))
+        _echo_lines(instance_lines(body))
 
 
 def _infer_backend(command: str) -> str:
     """The backend of a pasted command line, from its executable."""
+    from llamactl.backends import split_command
+
     try:
         words = split_command(command)
     except LlamactlError as exc:
@@ -398,17 +330,6 @@ def _infer_backend(command: str) -> str:
     return backend
 
 
-def _common(
-    on_demand: bool | None, auto_restart: bool | None, idle_timeout: int | None
-) -> dict[str, object]:
-    values = {
-        "on_demand_start": on_demand,
-        "auto_restart": auto_restart,
-        "idle_timeout": idle_timeout,
-    }
-    return {key: value for key, value in values.items() if value is not None}
-
-
 @instances_group.command("create")
 @click.argument("name")
 @click.option("--backend", type=click.Choice(BACKENDS), help="Default: from --from-command.")
@@ -421,35 +342,23 @@ def create_command(
     name: str,
     backend: str | None,
     from_command: str | None,
-    model: str | None,
-    settings: dict[str, object],
-    on_demand: bool | None,
-    auto_restart: bool | None,
-    idle_timeout: int | None,
-    env: dict[str, str],
-    url: str,
+    url: str | None,
     api_key: str | None,
     as_json: bool,
+    **params: Any,
 ) -> None:
     """Create a stopped instance NAME."""
     if backend is None and from_command is None:
         raise click.UsageError("pass --backend (llama_cpp, mlx_lm, vllm) or --from-command")
     backend_type = backend or _infer_backend(from_command or "")
+    changes = Changes.read(params)
+    options: JsonObject = {"backend_type": backend_type, "backend_options": {}}
+    changes.apply(dict(options))  # usage errors before any request
     with _client(url, api_key) as api:
-        backend_options: dict[str, object] = {}
         if from_command is not None:
             parsed = api.parse_command(_SEGMENTS[backend_type], from_command)
-            backend_options.update(_mapping(parsed.get("backend_options")))
-        if model is not None:
-            backend_options["model"] = model
-        backend_options.update(settings)
-        options: dict[str, object] = {
-            "backend_type": backend_type,
-            "backend_options": backend_options,
-            **_common(on_demand, auto_restart, idle_timeout),
-        }
-        if env:
-            options["environment"] = env
+            options["backend_options"] = dict(_mapping(parsed.get("backend_options")))
+        changes.apply(options)
         body = api.create(name, options)
     if as_json:
         _print_json(body)
@@ -460,40 +369,30 @@ def create_command(
 @instances_group.command("edit")
 @click.argument("name")
 @instance_settings
-@click.option("--unset", multiple=True, metavar="KEY", help="Remove a backend option.")
+@click.option(
+    "--unset",
+    multiple=True,
+    metavar="KEY",
+    help="Remove a backend option (any spelling), an instance setting (back to its default) "
+    "or an extra argument. Repeatable.",
+)
 @connection_options
 @json_option
 @reports_client_errors
 def edit_command(
     name: str,
-    model: str | None,
-    settings: dict[str, object],
-    on_demand: bool | None,
-    auto_restart: bool | None,
-    idle_timeout: int | None,
-    env: dict[str, str],
     unset: tuple[str, ...],
-    url: str,
+    url: str | None,
     api_key: str | None,
     as_json: bool,
+    **params: Any,
 ) -> None:
     """Change options of NAME; a running instance restarts with them."""
+    changes = Changes.read(params)
     with _client(url, api_key) as api:
         options = dict(_mapping(api.get(name).get("options")))
-        backend_options = dict(_mapping(options.get("backend_options")))
-        for key in unset:
-            if key not in backend_options:
-                raise click.BadParameter(
-                    f"{name} has no backend option {key!r}", param_hint="--unset"
-                )
-            del backend_options[key]
-        if model is not None:
-            backend_options["model"] = model
-        backend_options.update(settings)
-        options["backend_options"] = backend_options
-        options.update(_common(on_demand, auto_restart, idle_timeout))
-        if env:
-            options["environment"] = {**_mapping(options.get("environment")), **env}
+        apply_unsets(options, unset, name)
+        changes.apply(options)
         body = api.update(name, options)
     _print_status(body, as_json)
 
@@ -522,19 +421,19 @@ def _failure_details(api: ApiClient, name: str) -> tuple[str, ...]:
 @json_option
 @reports_client_errors
 def start_command(
-    name: str, wait: bool, timeout: float | None, url: str, api_key: str | None, as_json: bool
+    name: str,
+    wait: bool,
+    timeout: float | None,
+    url: str | None,
+    api_key: str | None,
+    as_json: bool,
 ) -> None:
     """Start NAME."""
     if timeout is not None and not wait:
         raise click.UsageError("--timeout applies only with --wait")
-    console = _console()
     with _client(url, api_key) as api:
         try:
-            if wait and console.is_terminal:
-                with console.status(f"starting {name}, waiting until it is ready…"):
-                    body = api.start(name, wait=True, timeout=timeout)
-            else:
-                body = api.start(name, wait=wait, timeout=timeout)
+            body = _start(api, name, wait, timeout)
         except ApiError as exc:
             if wait and exc.status not in {401, 404}:
                 exc.details = _failure_details(api, name)
@@ -547,7 +446,7 @@ def start_command(
 @connection_options
 @json_option
 @reports_client_errors
-def stop_command(name: str, url: str, api_key: str | None, as_json: bool) -> None:
+def stop_command(name: str, url: str | None, api_key: str | None, as_json: bool) -> None:
     """Stop NAME, letting requests in flight finish."""
     with _client(url, api_key) as api:
         body = api.stop(name)
@@ -559,11 +458,21 @@ def stop_command(name: str, url: str, api_key: str | None, as_json: bool) -> Non
 @connection_options
 @json_option
 @reports_client_errors
-def restart_command(name: str, url: str, api_key: str | None, as_json: bool) -> None:
+def restart_command(name: str, url: str | None, api_key: str | None, as_json: bool) -> None:
     """Restart NAME."""
     with _client(url, api_key) as api:
         body = api.restart(name)
     _print_status(body, as_json)
+
+
+def _start(api: ApiClient, name: str, wait: bool, timeout: float | None) -> JsonObject:
+    """Start ``name``; on a terminal, a spinner while ``wait`` waits for readiness."""
+    if not (wait and sys.stdout.isatty()):
+        return api.start(name, wait=wait, timeout=timeout)
+    from rich.console import Console
+
+    with Console(highlight=False).status(f"starting {name}, waiting until it is ready…"):
+        return api.start(name, wait=True, timeout=timeout)
 
 
 def _stdin_is_terminal() -> bool:
@@ -575,7 +484,7 @@ def _stdin_is_terminal() -> bool:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @connection_options
 @reports_client_errors
-def delete_command(name: str, yes: bool, url: str, api_key: str | None) -> None:
+def delete_command(name: str, yes: bool, url: str | None, api_key: str | None) -> None:
     """Delete NAME (it must be stopped)."""
     if not yes:
         if not _stdin_is_terminal():
@@ -594,7 +503,9 @@ def delete_command(name: str, yes: bool, url: str, api_key: str | None) -> None:
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new output until Ctrl-C.")
 @connection_options
 @reports_client_errors
-def logs_command(name: str, lines: int | None, follow: bool, url: str, api_key: str | None) -> None:
+def logs_command(
+    name: str, lines: int | None, follow: bool, url: str | None, api_key: str | None
+) -> None:
     """Print the log of NAME."""
     with _client(url, api_key) as api:
         if not follow:

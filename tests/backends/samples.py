@@ -35,7 +35,10 @@ def field_value(
 ) -> object:
     """A valid value for field ``name`` of ``cls``: switches get on/off/auto, port a port."""
     if name in cls.SWITCHES:
-        return rng.choice(["on", "off", "auto"]) if rng else "auto"
+        words = cls.SWITCHES[name]
+        return rng.choice(words) if rng else words[-1]
+    if name in cls.INT_WORDS:
+        return rng.choice([0, 99, *cls.INT_WORDS[name]]) if rng else cls.INT_WORDS[name][0]
     if name == "port":
         return rng.randint(1, 65535) if rng else 8123
     return sample_value(cls.FIELD_KINDS[name], rng)

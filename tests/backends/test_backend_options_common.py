@@ -119,13 +119,16 @@ def test_bad_type_names_the_field_and_value(
 def test_gpu_layers_messages() -> None:
     with pytest.raises(InvalidOptions) as caught:
         parse_backend_options("llama_cpp", {"gpu_layers": "lots"})
-    assert caught.value.message == "gpu_layers: expected an integer, got 'lots'"
+    forms = "an integer, 'auto' or 'all'"
+    assert caught.value.message == f"gpu_layers: expected {forms}, got 'lots'"
     assert (caught.value.field, caught.value.value) == ("gpu_layers", "lots")
 
-    with pytest.raises(InvalidOptions, match=r"^gpu_layers: expected an integer, got '99'$"):
+    with pytest.raises(InvalidOptions, match=rf"^gpu_layers: expected {forms}, got '99'$"):
         parse_backend_options("llama_cpp", {"gpu_layers": "99"})
-    with pytest.raises(InvalidOptions, match=r"^gpu_layers: expected an integer, got true$"):
+    with pytest.raises(InvalidOptions, match=rf"^gpu_layers: expected {forms}, got true$"):
         parse_backend_options("llama_cpp", {"gpu_layers": True})
+    with pytest.raises(InvalidOptions, match=rf"^ngld: expected {forms}, got 'AUTO'$"):
+        parse_backend_options("llama_cpp", {"ngld": "AUTO"})
 
 
 def test_list_element_error_names_the_index() -> None:

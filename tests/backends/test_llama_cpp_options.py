@@ -22,7 +22,8 @@ cpu_range_batch cpu_strict_batch prio_batch poll_batch ctx_size predict batch_si
 keep flash_attn no_perf escape no_escape rope_scaling rope_scale rope_freq_base rope_freq_scale
 yarn_orig_ctx yarn_ext_factor yarn_attn_factor yarn_beta_slow yarn_beta_fast dump_kv_cache
 no_kv_offload cache_type_k cache_type_v defrag_thold parallel mlock no_mmap numa device
-override_tensor gpu_layers split_mode tensor_split main_gpu check_tensors override_kv lora
+override_tensor cpu_moe n_cpu_moe gpu_layers split_mode tensor_split main_gpu fit fit_target
+fit_ctx check_tensors override_kv lora
 lora_scaled control_vector control_vector_scaled control_vector_layer_range model model_url
 hf_repo hf_repo_draft hf_file hf_repo_v hf_file_v hf_token log_disable log_file log_colors
 verbose verbosity log_prefix log_timestamps samplers seed sampling_seq ignore_eos temp top_k
@@ -33,10 +34,11 @@ mirostat_ent logit_bias grammar grammar_file json_schema json_schema_file no_con
 special no_warmup spm_infill pooling cont_batching no_cont_batching mmproj mmproj_url
 no_mmproj no_mmproj_offload alias host port path no_webui embedding reranking api_key
 api_key_file ssl_key_file ssl_cert_file chat_template_kwargs timeout threads_http cache_reuse
-metrics slots props no_slots slot_save_path jinja reasoning_format reasoning_budget
+metrics slots props no_slots slot_save_path jinja reasoning_format reasoning reasoning_budget
 chat_template chat_template_file no_prefill_assistant slot_prompt_similarity
 lora_init_without_apply draft_max draft_min draft_p_min ctx_size_draft device_draft
-gpu_layers_draft model_draft cache_type_k_draft cache_type_v_draft model_vocoder
+gpu_layers_draft cpu_moe_draft n_cpu_moe_draft model_draft cache_type_k_draft cache_type_v_draft
+model_vocoder
 tts_use_guide_tokens embd_bge_small_en_default embd_e5_small_en_default
 embd_gte_small_default fim_qwen_1_5b_default fim_qwen_3b_default fim_qwen_7b_default
 fim_qwen_7b_spec fim_qwen_14b_spec
@@ -76,11 +78,15 @@ EXPECTED_ALIASES = {
     "np": "parallel",
     "dev": "device",
     "ot": "override_tensor",
+    "cmoe": "cpu_moe",
+    "ncmoe": "n_cpu_moe",
     "ngl": "gpu_layers",
     "n_gpu_layers": "gpu_layers",
     "sm": "split_mode",
     "ts": "tensor_split",
     "mg": "main_gpu",
+    "fitt": "fit_target",
+    "fitc": "fit_ctx",
     "m": "model",
     "mu": "model_url",
     "hf": "hf_repo",
@@ -106,6 +112,7 @@ EXPECTED_ALIASES = {
     "nocb": "no_cont_batching",
     "mm": "mmproj",
     "mmu": "mmproj_url",
+    "rea": "reasoning",
     "a": "alias",
     "embeddings": "embedding",
     "rerank": "reranking",
@@ -118,6 +125,12 @@ EXPECTED_ALIASES = {
     "devd": "device_draft",
     "ngld": "gpu_layers_draft",
     "n_gpu_layers_draft": "gpu_layers_draft",
+    "spec_draft_ngl": "gpu_layers_draft",
+    "cmoed": "cpu_moe_draft",
+    "spec_draft_cpu_moe": "cpu_moe_draft",
+    "ncmoed": "n_cpu_moe_draft",
+    "spec_draft_ncmoe": "n_cpu_moe_draft",
+    "spec_draft_n_cpu_moe": "n_cpu_moe_draft",
     "md": "model_draft",
     "ctkd": "cache_type_k_draft",
     "ctvd": "cache_type_v_draft",
@@ -134,8 +147,8 @@ def parse(data: dict[str, object]) -> LlamaCppOptions:
 # -- inventory -------------------------------------------------------------------------------
 
 
-def test_fields_are_the_156_llama_server_options_in_command_line_order() -> None:
-    assert len(LLAMA_CPP_FIELDS) == 156
+def test_fields_are_the_164_llama_server_options_in_command_line_order() -> None:
+    assert len(LLAMA_CPP_FIELDS) == 164
     assert list(LlamaCppOptions.FIELD_ORDER) == LLAMA_CPP_FIELDS
     assert set(LlamaCppOptions.model_fields) == {*LLAMA_CPP_FIELDS, "extra_args"}
 
@@ -144,6 +157,11 @@ def test_fields_are_the_156_llama_server_options_in_command_line_order() -> None
     ("field", "kind"),
     [
         ("gpu_layers", FieldKind.INT),
+        ("gpu_layers_draft", FieldKind.INT),
+        ("n_cpu_moe", FieldKind.INT),
+        ("cpu_moe", FieldKind.BOOL),
+        ("fit", FieldKind.STR),
+        ("reasoning", FieldKind.STR),
         ("ctx_size", FieldKind.INT),
         ("temp", FieldKind.FLOAT),
         ("defrag_thold", FieldKind.FLOAT),
@@ -171,10 +189,10 @@ def test_kind_counts() -> None:
     for kind in LlamaCppOptions.FIELD_KINDS.values():
         counts[kind] += 1
     assert counts == {
-        FieldKind.BOOL: 41,
-        FieldKind.INT: 33,
+        FieldKind.BOOL: 43,
+        FieldKind.INT: 36,
         FieldKind.FLOAT: 25,
-        FieldKind.STR: 49,
+        FieldKind.STR: 52,
         FieldKind.LIST: 8,
     }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -19,7 +20,7 @@ from unittest import mock
 import httpx
 import pytest
 
-from llamactl.client import ApiClient, Unreachable
+from llamactl.client import ApiClient, ApiError, Unreachable
 from tests.cli.conftest import Server, invoke, launch
 from tests.test_serve import environment, free_port, stop
 
@@ -150,7 +151,8 @@ def test_edit_unset_of_a_missing_option_is_a_usage_error(server: Server) -> None
     create(server, "unset-missing")
     result = server.run("instances", "edit", "unset-missing", "--unset", "nope")
     assert result.exit_code == 2
-    assert "no backend option 'nope'" in result.stderr
+    assert "unset-missing has no option, setting or extra argument 'nope'" in result.stderr
+    assert "(set: model, port," in result.stderr
 
 
 # -- running -------------------------------------------------------------------------------
@@ -316,38 +318,78 @@ def test_logs_follow_of_an_unknown_instance(server: Server) -> None:
     assert "instance not found: nobody" in line
 
 
+class OneAnswer:
+    """A raw socket server that answers one request with ``reply`` bytes, then closes.
+
+    ``request`` is what the client sent (request line and headers), set once it arrived.
+    """
+
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
+        self.request = b""
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        connection, _ = self.listener.accept()
+        with connection:
+            while b"\r\n\r\n" not in self.request:
+                chunk = connection.recv(65536)
+                if not chunk:
+                    break
+                self.request += chunk
+            connection.sendall(self.reply)
+        self.listener.close()
+
+    def close(self) -> None:
+        self.thread.join(DEADLINE_SECONDS)
+
+
 def test_follow_logs_parses_events_and_comments() -> None:
     stream = (
         b": keep-alive\n\n"
         b'event: log\ndata: {"text": "one\\ntwo\\n"}\n\n'
-        b": keep-alive\n\n"
+        b": keep-alive\r\n\r\n"
         b'event: status\ndata: {"status": "running", "readiness": "loading"}\n\n'
     )
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        assert request.url.path == "/api/v1/instances/a/logs/follow"
-        assert request.url.params["lines"] == "5"
-        assert request.headers["Authorization"] == "Bearer k"
-        return httpx.Response(200, content=stream, headers={"content-type": "text/event-stream"})
-
-    with ApiClient("http://llamactl", "k", transport=httpx.MockTransport(answer)) as api:
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+    server = OneAnswer(head + stream)
+    with ApiClient(server.url, "k") as api:
         events = list(api.follow_logs("a", 5))
+    server.close()
     assert events == [
         ("log", {"text": "one\ntwo\n"}),
         ("status", {"status": "running", "readiness": "loading"}),
     ]
+    request_line, *headers = server.request.decode().split("\r\n")
+    assert request_line == "GET /api/v1/instances/a/logs/follow?lines=5 HTTP/1.1"
+    assert "Authorization: Bearer k" in headers
 
 
 def test_follow_logs_reports_a_cut_connection() -> None:
-    def answer(request: httpx.Request) -> httpx.Response:
-        raise httpx.RemoteProtocolError("peer closed connection", request=request)
-
-    transport = httpx.MockTransport(answer)
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    server = OneAnswer(head + b"20\r\nevent: log\n")  # a chunk cut short, then closed
     with (
-        ApiClient("http://llamactl", None, transport=transport) as api,
-        pytest.raises(Unreachable, match="cannot reach llamactl at http://llamactl"),
+        ApiClient(server.url, None) as api,
+        pytest.raises(Unreachable, match=f"cannot reach llamactl at {server.url}"),
     ):
         list(api.follow_logs("a"))
+    server.close()
+
+
+def test_a_non_json_error_names_the_status() -> None:
+    reply = (
+        b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 12\r\nConnection: close\r\n\r\nupstream bad"
+    )
+    server = OneAnswer(reply)
+    with ApiClient(server.url, None) as api, pytest.raises(ApiError) as caught:
+        api.list_instances()
+    server.close()
+    assert caught.value.message == "HTTP 502 Bad Gateway: upstream bad"
 
 
 # -- failures ------------------------------------------------------------------------------
@@ -390,7 +432,7 @@ def test_connection_options_before_the_command(server: Server) -> None:
 def test_a_wrong_key_exits_1_and_says_where_keys_come_from(server: Server) -> None:
     result = invoke("instances", "list", "--url", server.url, "--api-key", "sk-wrong")
     line = assert_one_line_error(result.stderr, 1, result.exit_code)
-    assert "the server refused the key: Invalid API key" in line
+    assert f"llamactl at {server.url} refused the key: Invalid API key" in line
     assert "--api-key" in line and "LLAMACTL_API_KEY" in line and "management.key" in line
 
 

@@ -144,7 +144,9 @@ def test_error_message_for_a_bad_backend_value() -> None:
     with pytest.raises(InvalidOptions) as caught:
         Options.from_json(data)
 
-    assert caught.value.message == "backend_options.gpu_layers: expected an integer, got 'lots'"
+    assert caught.value.message == (
+        "backend_options.gpu_layers: expected an integer, 'auto' or 'all', got 'lots'"
+    )
     assert caught.value.value == "lots"
 
 

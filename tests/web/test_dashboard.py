@@ -201,7 +201,7 @@ def test_a_validation_error_is_shown_next_to_its_field_and_the_form_is_kept(
     page.locator("#extra-editor .kv-value").last.fill("7")
     page.click("#form-submit")
 
-    message = "backend_options.gpu_layers: expected an integer, got 'lots'"
+    message = "backend_options.gpu_layers: expected an integer, 'auto' or 'all', got 'lots'"
     expect(page.locator('[data-field="gpu_layers"] .field-error')).to_have_text(message)
     expect(page.locator("#form-error")).to_have_text(message)
     expect(page.locator("#view-form")).to_be_visible()

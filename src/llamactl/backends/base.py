@@ -30,6 +30,7 @@ from llamactl.backends.values import (
     invalid,
     stringify,
 )
+from llamactl.errors import InvalidOptions
 
 __all__ = ["BackendOptionsBase", "BackendType", "FieldKind"]
 
@@ -67,6 +68,8 @@ def _kind_of(annotation: object) -> FieldKind:
         members = [arg for arg in typing.get_args(annotation) if arg is not NoneType]
         if len(members) == 1:
             return _kind_of(members[0])
+        if members == [int, str]:  # a count that also takes words (see ``INT_WORDS``)
+            return FieldKind.INT
     if typing.get_origin(annotation) is list:
         return FieldKind.LIST
     kind = _KIND_BY_TYPE.get(annotation)
@@ -103,14 +106,48 @@ def _check_optional_list(label: str, value: object) -> list[str] | None:
 SWITCH_VALUES = ("on", "off", "auto")
 
 
-def _check_switch(label: str, value: object) -> str | None:
-    """``on``, ``off`` or ``auto``; a legacy boolean means on or off."""
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    text = _check_optional_str(label, value)
-    if text is not None and text not in SWITCH_VALUES:
-        raise expected(label, "one of on, off, auto", value)
-    return text
+def accepted_forms(words: tuple[str, ...], *, integer: bool = False) -> str:
+    """``"an integer, 'auto' or 'all'"``, ``"one of on, off, auto"``: for error messages."""
+    if integer:
+        quoted = [repr(word) for word in words]
+        return "an integer, " + ", ".join(quoted[:-1]) + f" or {quoted[-1]}"
+    return "one of " + ", ".join(words)
+
+
+def _switch_checker(words: tuple[str, ...]) -> Checker:
+    """A check for a switch taking ``words``; a legacy boolean means on or off."""
+    what = accepted_forms(words)
+
+    def check(label: str, value: object) -> str | None:
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        text = _check_optional_str(label, value)
+        if text is not None and text not in words:
+            raise expected(label, what, value)
+        return text
+
+    return check
+
+
+def _int_or_words_checker(words: tuple[str, ...]) -> Checker:
+    """A check for a count that also takes ``words`` (``-ngl 99``, ``-ngl auto``).
+
+    As for every integer field, a number in a string (``"99"``) is refused: JSON has
+    numbers for that.
+    """
+    what = accepted_forms(words, integer=True)
+
+    def check(label: str, value: object) -> int | str:
+        if isinstance(value, str):
+            if value in words:
+                return value
+            raise expected(label, what, value)
+        try:
+            return check_int(label, value)
+        except InvalidOptions:
+            raise expected(label, what, value) from None
+
+    return check
 
 
 _KIND_CHECKERS: Mapping[FieldKind, Checker] = MappingProxyType(
@@ -135,7 +172,10 @@ class BackendOptionsBase(BaseModel):
     - ``MULTI_VALUED``: list fields whose flag is repeated once per value;
     - ``VARIADIC``: list fields given as one flag followed by every value;
       any other list field is one flag with the values joined by commas;
-    - ``SWITCHES``: string fields (``on|off|auto``) that also accept a legacy boolean;
+    - ``SWITCHES``: string fields taking one of a few words (``on|off|auto``), each with
+      its words; a legacy boolean means ``on`` or ``off``;
+    - ``INT_WORDS``: integer fields (annotated ``int | str | None``) that also take a few
+      words, each with its words (llama-server's ``-ngl N|auto|all``);
     - ``FLAG_OVERRIDES``: flags whose spelling is not ``--`` + key with ``_`` → ``-``.
 
     Instances are frozen; ``replace`` returns a validated copy. Treat the lists and the
@@ -150,7 +190,8 @@ class BackendOptionsBase(BaseModel):
     ALIASES: ClassVar[Mapping[str, str]] = MappingProxyType({})
     MULTI_VALUED: ClassVar[frozenset[str]] = frozenset()
     VARIADIC: ClassVar[frozenset[str]] = frozenset()
-    SWITCHES: ClassVar[frozenset[str]] = frozenset()
+    SWITCHES: ClassVar[Mapping[str, tuple[str, ...]]] = MappingProxyType({})
+    INT_WORDS: ClassVar[Mapping[str, tuple[str, ...]]] = MappingProxyType({})
     FLAG_OVERRIDES: ClassVar[Mapping[str, str]] = MappingProxyType({})
     # The field that names the served model in responses (``model``), if the server has
     # one that llamactl fills with the instance name when the user left it unset.
@@ -173,7 +214,10 @@ class BackendOptionsBase(BaseModel):
         cls.FIELD_ORDER = tuple(kinds)
         cls.FIELD_KINDS = MappingProxyType(kinds)
         checkers = {name: _KIND_CHECKERS[kind] for name, kind in kinds.items()}
-        checkers.update({name: _check_switch for name in cls.SWITCHES})
+        checkers.update({name: _switch_checker(words) for name, words in cls.SWITCHES.items()})
+        checkers.update(
+            {name: _int_or_words_checker(words) for name, words in cls.INT_WORDS.items()}
+        )
         if "port" in checkers:
             checkers["port"] = cls._check_port
         cls._CHECKERS = MappingProxyType(checkers)
@@ -299,6 +343,23 @@ class BackendOptionsBase(BaseModel):
                 detail = f"unknown {self.BACKEND_TYPE} option (value {describe(value)})"
                 raise invalid(key, detail, value)
         return self._build(values, extras)
+
+    @classmethod
+    def field_for(cls, name: str) -> str | None:
+        """The field that ``name`` sets, in any of its spellings, or ``None``.
+
+        ``ctx_size``, ``ctx-size``, ``--ctx-size``, ``c`` and ``-c`` all give ``ctx_size``;
+        so do the flag spellings of ``FLAG_OVERRIDES`` (``--fim-qwen-1.5b-default``).
+        """
+        key = name.lstrip("-").replace("-", "_")
+        if key in cls.FIELD_KINDS:
+            return key
+        if key in cls.ALIASES:
+            return cls.ALIASES[key]
+        for field, flag in cls.FLAG_OVERRIDES.items():
+            if flag.lstrip("-").replace("-", "_") == key:
+                return field
+        return None
 
     @classmethod
     def flag_name(cls, field: str) -> str:

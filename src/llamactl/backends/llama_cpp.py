@@ -41,11 +41,15 @@ LLAMA_CPP_ALIASES = MappingProxyType(
         "np": "parallel",
         "dev": "device",
         "ot": "override_tensor",
+        "cmoe": "cpu_moe",
+        "ncmoe": "n_cpu_moe",
         "ngl": "gpu_layers",
         "n_gpu_layers": "gpu_layers",
         "sm": "split_mode",
         "ts": "tensor_split",
         "mg": "main_gpu",
+        "fitt": "fit_target",
+        "fitc": "fit_ctx",
         "m": "model",
         "mu": "model_url",
         "hf": "hf_repo",
@@ -71,6 +75,7 @@ LLAMA_CPP_ALIASES = MappingProxyType(
         "nocb": "no_cont_batching",
         "mm": "mmproj",
         "mmu": "mmproj_url",
+        "rea": "reasoning",
         "a": "alias",
         "embeddings": "embedding",
         "rerank": "reranking",
@@ -83,6 +88,12 @@ LLAMA_CPP_ALIASES = MappingProxyType(
         "devd": "device_draft",
         "ngld": "gpu_layers_draft",
         "n_gpu_layers_draft": "gpu_layers_draft",
+        "spec_draft_ngl": "gpu_layers_draft",
+        "cmoed": "cpu_moe_draft",
+        "spec_draft_cpu_moe": "cpu_moe_draft",
+        "ncmoed": "n_cpu_moe_draft",
+        "spec_draft_ncmoe": "n_cpu_moe_draft",
+        "spec_draft_n_cpu_moe": "n_cpu_moe_draft",
         "md": "model_draft",
         "ctkd": "cache_type_k_draft",
         "ctvd": "cache_type_v_draft",
@@ -108,8 +119,19 @@ class LlamaCppOptions(BackendOptionsBase):
             "logit_bias",
         }
     )
-    # llama-server takes on|off|auto here; older records stored a boolean.
-    SWITCHES: ClassVar[frozenset[str]] = frozenset({"flash_attn", "log_colors"})
+    # llama-server takes these words here; older records stored a boolean.
+    SWITCHES: ClassVar[Mapping[str, tuple[str, ...]]] = MappingProxyType(
+        {
+            "flash_attn": ("on", "off", "auto"),
+            "fit": ("on", "off"),
+            "log_colors": ("on", "off", "auto"),
+            "reasoning": ("on", "off", "auto"),
+        }
+    )
+    # Layer counts that also take "auto" (llama-server's default) or "all".
+    INT_WORDS: ClassVar[Mapping[str, tuple[str, ...]]] = MappingProxyType(
+        {"gpu_layers": ("auto", "all"), "gpu_layers_draft": ("auto", "all")}
+    )
     FLAG_OVERRIDES: ClassVar[Mapping[str, str]] = MappingProxyType(
         {"fim_qwen_1_5b_default": "--fim-qwen-1.5b-default"}
     )
@@ -159,10 +181,15 @@ class LlamaCppOptions(BackendOptionsBase):
     numa: str | None = None
     device: str | None = None
     override_tensor: list[str] | None = None
-    gpu_layers: int | None = None
+    cpu_moe: bool | None = None
+    n_cpu_moe: int | None = None
+    gpu_layers: int | str | None = None
     split_mode: str | None = None
     tensor_split: str | None = None
     main_gpu: int | None = None
+    fit: str | None = None
+    fit_target: str | None = None
+    fit_ctx: int | None = None
     check_tensors: bool | None = None
     override_kv: list[str] | None = None
     lora: list[str] | None = None
@@ -252,6 +279,7 @@ class LlamaCppOptions(BackendOptionsBase):
     slot_save_path: str | None = None
     jinja: bool | None = None
     reasoning_format: str | None = None
+    reasoning: str | None = None
     reasoning_budget: int | None = None
     chat_template: str | None = None
     chat_template_file: str | None = None
@@ -263,7 +291,9 @@ class LlamaCppOptions(BackendOptionsBase):
     draft_p_min: float | None = None
     ctx_size_draft: int | None = None
     device_draft: str | None = None
-    gpu_layers_draft: int | None = None
+    gpu_layers_draft: int | str | None = None
+    cpu_moe_draft: bool | None = None
+    n_cpu_moe_draft: int | None = None
     model_draft: str | None = None
     cache_type_k_draft: str | None = None
     cache_type_v_draft: str | None = None

@@ -19,7 +19,13 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Generic, TypeVar
 
-from llamactl.backends.base import EXTRA_ARGS, BackendOptionsBase, BackendType, FieldKind
+from llamactl.backends.base import (
+    EXTRA_ARGS,
+    BackendOptionsBase,
+    BackendType,
+    FieldKind,
+    accepted_forms,
+)
 from llamactl.backends.registry import BackendOptions, options_class
 from llamactl.backends.values import describe, invalid
 from llamactl.errors import CommandParseError, InvalidOptions
@@ -37,7 +43,6 @@ _PYTHON = re.compile(r"python(3(\.\d+)?)?(\.exe)?", re.IGNORECASE)
 _ENV_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 _NEGATIVE_NUMBER = re.compile(r"-([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
 _INTEGER = re.compile(r"[-+]?[0-9]+")
-_SWITCH_VALUES = frozenset({"on", "off", "auto"})
 _BOOLEANS: Mapping[str, bool] = MappingProxyType({"true": True, "false": False})
 
 _Options = TypeVar("_Options", bound=BackendOptionsBase)
@@ -204,25 +209,18 @@ class _Parser(Generic[_Options]):
         self.spelled[field] = flag.text
         kind = self.cls.FIELD_KINDS[field]
         if field in self.cls.SWITCHES:
-            self.values[field] = self._switch(flag)
+            self.values[field] = self._switch(flag, self.cls.SWITCHES[field])
         elif kind is FieldKind.BOOL:
             self.values[field] = self._bool(flag)
         elif kind is FieldKind.LIST:
             self.values[field] = self._list(field, flag)
         else:
-            self.values[field] = _convert(flag, field, kind, self._value(flag))
+            words = self.cls.INT_WORDS.get(field, ())
+            self.values[field] = _convert(flag, field, kind, self._value(flag), words)
 
     def _field_of(self, name: str) -> str | None:
         """The field a flag name sets: its key, an alias or a spelling override."""
-        key = name.replace("-", "_")
-        if key in self.cls.FIELD_KINDS:
-            return key
-        if key in self.cls.ALIASES:
-            return self.cls.ALIASES[key]
-        for field, flag in self.cls.FLAG_OVERRIDES.items():
-            if flag.lstrip("-").replace("-", "_") == key:
-                return field
-        return None
+        return self.cls.field_for(name)
 
     def _value(self, flag: _Flag) -> str:
         """The value of a flag that needs one: after ``=``, else the next word."""
@@ -249,15 +247,19 @@ class _Parser(Generic[_Options]):
             )
         return value
 
-    def _switch(self, flag: _Flag) -> str | bool:
+    def _switch(self, flag: _Flag, words: tuple[str, ...]) -> str | bool:
         """``-fa`` alone is ``on``; ``-fa on|off|auto`` and ``-fa=VALUE`` give the value."""
         if flag.inline is not None:
             value = self._value(flag)
             return _BOOLEANS.get(value.lower(), value)
         following = self._peek_value()
-        if following in _SWITCH_VALUES:
+        if following in words:
             self.index += 1
             return following
+        if following is not None and self.cls.BACKEND_TYPE is not BackendType.VLLM:
+            # No positional argument is valid here, so this word was meant as the value.
+            detail = f"expected {accepted_forms(words)}, got {describe(following)}"
+            raise invalid(flag.text, detail, following)
         return "on"
 
     def _list(self, field: str, flag: _Flag) -> list[str]:
@@ -317,13 +319,21 @@ class _Parser(Generic[_Options]):
 _MAX_DIGITS = 40  # no option of any backend needs more; Python refuses past 4300
 
 
-def _convert(flag: _Flag, field: str, kind: FieldKind, text: str) -> object:
-    """``text`` as the field's type; a bad value raises ``InvalidOptions`` naming the flag."""
+def _convert(
+    flag: _Flag, field: str, kind: FieldKind, text: str, words: tuple[str, ...] = ()
+) -> object:
+    """``text`` as the field's type; a bad value raises ``InvalidOptions`` naming the flag.
+
+    ``words`` are what an integer field takes besides numbers (``-ngl auto``).
+    """
     if kind is FieldKind.INT:
         if _INTEGER.fullmatch(text) and len(text) <= _MAX_DIGITS:
             return int(text)
+        if text in words:
+            return text
+        what = accepted_forms(words, integer=True) if words else "an integer"
         raise InvalidOptions(
-            f"{flag.text}: expected an integer, got {describe(text)}", field=field, value=text
+            f"{flag.text}: expected {what}, got {describe(text)}", field=field, value=text
         )
     if kind is FieldKind.FLOAT:
         try:

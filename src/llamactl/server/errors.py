@@ -6,7 +6,8 @@ are looked up by exception class: ``LlamactlError`` carries its own code and sta
 FastAPI's request validation becomes 400 ``invalid_request``, Starlette's ``HTTPException``
 (unknown route, wrong method) keeps its status and headers, and anything else is a 500
 ``internal_error`` whose traceback is logged and never sent. This module raises nothing
-and knows no route.
+and knows one thing of the routes: the shape of an instance's path, so that a name with a
+``/`` (which matches no route) is answered with the naming rule rather than a 404.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.responses import Response
 
-from llamactl.errors import LlamactlError
+from llamactl.errors import InvalidInstanceName, LlamactlError
+from llamactl.instance import NAME_RULE
 
 __all__ = [
     "error_response",
@@ -93,9 +95,33 @@ def validation_message(errors: Sequence[object]) -> str:
     return "; ".join(sentences) or "invalid request"
 
 
+# An instance's routes are .../instances/{name} and .../instances/{name}/{action}; the
+# path arrives percent-decoded, so a name sent as a%2Fb is also two segments here.
+_INSTANCES = "/api/v1/instances/"
+_ACTIONS = ("/logs/follow", "/start", "/stop", "/restart", "/logs")
+
+
+def _name_with_slash(request: Request) -> str | None:
+    """The instance name in an unmatched instance path, if it holds a ``/``."""
+    path = request.url.path
+    _, found, rest = path.partition(_INSTANCES)
+    if not found:
+        return None
+    name = rest.removesuffix("/")
+    for action in _ACTIONS:
+        if name.endswith(action) and "/" in name.removesuffix(action):
+            name = name.removesuffix(action)
+            break
+    return name if "/" in name else None
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     status = exc.status_code
+    name = _name_with_slash(request) if status == 404 else None
+    if name is not None:
+        message = f"Invalid instance name {name!r}: it cannot contain '/'; {NAME_RULE}."
+        return error_response(400, InvalidInstanceName.code, message)
     if status in {204, 304}:
         return Response(status_code=status, headers=exc.headers)
     phrase = _phrase(status)

@@ -9,6 +9,7 @@ runs the HTTP server between the two; SIGHUP reloads the configuration meanwhile
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import signal
@@ -33,6 +34,7 @@ __all__ = [
     "Services",
     "create_directories",
     "import_legacy",
+    "listen",
     "open_database",
     "serve",
     "start_services",
@@ -155,7 +157,12 @@ def serve(config: AppConfig, load: Callable[[], AppConfig] | None = None) -> Non
     if _HANGUP is not None:
         signal.signal(_HANGUP, signal.SIG_IGN)  # until the server can reload
     apply_log_level(config)
-    services = start_services(config)
+    listener = listen(config.server.host, config.server.port)
+    try:
+        services = start_services(config)
+    except BaseException:
+        listener.close()
+        raise
     try:
         app = create_app(services)
         reloader = Reloader(
@@ -177,9 +184,56 @@ def serve(config: AppConfig, load: Callable[[], AppConfig] | None = None) -> Non
             on_reload=reloader.reload,
         )
         _ignore_signals_after_shutdown()
-        server.run()
+        logger.info("listening on %s (press Ctrl-C to stop)", _address(listener))
+        server.run(sockets=[listener])
     finally:
         stop_services(services)
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` for uvicorn, as uvicorn would bind it.
+
+    Bound here rather than by uvicorn so that a port already in use is reported as a
+    ``ConfigError`` that says which port and how to choose another, before anything starts.
+    Not inheritable: a backend left running after a crash must not hold llamactl's port.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family=family)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise _listen_error(host, port, exc) from exc
+    return sock
+
+
+def _address(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _listen_error(host: str, port: int, exc: OSError) -> ConfigError:
+    if exc.errno == errno.EADDRINUSE:
+        return ConfigError(
+            f"server.port: port {port} on {host} is already in use (another llamactl?):"
+            " start with --port N or set LLAMACTL_PORT (or server.port in the configuration)",
+            key="server.port",
+            value=port,
+        )
+    if exc.errno == errno.EACCES:
+        return ConfigError(
+            f"server.port: not allowed to listen on port {port}: choose a port above 1023"
+            " with --port N or LLAMACTL_PORT",
+            key="server.port",
+            value=port,
+        )
+    return ConfigError(
+        f"server.host: cannot listen on {host} port {port}: {exc.strerror or exc}"
+        " (set --host or LLAMACTL_HOST)",
+        key="server.host",
+        value=host,
+    )
 
 
 class _Server(uvicorn.Server):
