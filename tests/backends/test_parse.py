@@ -690,6 +690,8 @@ def sample(backend: BackendType, name: str, kind: FieldKind, rng: random.Random)
         return rng.randint(1, 65535)
     if name in cls.SWITCHES:
         return rng.choice(["on", "off", "auto"])
+    if name in cls.COUNTS:
+        return rng.choice([0, 1, 99, 2**40])
     match kind:
         case FieldKind.BOOL:
             return rng.choice([True, False])

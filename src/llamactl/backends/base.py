@@ -113,6 +113,14 @@ def _check_switch(label: str, value: object) -> str | None:
     return text
 
 
+def _check_count(label: str, value: object) -> int:
+    """An integer that counts something (a size, tokens, workers): never negative."""
+    number = check_int(label, value)
+    if number < 0:
+        raise expected(label, "an integer >= 0", value)
+    return number
+
+
 _KIND_CHECKERS: Mapping[FieldKind, Checker] = MappingProxyType(
     {
         FieldKind.BOOL: check_bool,
@@ -136,6 +144,7 @@ class BackendOptionsBase(BaseModel):
     - ``VARIADIC``: list fields given as one flag followed by every value;
       any other list field is one flag with the values joined by commas;
     - ``SWITCHES``: string fields (``on|off|auto``) that also accept a legacy boolean;
+    - ``COUNTS``: integer fields that count something (sizes, tokens, workers): >= 0;
     - ``FLAG_OVERRIDES``: flags whose spelling is not ``--`` + key with ``_`` → ``-``.
 
     Instances are frozen; ``replace`` returns a validated copy. Treat the lists and the
@@ -151,6 +160,7 @@ class BackendOptionsBase(BaseModel):
     MULTI_VALUED: ClassVar[frozenset[str]] = frozenset()
     VARIADIC: ClassVar[frozenset[str]] = frozenset()
     SWITCHES: ClassVar[frozenset[str]] = frozenset()
+    COUNTS: ClassVar[frozenset[str]] = frozenset()
     FLAG_OVERRIDES: ClassVar[Mapping[str, str]] = MappingProxyType({})
     # The check of each field, looked up once per value rather than dispatched by kind.
     _CHECKERS: ClassVar[Mapping[str, Checker]] = MappingProxyType({})
@@ -171,6 +181,7 @@ class BackendOptionsBase(BaseModel):
         cls.FIELD_KINDS = MappingProxyType(kinds)
         checkers = {name: _KIND_CHECKERS[kind] for name, kind in kinds.items()}
         checkers.update({name: _check_switch for name in cls.SWITCHES})
+        checkers.update({name: _check_count for name in cls.COUNTS})
         if "port" in checkers:
             checkers["port"] = cls._check_port
         cls._CHECKERS = MappingProxyType(checkers)

@@ -110,6 +110,10 @@ class LlamaCppOptions(BackendOptionsBase):
     )
     # llama-server takes on|off|auto here; older records stored a boolean.
     SWITCHES: ClassVar[frozenset[str]] = frozenset({"flash_attn", "log_colors"})
+    # Sizes whose help text has no negative value (0 means "from the model" or "off").
+    COUNTS: ClassVar[frozenset[str]] = frozenset(
+        {"ctx_size", "ctx_size_draft", "batch_size", "ubatch_size", "draft_max", "draft_min"}
+    )
     FLAG_OVERRIDES: ClassVar[Mapping[str, str]] = MappingProxyType(
         {"fim_qwen_1_5b_default": "--fim-qwen-1.5b-default"}
     )
