@@ -98,6 +98,8 @@ class InstanceManager:
         """Read every stored instance and reserve its port (no process is started)."""
         self._instances = {inst.name: inst for inst in self._db.load_all()}
         for inst in self._instances.values():
+            if inst.failure is not None:  # the reason of a failure before a restart
+                self._runtime(inst.name).failure = inst.failure
             port = inst.options.backend_options.port
             if port is not None and self._ports.owner(port) is None:
                 self._ports.reserve(inst.name, port)
@@ -466,9 +468,8 @@ class InstanceManager:
             runtime.restart_task = None
         process = runtime.process
         if process is None:
-            if self._require(name).status is not Status.STOPPED:
-                self._set_status(name, Status.STOPPED)
             runtime.failure = None
+            self._set_status(name, Status.STOPPED)
             return
         runtime.stopping = True
         self._set_status(name, Status.SHUTTING_DOWN)
@@ -477,8 +478,8 @@ class InstanceManager:
         await runtime.wait_for(lambda: runtime.forwarded == 0, self._timings.drain_timeout)
         await process.stop(self._timings.stop_timeout)
         await runtime.wait_for(lambda: runtime.process is None, 5.0)
-        self._set_status(name, Status.STOPPED)
         runtime.failure = None
+        self._set_status(name, Status.STOPPED)
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -539,14 +540,19 @@ class InstanceManager:
         return runtime
 
     def _set_status(self, name: str, status: Status) -> None:
+        """Persist ``status`` with the runtime's failure (so that it survives a restart)."""
         inst = self._require(name)
+        runtime = self._runtime(name)
         if status is not Status.RUNNING:
-            self._runtime(name).held = False  # a hold ends when the instance stops running
-        if inst.status is not status:
-            self._persist(inst.with_status(status))
+            runtime.held = False  # a hold ends when the instance stops running
+        changed = inst.status is not status
+        if changed or inst.failure != runtime.failure:
+            moved = inst.with_status(status) if changed else inst
+            self._persist(moved.with_failure(runtime.failure))
+        if changed:
             self.publish_status(name)
         else:
-            self._runtime(name).notify()
+            runtime.notify()
 
     def _persist(self, inst: Instance) -> None:
         self._db.save(inst)
