@@ -8,6 +8,7 @@ Waits are Playwright's own (``expect``), never sleeps.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -25,7 +26,7 @@ OFFLINE_TIMEOUT = 15_000  # ms: the list is polled every 2 s
 
 
 def test_a_stopped_server_greys_out_the_list_and_the_page_recovers(
-    page: Page, restartable: RestartableServer
+    page: Page, restartable: RestartableServer, screenshots: Path
 ) -> None:
     created = restartable.api(
         "POST",
@@ -49,6 +50,7 @@ def test_a_stopped_server_greys_out_the_list_and_the_page_recovers(
     assert greyed == "grayscale(1) none"
     expect(page.locator("#list-updated")).to_contain_text("Not updated since")
     expect(row(page, "survivor")).to_be_visible()  # the last known list stays, greyed
+    page.screenshot(path=screenshots / "server-unreachable.png")
 
     restartable.start()
     expect(banner).to_be_hidden(timeout=OFFLINE_TIMEOUT)
@@ -60,7 +62,7 @@ def test_a_stopped_server_greys_out_the_list_and_the_page_recovers(
 
 
 def test_the_failure_and_its_last_output_are_shown_after_a_restart(
-    page: Page, restartable: RestartableServer
+    page: Page, restartable: RestartableServer, screenshots: Path
 ) -> None:
     created = restartable.api(
         "POST",
@@ -90,6 +92,7 @@ def test_the_failure_and_its_last_output_are_shown_after_a_restart(
     crashes.locator(".act-output").click()
     expect(output).to_contain_text(error_line)
     expect(crashes.locator(".act-output")).to_have_attribute("aria-expanded", "true")
+    page.screenshot(path=screenshots / "failure-output.png")
     # the detail row stays open and in place across refreshes of the list
     expect(page.locator("#list-updated")).not_to_have_text(
         page.locator("#list-updated").inner_text(), timeout=OFFLINE_TIMEOUT
