@@ -786,3 +786,9 @@ def test_an_integer_too_long_for_any_option_is_refused() -> None:
     with pytest.raises(InvalidOptions, match=r"^-c: expected an integer") as caught:
         parse_command(LLAMA, f"llama-server -c {huge}")
     assert caught.value.field == "ctx_size"
+
+
+def test_a_negative_context_size_on_the_command_line_is_refused_by_its_flag() -> None:
+    with pytest.raises(InvalidOptions, match=r"^-c: expected an integer >= 0, got -5$") as caught:
+        parse_command(LLAMA, "llama-server -m x.gguf -c -5")
+    assert caught.value.field == "ctx_size"
