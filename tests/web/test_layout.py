@@ -154,6 +154,10 @@ def test_every_action_and_the_header_are_reachable(
         expect(inst).to_have_count(0)
         expect(page.locator("#toasts")).to_contain_text(f"Deleted {name}.")
 
+        page.locator('#nav a[data-view="system"]').click()
+        expect(page.locator("#sys-config")).to_contain_text('"default_max_restarts"')
+        assert_no_horizontal_overflow(page)
+
         theme = page.evaluate("document.documentElement.dataset.theme")
         page.locator("#theme-toggle").click()
         assert page.evaluate("document.documentElement.dataset.theme") != theme
