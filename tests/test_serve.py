@@ -99,7 +99,13 @@ def test_default_server_creates_the_database_and_answers(
     database = data_dir / "llamactl.db"
     assert database.is_file()
     with sqlite3.connect(database) as connection:
-        assert describe_table(connection, "instances").columns == spec_schema().columns
+        columns = describe_table(connection, "instances").columns
+        spec = spec_schema().columns
+        assert columns[: len(spec)] == spec  # then the failure columns of migration 0003
+        assert [column.name for column in columns[len(spec) :]] == [
+            "failure_reason",
+            "failure_output",
+        ]
     connection.close()
     assert (data_dir / "instances").is_dir() and (data_dir / "logs").is_dir()
     output = stop(process)

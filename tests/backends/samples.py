@@ -41,6 +41,8 @@ def field_value(
         return rng.choice([0, 99, *cls.INT_WORDS[name]]) if rng else cls.INT_WORDS[name][0]
     if name == "port":
         return rng.randint(1, 65535) if rng else 8123
+    if name in cls.COUNTS:
+        return rng.choice([0, 1, 99, 2**40]) if rng else 7
     return sample_value(cls.FIELD_KINDS[name], rng)
 
 

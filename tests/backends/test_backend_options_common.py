@@ -421,3 +421,31 @@ def test_subclasses_share_the_base() -> None:
     for cls in OPTIONS_CLASSES.values():
         assert issubclass(cls, BackendOptionsBase)
         assert {"model", "host", "port"} <= set(cls.FIELD_ORDER)
+
+
+@pytest.mark.parametrize(
+    ("backend", "key", "field"),
+    [
+        ("llama_cpp", "ctx_size", "ctx_size"),
+        ("llama_cpp", "c", "c"),  # an alias is checked as its field, and named as typed
+        ("llama_cpp", "batch_size", "batch_size"),
+        ("vllm", "tensor_parallel_size", "tensor_parallel_size"),
+        ("mlx_lm", "max_tokens", "max_tokens"),
+    ],
+)
+def test_a_negative_count_is_refused_naming_the_key(backend: str, key: str, field: str) -> None:
+    with pytest.raises(InvalidOptions) as caught:
+        parse_backend_options(backend, {key: -5})
+    assert caught.value.message == f"{field}: expected an integer >= 0, got -5"
+    assert (caught.value.field, caught.value.value) == (field, -5)
+
+
+def test_zero_counts_and_negative_non_counts_are_kept() -> None:
+    """0 is "from the model" for ctx_size; -1 means something for seed and gpu layers."""
+    options = parse_backend_options("llama_cpp", {"ctx_size": 0, "seed": -1, "threads": -1})
+    assert options.to_json() == {"ctx_size": 0, "seed": -1, "threads": -1}
+    with pytest.raises(InvalidOptions, match=r"^ctx_size: expected an integer >= 0, got -1$"):
+        LlamaCppOptions().replace(ctx_size=-1)
+    assert set(LlamaCppOptions.FIELD_KINDS) >= LlamaCppOptions.COUNTS
+    assert set(VllmOptions.FIELD_KINDS) >= VllmOptions.COUNTS
+    assert set(MlxLmOptions.FIELD_KINDS) >= MlxLmOptions.COUNTS

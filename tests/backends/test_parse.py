@@ -692,6 +692,8 @@ def sample(backend: BackendType, name: str, kind: FieldKind, rng: random.Random)
         return rng.choice(cls.SWITCHES[name])
     if name in cls.INT_WORDS:
         return rng.choice([0, -1, 99, *cls.INT_WORDS[name]])
+    if name in cls.COUNTS:
+        return rng.choice([0, 1, 99, 2**40])
     match kind:
         case FieldKind.BOOL:
             return rng.choice([True, False])
@@ -785,4 +787,10 @@ def test_an_integer_too_long_for_any_option_is_refused() -> None:
     huge = "9" * 5000
     with pytest.raises(InvalidOptions, match=r"^-c: expected an integer") as caught:
         parse_command(LLAMA, f"llama-server -c {huge}")
+    assert caught.value.field == "ctx_size"
+
+
+def test_a_negative_context_size_on_the_command_line_is_refused_by_its_flag() -> None:
+    with pytest.raises(InvalidOptions, match=r"^-c: expected an integer >= 0, got -5$") as caught:
+        parse_command(LLAMA, "llama-server -m x.gguf -c -5")
     assert caught.value.field == "ctx_size"

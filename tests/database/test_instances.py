@@ -375,3 +375,55 @@ def test_column_defaults_match_the_schema(memory_db: database.DB) -> None:
             )
         }
     assert {name: int(declared[name]) for name in COLUMN_DEFAULTS} == COLUMN_DEFAULTS
+
+
+def test_the_last_failure_survives_a_reopen_and_is_cleared_by_a_save_without_one(
+    db_path: Path, clock: FakeClock
+) -> None:
+    from llamactl.instance import Failure
+
+    failure = Failure("exited with status 1", ("loading model", "error: out of memory", ""))
+    db = database.open(DatabaseSettings(path=str(db_path)), clock=clock)
+    try:
+        database.run_migrations(db)
+        db.save(make("broken", status=Status.FAILED).with_failure(failure))
+        db.save(make("reasonless", status=Status.FAILED).with_failure(Failure("no output")))
+        db.save(make("fine"))
+    finally:
+        db.close()
+    connection = sqlite3.connect(db_path)
+    try:
+        stored = connection.execute(
+            "SELECT name, failure_reason, failure_output FROM instances ORDER BY name"
+        ).fetchall()
+    finally:
+        connection.close()
+    assert stored == [
+        ("broken", "exited with status 1", '["loading model", "error: out of memory", ""]'),
+        ("fine", None, None),
+        ("reasonless", "no output", None),
+    ]
+
+    db = database.open(DatabaseSettings(path=str(db_path)), clock=clock)
+    try:
+        loaded = {inst.name: inst for inst in db.load_all()}
+        assert loaded["broken"].failure == failure
+        assert loaded["broken"].status is Status.FAILED
+        assert loaded["reasonless"].failure == Failure("no output")
+        assert loaded["fine"].failure is None
+        db.save(loaded["broken"].with_status(Status.RUNNING).with_failure(None))
+        assert db.get_by_name("broken").failure is None
+    finally:
+        db.close()
+
+
+def test_a_stored_failure_output_that_is_not_a_list_is_a_database_error(
+    file_db: database.DB, db_path: Path
+) -> None:
+    file_db.save(make("odd"))
+    connection = sqlite3.connect(db_path)
+    with connection:
+        connection.execute("UPDATE instances SET failure_reason = 'x', failure_output = '{}'")
+    connection.close()
+    with pytest.raises(DatabaseError, match=r"stored instance 'odd' is invalid: failure_output"):
+        file_db.load_all()

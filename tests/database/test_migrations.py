@@ -12,9 +12,14 @@ from llamactl import database
 from llamactl.database import DatabaseSettings
 from llamactl.errors import MigrationError, NotALlamactlDatabase
 
-from .schema import SPEC_DDL, describe_table, spec_schema, user_tables
+from .schema import SPEC_DDL, Column, describe_table, spec_schema, user_tables
 
 SPEC_DOCUMENT = Path(__file__).parents[3] / "shared" / "spec" / "sqlite-persistence.md"
+# What migration 0003 adds after the spec's columns: nullable, no default.
+FAILURE_COLUMNS = (
+    Column("failure_reason", "TEXT", False, None, False),
+    Column("failure_output", "TEXT", False, None, False),
+)
 
 
 def open_file_db(path: Path) -> database.DB:
@@ -78,7 +83,9 @@ def test_upgrade_creates_exactly_the_spec_schema(tmp_path: Path) -> None:
     finally:
         connection.close()
     expected = spec_schema()
-    assert built.columns == expected.columns
+    spec_count = len(expected.columns)
+    assert built.columns[:spec_count] == expected.columns
+    assert built.columns[spec_count:] == FAILURE_COLUMNS
     assert built.checks == expected.checks
     assert built.indexes == expected.indexes
     assert built.autoincrement and expected.autoincrement
@@ -118,7 +125,8 @@ def test_downgrade_to_base_then_upgrade_again(tmp_path: Path) -> None:
     migrated(path)
     connection = sqlite3.connect(path)
     try:
-        assert describe_table(connection, "instances").columns == spec_schema().columns
+        columns = describe_table(connection, "instances").columns
+        assert columns == spec_schema().columns + FAILURE_COLUMNS
     finally:
         connection.close()
 
@@ -137,7 +145,7 @@ def test_current_and_head_revision(tmp_path: Path) -> None:
     try:
         assert database.current_revision(db) is None
         database.run_migrations(db)
-        assert database.current_revision(db) == database.head_revision() == "0002"
+        assert database.current_revision(db) == database.head_revision() == "0003"
     finally:
         db.close()
 
@@ -230,12 +238,13 @@ def test_downgrade_to_0001_keeps_the_instances(tmp_path: Path) -> None:
     try:
         database.downgrade(db, "0001")
         assert database.current_revision(db) == "0001"
-        assert [inst.name for inst in db.load_all()] == ["kept"]
     finally:
         db.close()
     connection = sqlite3.connect(path)
     try:
         assert user_tables(connection) == {"instances", "alembic_version"}
+        assert connection.execute("SELECT name FROM instances").fetchall() == [("kept",)]
+        assert describe_table(connection, "instances") == spec_schema()
     finally:
         connection.close()
 
@@ -255,3 +264,53 @@ def test_process_records_go_with_their_instance(tmp_path: Path) -> None:
         assert db.recorded_processes() == []
     finally:
         db.close()
+
+
+def test_upgrade_from_0002_keeps_the_rows_and_adds_empty_failures(tmp_path: Path) -> None:
+    path = tmp_path / "llamactl.db"
+    db = open_file_db(path)
+    try:
+        database.upgrade(db, "0002")
+        assert database.current_revision(db) == "0002"
+    finally:
+        db.close()
+    insert_raw_row(path, "older")
+    migrated(path)
+    connection = sqlite3.connect(path)
+    try:
+        (row,) = connection.execute(
+            "SELECT name, status, failure_reason, failure_output FROM instances"
+        ).fetchall()
+        table = describe_table(connection, "instances")
+    finally:
+        connection.close()
+    assert row == ("older", "stopped", None, None)
+    expected = spec_schema()
+    assert (table.checks, table.indexes) == (expected.checks, expected.indexes)
+    db = open_file_db(path)
+    try:
+        (inst,) = db.load_all()
+    finally:
+        db.close()
+    assert (inst.name, inst.failure) == ("older", None)
+
+
+def test_downgrade_to_0002_drops_only_the_failure_columns(tmp_path: Path) -> None:
+    path = tmp_path / "llamactl.db"
+    migrated(path)
+    insert_raw_row(path, "kept")
+    with sqlite3.connect(path) as connection:
+        connection.execute("UPDATE instances SET failure_reason = 'exited with status 1'")
+    connection.close()
+    db = open_file_db(path)
+    try:
+        database.downgrade(db, "0002")
+        assert database.current_revision(db) == "0002"
+    finally:
+        db.close()
+    connection = sqlite3.connect(path)
+    try:
+        assert describe_table(connection, "instances") == spec_schema()
+        assert connection.execute("SELECT name FROM instances").fetchall() == [("kept",)]
+    finally:
+        connection.close()

@@ -505,3 +505,67 @@ async def test_instances_beyond_the_port_range_load_and_get_a_port_when_one_free
         await manager.wait_ready("c", timeout=10)
     finally:
         await manager.shutdown()
+
+
+async def test_the_failure_reason_survives_a_restart_of_the_manager(
+    tmp_path: Path, db_path: Path, clock: FakeClock
+) -> None:
+    """Status ``failed`` with its reason and last lines after a restart; cleared by a start."""
+
+    def stored_failure() -> tuple[str | None, list[str] | None]:
+        import sqlite3
+
+        connection = sqlite3.connect(db_path)
+        try:
+            reason, output = connection.execute(
+                "SELECT failure_reason, failure_output FROM instances WHERE name = 'dies'"
+            ).fetchone()
+        finally:
+            connection.close()
+        return reason, json.loads(output) if output else None
+
+    config = fake_config(tmp_path)
+    first_db = database.open(database.DatabaseSettings(path=str(db_path)))
+    database.run_migrations(first_db)
+    first = InstanceManager(config, first_db, clock=clock, timings=FAST)
+    first.load()
+    try:
+        await first.create("dies", fake_options(environment={"FAKE_LLAMA_EXIT_AT_START": "4"}))
+        await first.start("dies")
+        await until(first, "dies", status_is(Status.FAILED))
+        before = first.info("dies").failure
+        assert before is not None and before.reason == "exited with code 4"
+        assert before.last_lines
+    finally:
+        await first.shutdown()
+        first_db.close()
+    assert stored_failure() == ("exited with code 4", list(before.last_lines))
+
+    second_db = database.open(database.DatabaseSettings(path=str(db_path)))
+    database.run_migrations(second_db)
+    second = InstanceManager(config, second_db, clock=clock, timings=FAST)
+    try:
+        await second.boot()
+        assert second.get("dies").status is Status.FAILED
+        assert second.info("dies").failure == before
+
+        # a start that gets the process up clears it, in memory and on disk
+        await second.update("dies", fake_options())
+        await second.start("dies")
+        await second.wait_ready("dies", timeout=10)
+        assert second.info("dies").failure is None
+        await second.flush()  # status changes are written behind memory
+        assert stored_failure() == (None, None)
+
+        # and a stop after a failure clears it too
+        await second.update("dies", fake_options(environment={"FAKE_LLAMA_EXIT_AT_START": "4"}))
+        await second.restart("dies")
+        await until(second, "dies", status_is(Status.FAILED))
+        await second.flush()
+        assert stored_failure()[0] == "exited with code 4"
+        await second.stop("dies")
+        await second.flush()
+        assert stored_failure() == (None, None)
+    finally:
+        await second.shutdown()
+        second_db.close()

@@ -9,6 +9,7 @@ browser tests are skipped. Screenshots go to a temporary folder, or to
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -55,20 +56,68 @@ class Server:
         )
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    home = tmp_path_factory.mktemp("web-home")
-    port = free_port()
-    env = environment(
+# The backend ports of this session, below the OS's ephemeral range and apart from those
+# of the manager tests (20000-29999), so that sessions running side by side do not take
+# each other's ports: the shared server gets the first half, restartable ones the second.
+SESSION_PORTS = 10000 + (os.getpid() % 100) * 100
+
+
+def server_environment(home: Path, port: int, first_backend_port: int) -> dict[str, str]:
+    last = first_backend_port + 49
+    return environment(
         home,
         LLAMACTL_PORT=str(port),
+        LLAMACTL_INSTANCE_PORT_RANGE=f"{first_backend_port}-{last}",
         LLAMACTL_MANAGEMENT_KEYS=KEY,
         LLAMACTL_DATA_DIRECTORY=str(home / "data"),
         LLAMACTL_LLAMACPP_COMMAND=sys.executable,
         LLAMACTL_LLAMACPP_ARGS=str(FAKE_SERVER),
         FAKE_LLAMA_LOAD_SECONDS="1",
     )
-    process = start(home, env)
+
+
+class RestartableServer:
+    """A llamactl of one test's own, which the test may stop and start again (same port,
+    same data), as a user does with the dashboard still open."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.process: subprocess.Popen[str] | None = None
+
+    def api(self, method: str, path: str, **kwargs: object) -> httpx.Response:
+        return Server(self.url).api(method, path, **kwargs)
+
+    def start(self) -> None:
+        assert self.process is None, "already running"
+        env = server_environment(self.home, self.port, SESSION_PORTS + 50)
+        self.process = start(self.home, env)
+        wait_healthy(self.process, f"{self.url}healthz")
+
+    def stop(self) -> str:
+        """SIGTERM (a graceful stop: backends are stopped, rows keep their status)."""
+        assert self.process is not None, "not running"
+        process, self.process = self.process, None
+        return stop(process)
+
+
+@pytest.fixture
+def restartable(tmp_path: Path) -> Iterator[RestartableServer]:
+    own = RestartableServer(tmp_path)
+    own.start()
+    try:
+        yield own
+    finally:
+        if own.process is not None:
+            own.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    home = tmp_path_factory.mktemp("web-home")
+    port = free_port()
+    process = start(home, server_environment(home, port, SESSION_PORTS))
     url = f"http://127.0.0.1:{port}/"
     try:
         wait_healthy(process, f"{url}healthz")

@@ -88,6 +88,7 @@ def test_create_from_a_command_line_start_watch_logs_stop_and_delete(
     page.click("#form-submit")
 
     expect(page.locator("#view-instances")).to_be_visible()
+    expect(page.locator("#toasts")).to_contain_text("Created fake.")
     fake = row(page, "fake")
     expect(fake.locator(".col-status")).to_have_text("stopped")
     expect(fake.locator(".col-backend")).to_have_text("llama.cpp")
@@ -103,11 +104,11 @@ def test_create_from_a_command_line_start_watch_logs_stop_and_delete(
     expect(fake.locator(".col-last")).to_have_text(re.compile(r"^\d+ s ago$"))
     page.screenshot(path=screenshots / "instances.png")
 
-    # deleting a running instance is refused, with the server's reason
-    page.once("dialog", lambda dialog: dialog.accept())
-    fake.locator(".act-delete").click()
-    expect(page.locator("#message")).to_contain_text("is running: stop it before deleting it")
-    expect(fake).to_be_visible()
+    # a running instance cannot be deleted: the button is disabled and says why
+    expect(fake.locator(".act-delete")).to_be_disabled()
+    expect(fake.locator(".act-delete")).to_have_attribute(
+        "title", "Stop fake before deleting it: it is running."
+    )
 
     fake.locator(".act-logs").click()
     expect(page.locator("#view-logs")).to_be_visible()
@@ -136,6 +137,8 @@ def test_create_from_a_command_line_start_watch_logs_stop_and_delete(
     page.click("#view-logs .back")
     fake.locator(".act-stop").click()
     expect(fake.locator(".col-status")).to_have_text("stopped", timeout=READY_TIMEOUT)
+    expect(fake.locator(".act-delete")).to_be_enabled()
+    expect(fake.locator(".act-delete")).not_to_have_attribute("title", re.compile("."))
     expect(fake.locator(".col-readiness")).to_have_text("—")
     expect(fake.locator(".col-last")).to_have_text("—")
     messages: list[str] = []
@@ -166,7 +169,8 @@ def test_the_log_viewer_follows_new_lines(page: Page, server: Server) -> None:
         expect(page.locator("#view-logs")).to_be_visible()
         page.click("#logs-follow")
         expect(page.locator("#logs-state")).to_have_text("Following")
-        assert server.api("POST", "instances/follow-me/start?wait=true").status_code == 200
+        started = server.api("POST", "instances/follow-me/start?wait=true")
+        assert started.status_code == 200, started.text
         output = page.locator("#log-output")
         expect(output).to_contain_text("main: server is listening", timeout=READY_TIMEOUT)
         expect(page.locator("#logs-status")).to_contain_text("ready", timeout=READY_TIMEOUT)
@@ -412,3 +416,69 @@ def test_requests_waiting_for_a_start_are_shown(page: Page, server: Server) -> N
     finally:
         server.api("POST", "instances/queue-shown/stop")
         server.api("DELETE", "instances/queue-shown")
+
+
+def nav_item(page: Page, view: str) -> sync_api.Locator:
+    return page.locator(f'#nav a[data-view="{view}"]')
+
+
+def test_editing_a_running_instance_says_that_saving_restarts_it(
+    page: Page, server: Server
+) -> None:
+    created = server.api(
+        "POST",
+        "instances/edited-live",
+        json={"backend_type": "llama_cpp", "backend_options": {"model": "/m/live.gguf"}},
+    )
+    assert created.status_code == 201, created.text
+    try:
+        log_in(page, server)
+        live = row(page, "edited-live")
+        live.locator(".act-edit").click()
+        expect(page.locator("#form-title")).to_have_text("Edit edited-live")
+        # editing belongs to the instance list, not to "New instance"
+        expect(nav_item(page, "instances")).to_have_class(re.compile(r"\bactive\b"))
+        expect(nav_item(page, "instances")).to_have_attribute("aria-current", "page")
+        expect(nav_item(page, "form")).not_to_have_class(re.compile(r"\bactive\b"))
+        expect(page.locator("#form-submit")).to_have_text("Save")  # stopped: no restart
+        expect(page.locator("#form-restart-note")).to_be_hidden()
+        page.click("#view-form .back")
+
+        live.locator(".act-start").click()
+        expect(live.locator(".col-status")).to_have_text("running")
+        first_pid = server.api("GET", "instances/edited-live").json()["pid"]
+        live.locator(".act-edit").click()
+        expect(page.locator("#form-submit")).to_have_text("Save and restart")
+        expect(page.locator("#form-restart-note")).to_be_visible()
+
+        # a negative context size is refused next to its field; correcting it clears that
+        page.fill("#b-llama_cpp-ctx_size", "-5")
+        page.click("#form-submit")
+        message = "backend_options.ctx_size: expected an integer >= 0, got -5"
+        field_error = page.locator('[data-field="ctx_size"] .field-error')
+        expect(field_error).to_have_text(message)
+        expect(page.locator("#form-error")).to_have_text(message)
+        assert server.api("GET", "instances/edited-live").json()["pid"] == first_pid
+        page.fill("#b-llama_cpp-ctx_size", "4096")
+        expect(field_error).to_be_hidden()
+        expect(page.locator("#form-error")).to_be_hidden()
+        expect(page.locator('[data-field="ctx_size"]')).not_to_have_class(
+            re.compile(r"\bhas-error\b")
+        )
+
+        page.click("#form-submit")
+        expect(page.locator("#view-instances")).to_be_visible()
+        expect(page.locator("#toasts")).to_contain_text("Saved edited-live and restarted it.")
+        expect(nav_item(page, "instances")).to_have_class(re.compile(r"\bactive\b"))
+        body = server.api("GET", "instances/edited-live").json()
+        assert body["options"]["backend_options"]["ctx_size"] == 4096
+        assert body["status"] == "running" and body["pid"] not in (None, first_pid)
+
+        nav_item(page, "form").click()
+        expect(nav_item(page, "form")).to_have_class(re.compile(r"\bactive\b"))
+        expect(nav_item(page, "instances")).not_to_have_class(re.compile(r"\bactive\b"))
+        expect(page.locator("#form-submit")).to_have_text("Create")
+        expect(page.locator("#form-restart-note")).to_be_hidden()
+    finally:
+        server.api("POST", "instances/edited-live/stop")
+        server.api("DELETE", "instances/edited-live")

@@ -150,6 +150,14 @@ def _int_or_words_checker(words: tuple[str, ...]) -> Checker:
     return check
 
 
+def _check_count(label: str, value: object) -> int:
+    """An integer that counts something (a size, tokens, workers): never negative."""
+    number = check_int(label, value)
+    if number < 0:
+        raise expected(label, "an integer >= 0", value)
+    return number
+
+
 _KIND_CHECKERS: Mapping[FieldKind, Checker] = MappingProxyType(
     {
         FieldKind.BOOL: check_bool,
@@ -176,6 +184,7 @@ class BackendOptionsBase(BaseModel):
       its words; a legacy boolean means ``on`` or ``off``;
     - ``INT_WORDS``: integer fields (annotated ``int | str | None``) that also take a few
       words, each with its words (llama-server's ``-ngl N|auto|all``);
+    - ``COUNTS``: integer fields that count something (sizes, tokens, workers): >= 0;
     - ``FLAG_OVERRIDES``: flags whose spelling is not ``--`` + key with ``_`` → ``-``.
 
     Instances are frozen; ``replace`` returns a validated copy. Treat the lists and the
@@ -192,6 +201,7 @@ class BackendOptionsBase(BaseModel):
     VARIADIC: ClassVar[frozenset[str]] = frozenset()
     SWITCHES: ClassVar[Mapping[str, tuple[str, ...]]] = MappingProxyType({})
     INT_WORDS: ClassVar[Mapping[str, tuple[str, ...]]] = MappingProxyType({})
+    COUNTS: ClassVar[frozenset[str]] = frozenset()
     FLAG_OVERRIDES: ClassVar[Mapping[str, str]] = MappingProxyType({})
     # The field that names the served model in responses (``model``), if the server has
     # one that llamactl fills with the instance name when the user left it unset.
@@ -218,6 +228,7 @@ class BackendOptionsBase(BaseModel):
         checkers.update(
             {name: _int_or_words_checker(words) for name, words in cls.INT_WORDS.items()}
         )
+        checkers.update({name: _check_count for name in cls.COUNTS})
         if "port" in checkers:
             checkers["port"] = cls._check_port
         cls._CHECKERS = MappingProxyType(checkers)

@@ -132,6 +132,10 @@ class LlamaCppOptions(BackendOptionsBase):
     INT_WORDS: ClassVar[Mapping[str, tuple[str, ...]]] = MappingProxyType(
         {"gpu_layers": ("auto", "all"), "gpu_layers_draft": ("auto", "all")}
     )
+    # Sizes whose help text has no negative value (0 means "from the model" or "off").
+    COUNTS: ClassVar[frozenset[str]] = frozenset(
+        {"ctx_size", "ctx_size_draft", "batch_size", "ubatch_size", "draft_max", "draft_min"}
+    )
     FLAG_OVERRIDES: ClassVar[Mapping[str, str]] = MappingProxyType(
         {"fim_qwen_1_5b_default": "--fim-qwen-1.5b-default"}
     )

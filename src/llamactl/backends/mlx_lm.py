@@ -13,6 +13,7 @@ class MlxLmOptions(BackendOptionsBase):
     """Options of ``mlx_lm.server``; every field is unset (``None``) unless given."""
 
     BACKEND_TYPE: ClassVar[BackendType] = BackendType.MLX_LM
+    COUNTS: ClassVar[frozenset[str]] = frozenset({"max_tokens", "num_draft_tokens"})
 
     # connection
     model: str | None = None

@@ -23,6 +23,9 @@ class VllmOptions(BackendOptionsBase):
     )
     # vllm reads these as ``--flag a b c`` (one flag, then every value).
     VARIADIC: ClassVar[frozenset[str]] = frozenset({"served_model_name"})
+    COUNTS: ClassVar[frozenset[str]] = frozenset(
+        {"tensor_parallel_size", "pipeline_parallel_size", "max_num_seqs", "max_num_batched_tokens"}
+    )
 
     # connection
     host: str | None = None

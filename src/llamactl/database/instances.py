@@ -3,7 +3,9 @@
 The mapping is the spec's "Data Mapping": booleans as 0/1, integers as INTEGER, options
 left unset take the column DEFAULT, ``nodes`` a sorted JSON array, ``environment`` a JSON
 object, the typed backend options serialised into ``backend_config_json``, ``created_at``
-and ``updated_at`` in unix seconds. Callers never see a row.
+and ``updated_at`` in unix seconds. Beyond the spec (migration 0003), the last failure:
+``failure_reason`` and ``failure_output`` (its last output lines, a JSON array), both NULL
+when there is none. Callers never see a row.
 """
 
 from __future__ import annotations
@@ -37,13 +39,13 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from llamactl.backends import BackendType, parse_backend_options
 from llamactl.errors import DatabaseError, InstanceExists, InstanceNotFound, LlamactlError
-from llamactl.instance import Instance, Options, Status
+from llamactl.instance import Failure, Instance, Options, Status
 
 __all__ = ["count", "delete", "insert", "select_all", "select_one", "update", "upsert"]
 
 metadata = MetaData()
 
-# The table as queries see it. Migration 0001 owns the DDL; this mirrors its columns.
+# The table as queries see it. Migrations 0001 and 0003 own the DDL; this mirrors them.
 instances = Table(
     "instances",
     metadata,
@@ -64,7 +66,12 @@ instances = Table(
     Column("nodes", Text),
     Column("environment", Text),
     Column("owner_user_id", Text),
+    Column("failure_reason", Text),
+    Column("failure_output", Text),
 )
+
+# The columns later migrations added to the spec's table (0003: the last failure).
+BEYOND_SPEC = ("failure_reason", "failure_output")
 
 # The column DEFAULTs of the spec's schema: what an option left unset is stored as.
 COLUMN_DEFAULTS: dict[str, int] = {
@@ -94,6 +101,7 @@ def _row_values(inst: Instance, now: int) -> dict[str, Any]:
         "command_override": options.command_override or None,
         "nodes": json.dumps(sorted(options.nodes)) if options.nodes else None,
         "environment": json.dumps(dict(options.environment)) if options.environment else None,
+        **_failure_values(inst.failure),
     }
     for name in _BOOLEAN_OPTIONS:
         flag = getattr(options, name)
@@ -102,6 +110,13 @@ def _row_values(inst: Instance, now: int) -> dict[str, Any]:
         number = getattr(options, name)
         values[name] = COLUMN_DEFAULTS[name] if number is None else number
     return values
+
+
+def _failure_values(failure: Failure | None) -> dict[str, str | None]:
+    if failure is None:
+        return {"failure_reason": None, "failure_output": None}
+    output = json.dumps(list(failure.last_lines)) if failure.last_lines else None
+    return {"failure_reason": failure.reason, "failure_output": output}
 
 
 class _Prepared:
@@ -269,6 +284,8 @@ class _Row(NamedTuple):
     command_override: str | None
     nodes: str | None
     environment: str | None
+    failure_reason: str | None
+    failure_output: str | None
 
 
 # Enum members by stored value: a dict lookup costs a tenth of calling the enum.
@@ -284,6 +301,7 @@ def _to_instance(row: _Row) -> Instance:
             created=row.created_at,
             status=_STATUSES.get(row.status) or Status(row.status),
             options=_to_options(row),
+            failure=_to_failure(row),
         )
     except (LlamactlError, ValueError, TypeError) as exc:
         message = getattr(exc, "message", str(exc))
@@ -306,3 +324,12 @@ def _to_options(row: _Row) -> Options:
         nodes=tuple(json.loads(row.nodes)) if row.nodes else (),
         environment=json.loads(row.environment) if row.environment else {},
     )
+
+
+def _to_failure(row: _Row) -> Failure | None:
+    if row.failure_reason is None:
+        return None
+    lines = json.loads(row.failure_output) if row.failure_output else []
+    if not isinstance(lines, list):
+        raise ValueError(f"failure_output is not a JSON array: {row.failure_output!r}")
+    return Failure(row.failure_reason, tuple(str(line) for line in lines))

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from llamactl.database.database import DB
+from llamactl.database.instances import BEYOND_SPEC
 from llamactl.database.instances import instances as instances_table
 from llamactl.errors import DatabaseError, MigrationError, NotALlamactlDatabase
 
@@ -33,7 +34,9 @@ VERSION_TABLE = "alembic_version"
 LEGACY_VERSION_TABLE = "schema_migrations"
 OWN_TABLES = frozenset({"instances", VERSION_TABLE})
 # The columns of the spec's instances table, which a legacy version-1 database must have.
-SPEC_COLUMNS = frozenset(column.name for column in instances_table.columns)
+SPEC_COLUMNS = frozenset(
+    column.name for column in instances_table.columns if column.name not in BEYOND_SPEC
+)
 
 
 def _script_directory() -> ScriptDirectory:

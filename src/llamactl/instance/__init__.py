@@ -4,7 +4,7 @@ Pure: this package validates and converts values; it starts no process, opens no
 and touches no file.
 """
 
-from llamactl.instance.instance import Instance
+from llamactl.instance.instance import Failure, Instance
 from llamactl.instance.names import MAX_NAME_LENGTH, NAME_RULE, validate_name
 from llamactl.instance.options import InstanceDefaults, Options
 from llamactl.instance.status import Status, ensure_transition, parse_status
@@ -12,6 +12,7 @@ from llamactl.instance.status import Status, ensure_transition, parse_status
 __all__ = [
     "MAX_NAME_LENGTH",
     "NAME_RULE",
+    "Failure",
     "Instance",
     "InstanceDefaults",
     "Options",

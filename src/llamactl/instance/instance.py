@@ -1,8 +1,10 @@
-"""One named instance: its status, creation time and options. No I/O.
+"""One named instance: its status, creation time, options and last failure. No I/O.
 
 ``Instance`` is frozen: a status change or an options update gives a new object
 (``with_status`` checks the transition, ``with_options`` swaps the options), so a value
-handed to another thread or layer never changes under it.
+handed to another thread or layer never changes under it. ``failure`` is why the backend
+last ended badly; it is stored so that it survives a restart of llamactl, but it is not
+part of the JSON form (the API reports it beside the instance).
 """
 
 from __future__ import annotations
@@ -17,10 +19,18 @@ from llamactl.instance.names import validate_name
 from llamactl.instance.options import Options
 from llamactl.instance.status import Status, ensure_transition, parse_status
 
-__all__ = ["Instance"]
+__all__ = ["Failure", "Instance"]
 
 _KEYS = ("name", "status", "created", "options")
 _KEY_LIST = ", ".join(_KEYS)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why an instance is failed or restarting: what ended it and its last output."""
+
+    reason: str
+    last_lines: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,6 +41,7 @@ class Instance:
     created: int = 0
     status: Status = Status.STOPPED
     options: Options
+    failure: Failure | None = None
 
     def __post_init__(self) -> None:
         validate_name(self.name)
@@ -45,6 +56,10 @@ class Instance:
     def with_options(self, options: Options) -> Instance:
         """A copy with ``options`` replacing the current ones."""
         return dataclasses.replace(self, options=options)
+
+    def with_failure(self, failure: Failure | None) -> Instance:
+        """A copy whose last failure is ``failure`` (``None`` clears it)."""
+        return self if failure == self.failure else dataclasses.replace(self, failure=failure)
 
     @property
     def is_running(self) -> bool:

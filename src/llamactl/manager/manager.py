@@ -108,6 +108,8 @@ class InstanceManager:
         """
         self._instances = {inst.name: inst for inst in self._db.load_all()}
         for inst in self._instances.values():
+            if inst.failure is not None:  # the reason of a failure before a restart
+                self._runtime(inst.name).failure = inst.failure
             port = inst.options.backend_options.port
             if port is not None and self._ports.owner(port) is None:
                 self._ports.reserve(inst.name, port)
@@ -555,11 +557,11 @@ class InstanceManager:
         process = runtime.process
         if process is None:
             status = self._require(name).status
+            runtime.failure = None
+            self._set_status(name, Status.STOPPED)  # also stores the cleared failure
             if status is not Status.STOPPED:
-                self._set_status(name, Status.STOPPED)
                 called_off = "(its restart is called off)" if status is Status.RESTARTING else ""
                 log_stopped(name, reason or called_off)
-            runtime.failure = None
             return
         began = time.monotonic()
         runtime.stopping = True
@@ -569,8 +571,8 @@ class InstanceManager:
         await runtime.wait_for(lambda: runtime.forwarded == 0, self._timings.drain_timeout)
         await process.stop(self._timings.stop_timeout)
         await runtime.wait_for(lambda: runtime.process is None, 5.0)
-        self._set_status(name, Status.STOPPED)
         runtime.failure = None
+        self._set_status(name, Status.STOPPED)
         log_stopped(name, reason, time.monotonic() - began)
 
     # -- helpers ------------------------------------------------------------------------
@@ -632,16 +634,20 @@ class InstanceManager:
         return runtime
 
     def _set_status(self, name: str, status: Status) -> None:
+        """Persist ``status`` with the runtime's failure (so that it survives a restart)."""
         inst = self._require(name)
+        runtime = self._runtime(name)
         if status is not Status.RUNNING:
-            self._runtime(name).held = False  # a hold ends when the instance stops running
-        if inst.status is not status:
-            changed = inst.with_status(status)
-            self._instances[name] = changed
-            self._store.defer_save(changed)
+            runtime.held = False  # a hold ends when the instance stops running
+        changed = inst.status is not status
+        if changed or inst.failure != runtime.failure:
+            moved = (inst.with_status(status) if changed else inst).with_failure(runtime.failure)
+            self._instances[name] = moved
+            self._store.defer_save(moved)
+        if changed:
             self.publish_status(name)
         else:
-            self._runtime(name).notify()
+            runtime.notify()
 
     async def _persist(
         self,

@@ -1,6 +1,7 @@
 """What the manager knows about an instance beyond its stored row: never persisted.
 
-Readiness (from the backend's health endpoint), the process, the failure reason, the
+Readiness (from the backend's health endpoint), the process, the failure reason (the one
+exception: the manager stores it with every status change, and restores it at load), the
 consecutive automatic restarts, and the request accounting that idle stop and LRU
 eviction use.
 """
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from llamactl.instance import Failure
 from llamactl.manager.logs import InstanceLog
 from llamactl.manager.process import BackendProcess
 
@@ -66,14 +68,6 @@ class Timings:
     idle_check: float = 2.0  # how often idle instances are looked for
     stable_after: float = 60.0  # ready this long: the restart count starts again from 0
     reap_timeout: float = 5.0  # SIGTERM to SIGKILL for leftovers of a previous run
-
-
-@dataclass(frozen=True)
-class Failure:
-    """Why an instance is failed or restarting: what ended it and its last output."""
-
-    reason: str
-    last_lines: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

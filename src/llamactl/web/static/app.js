@@ -6,6 +6,7 @@
   const KEY_STORAGE = "llamactl-key";
   const THEME_STORAGE = "llamactl-theme";
   const POLL_MS = 2000;
+  const TOAST_MS = 4000;
   const MAX_LOG_CHARS = 2000000;
   const COMMON_FIELDS = [
     "auto_restart", "max_restarts", "restart_delay", "on_demand_start",
@@ -28,6 +29,10 @@
     editing: null, // the name of the instance being edited, or null when creating
     logsName: null,
     follow: null, // the AbortController of the log follow request
+    offline: false, // the last call could not reach the server
+    lastUpdate: null, // when the list last came from the server
+    openMenu: null, // the row-actions element whose menu is open
+    editingActive: false, // the instance being edited is running: saving restarts it
   };
 
   // -- small helpers ----------------------------------------------------------------------
@@ -59,6 +64,28 @@
   function clearMessage() {
     $("message").hidden = true;
     $("message-text").textContent = "";
+  }
+
+  // A short confirmation in the corner, gone after a few seconds (or when clicked).
+  function toast(text) {
+    const node = el("div", { class: "toast", text });
+    const remove = () => node.remove();
+    node.addEventListener("click", remove);
+    $("toasts").append(node);
+    setTimeout(remove, TOAST_MS);
+  }
+
+  // While the server cannot be reached: a banner, and the instance list greyed out.
+  function setOffline(offline, reason) {
+    if (offline) {
+      const since = state.lastUpdate ? " The list was last updated at " + state.lastUpdate.toLocaleTimeString() + "." : "";
+      $("offline-detail").textContent = (reason ? reason + "." : "") + since + " The page keeps trying.";
+    }
+    if (state.offline === offline) return;
+    state.offline = offline;
+    document.body.classList.toggle("offline", offline);
+    $("offline-banner").hidden = !offline;
+    if (offline) closeMenu();
   }
 
   function download(filename, text, type) {
@@ -137,8 +164,13 @@
       response = await fetch("api/v1/" + path, init);
     } catch (err) {
       if (err && err.name === "AbortError") throw err;
+      setOffline(true, "No answer from " + location.host);
       throw new ApiError(0, "network", "Cannot reach the llamactl server: " + err.message);
     }
+    // A proxy in front of a stopped llamactl answers 502-504 without llamactl's error body.
+    const gateway = [502, 503, 504].includes(response.status)
+      && !(response.headers.get("content-type") || "").includes("json");
+    setOffline(gateway, gateway ? "The proxy in front of it answered " + response.status : null);
     if (!response.ok) {
       const error = await errorFrom(response);
       if (response.status === 401 && !opts.key) loggedOut("Your key is no longer accepted: log in again.");
@@ -214,16 +246,23 @@
 
   // -- views and routing ------------------------------------------------------------------
 
-  function showView(name) {
+  // ``nav`` is the nav item to highlight when it is not the view's own (editing and logs
+  // belong to Instances, not to "New instance").
+  function showView(name, nav) {
     for (const section of document.querySelectorAll(".view")) {
       section.hidden = section.id !== "view-" + name;
     }
     const loggedIn = name !== "login";
     $("nav").hidden = !loggedIn;
     $("logout").hidden = !loggedIn;
+    const current = nav || name;
     for (const link of document.querySelectorAll("#nav a")) {
-      link.classList.toggle("active", link.dataset.view === name);
+      const active = link.dataset.view === current;
+      link.classList.toggle("active", active);
+      if (active) link.setAttribute("aria-current", "page");
+      else link.removeAttribute("aria-current");
     }
+    closeMenu();
     state.view = name;
   }
 
@@ -273,18 +312,29 @@
     try {
       instances = await api("GET", "instances");
     } catch (err) {
-      if (err.status !== 401) $("list-updated").textContent = "Not updated: " + err.message;
+      if (err.status === 0 && state.lastUpdate) {
+        $("list-updated").textContent = "Not updated since " + state.lastUpdate.toLocaleTimeString();
+      } else if (err.status !== 401) {
+        $("list-updated").textContent = "Not updated: " + err.message;
+      }
       return;
     }
     if (state.view !== "instances") return;
     renderInstances(instances);
-    $("list-updated").textContent = "Updated " + new Date().toLocaleTimeString();
+    state.lastUpdate = new Date();
+    $("list-updated").textContent = "Updated " + state.lastUpdate.toLocaleTimeString();
   }
 
+  // Each instance is a row (tr[data-name]), followed by its failure-detail row while
+  // the last output lines are shown.
   function renderInstances(instances) {
     const body = $("instances-body");
     const rows = new Map();
-    for (const row of body.children) rows.set(row.dataset.name, row);
+    const details = new Map();
+    for (const row of body.children) {
+      if (row.dataset.name !== undefined) rows.set(row.dataset.name, row);
+      else details.set(row.dataset.detailFor, row);
+    }
     const seen = new Set();
     let previous = null;
     for (const inst of instances) {
@@ -292,37 +342,156 @@
       let row = rows.get(inst.name);
       if (!row) row = newRow(inst.name);
       updateRow(row, inst);
-      const expected = previous ? previous.nextSibling : body.firstChild;
-      if (expected !== row) body.insertBefore(row, expected);
-      previous = row;
+      previous = place(body, row, previous);
+      const detail = details.get(inst.name);
+      if (detail && updateDetail(detail, inst)) previous = place(body, detail, previous);
+      else if (detail) closeDetail(row, detail);
     }
     for (const [name, row] of rows) if (!seen.has(name)) row.remove();
+    for (const [name, detail] of details) if (!seen.has(name)) detail.remove();
     $("instances-empty").hidden = instances.length > 0;
+    fitActions();
+  }
+
+  function place(body, node, previous) {
+    const expected = previous ? previous.nextSibling : body.firstChild;
+    if (expected !== node) body.insertBefore(node, expected);
+    return node;
   }
 
   function newRow(name) {
     const action = (label, cls, handler) =>
       el("button", { type: "button", class: "small " + cls, text: label, onclick: () => handler(name) });
+    const actions = el(
+      "div", { class: "row-actions", role: "group", "aria-label": "Actions for " + name },
+      action("Start", "act-start", startInstance),
+      action("Stop", "act-stop", stopInstance),
+      action("Restart", "act-restart", restartInstance),
+      el("a", { class: "button small act-logs", href: "#/logs/" + enc(name), text: "Logs" }),
+      el("a", { class: "button small act-edit", href: "#/edit/" + enc(name), text: "Edit" }),
+      action("Export", "act-export", exportInstance),
+      action("Delete", "danger act-delete", deleteInstance),
+    );
+    const toggle = el("button", {
+      type: "button", class: "small act-menu", text: "Actions ▾",
+      "aria-haspopup": "true", "aria-expanded": "false",
+      onclick: (event) => {
+        event.stopPropagation();
+        if (state.openMenu === actions) closeMenu();
+        else openMenu(toggle, actions);
+      },
+    });
+    actions.addEventListener("click", () => closeMenu());
+    const output = el("button", {
+      type: "button", class: "small ghost act-output", text: "Last output", "aria-expanded": "false", hidden: true,
+      onclick: () => toggleDetail(name),
+    });
     return el(
       "tr", { "data-name": name },
-      el("td", { class: "col-name" }, el("strong", { text: name })),
-      el("td", { class: "col-backend" }),
-      el("td", { class: "col-status" }, el("span", { class: "badge" })),
-      el("td", { class: "col-readiness" }, el("span", { class: "badge" })),
-      el("td", { class: "col-port mono" }),
-      el("td", { class: "col-failure" }),
-      el("td", { class: "col-last muted" }),
-      el(
-        "td", { class: "col-actions right" },
-        action("Start", "act-start", startInstance),
-        action("Stop", "act-stop", stopInstance),
-        action("Restart", "act-restart", restartInstance),
-        el("a", { class: "button small act-logs", href: "#/logs/" + enc(name), text: "Logs" }),
-        el("a", { class: "button small act-edit", href: "#/edit/" + enc(name), text: "Edit" }),
-        action("Export", "act-export", exportInstance),
-        action("Delete", "danger act-delete", deleteInstance),
-      ),
+      el("td", { class: "col-name" }, el("strong", { text: name, title: name })),
+      el("td", { class: "col-backend", "data-label": "Backend" }),
+      el("td", { class: "col-status", "data-label": "Status" }, el("span", { class: "badge" })),
+      el("td", { class: "col-readiness", "data-label": "Readiness" }, el("span", { class: "badge" })),
+      el("td", { class: "col-port mono", "data-label": "Port" }),
+      el("td", { class: "col-failure", "data-label": "Failure" }, el("span", { class: "reason" }), output),
+      el("td", { class: "col-last muted", "data-label": "Last request" }),
+      el("td", { class: "col-actions right" }, toggle, actions),
     );
+  }
+
+  // -- the actions menu (when a row's actions do not fit) ---------------------------------
+
+  // The actions collapse into a menu when they do not fit beside the other columns (and
+  // always on a narrow screen, where every row is a card). Measured with them inline.
+  function fitActions() {
+    const table = $("instances-table");
+    const wrap = table.parentElement;
+    const cards = window.matchMedia("(max-width: 899px)").matches;
+    // Measured and set in one go: the browser paints neither the inline state nor a
+    // closed menu in between, so an open menu stays open across a refresh.
+    table.classList.remove("compact");
+    const compact = cards || wrap.scrollWidth > wrap.clientWidth + 1;
+    table.classList.toggle("compact", compact);
+    if (!compact) closeMenu();
+  }
+
+  function openMenu(toggle, actions) {
+    closeMenu();
+    actions.classList.add("open");
+    toggle.setAttribute("aria-expanded", "true");
+    state.openMenu = actions;
+    // Fixed, so that the card's overflow does not clip it; kept inside the viewport.
+    const anchor = toggle.getBoundingClientRect();
+    const size = actions.getBoundingClientRect();
+    const margin = 8;
+    const left = Math.max(margin, Math.min(anchor.right - size.width, window.innerWidth - size.width - margin));
+    let top = anchor.bottom + 4;
+    if (top + size.height > window.innerHeight - margin) top = Math.max(margin, anchor.top - size.height - 4);
+    actions.style.left = left + "px";
+    actions.style.top = top + "px";
+    const first = actions.querySelector("button:not(:disabled), a");
+    if (first) first.focus();
+  }
+
+  function closeMenu() {
+    const actions = state.openMenu;
+    if (!actions) return;
+    state.openMenu = null;
+    actions.classList.remove("open");
+    const toggle = actions.parentElement.querySelector(".act-menu");
+    if (toggle) toggle.setAttribute("aria-expanded", "false");
+  }
+
+  document.addEventListener("click", (event) => {
+    if (state.openMenu && !state.openMenu.contains(event.target)) closeMenu();
+  });
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && state.openMenu) {
+      const toggle = state.openMenu.parentElement.querySelector(".act-menu");
+      closeMenu();
+      if (toggle) toggle.focus();
+    }
+  });
+  window.addEventListener("scroll", closeMenu, { passive: true });
+  window.addEventListener("resize", () => {
+    if (state.view === "instances") fitActions();
+  });
+
+  // -- the last output lines of a failure -------------------------------------------------
+
+  function toggleDetail(name) {
+    const body = $("instances-body");
+    const row = body.querySelector('tr[data-name="' + CSS.escape(name) + '"]');
+    const existing = body.querySelector('tr[data-detail-for="' + CSS.escape(name) + '"]');
+    if (existing) {
+      closeDetail(row, existing);
+      return;
+    }
+    const detail = el(
+      "tr", { class: "failure-detail", "data-detail-for": name },
+      el("td", { colspan: "8" }, el("pre", { class: "plain failure-output", "aria-label": "Last output of " + name })),
+    );
+    detail.lines = row.lines || [];
+    updateDetail(detail, { failure: { last_lines: detail.lines } });
+    row.after(detail);
+    const button = row.querySelector(".act-output");
+    button.textContent = "Hide output";
+    button.setAttribute("aria-expanded", "true");
+  }
+
+  function closeDetail(row, detail) {
+    detail.remove();
+    const button = row.querySelector(".act-output");
+    button.textContent = "Last output";
+    button.setAttribute("aria-expanded", "false");
+  }
+
+  // Fill the detail row; false when there is nothing to show any more.
+  function updateDetail(detail, inst) {
+    const lines = inst.failure ? inst.failure.last_lines || [] : [];
+    if (!lines.length) return false;
+    setText(detail.querySelector("pre"), lines.join("\n"));
+    return true;
   }
 
   function setText(node, text) {
@@ -342,37 +511,42 @@
     readiness.className = "badge" + (inst.readiness ? " ready-" + inst.readiness : " none");
     setText(row.querySelector(".col-port"), backendOptions.port ? String(backendOptions.port) : "—");
     const failure = row.querySelector(".col-failure");
-    setText(failure, inst.failure ? inst.failure.reason : "—");
-    failure.title = inst.failure ? (inst.failure.last_lines || []).join("\n") : "";
+    const lines = inst.failure ? inst.failure.last_lines || [] : [];
+    setText(failure.querySelector(".reason"), inst.failure ? inst.failure.reason : "—");
     failure.classList.toggle("failure", Boolean(inst.failure));
+    failure.querySelector(".act-output").hidden = lines.length === 0;
+    row.lines = lines;
     setText(row.querySelector(".col-last"), lastRequest(inst));
     const active = ["running", "restarting", "shutting_down"].includes(inst.status);
     row.querySelector(".act-start").disabled = active;
     row.querySelector(".act-stop").disabled = !active;
     row.querySelector(".act-restart").disabled = inst.status === "shutting_down";
+    const remove = row.querySelector(".act-delete");
+    remove.disabled = active;
+    remove.title = active ? "Stop " + inst.name + " before deleting it: it is " + inst.status.replace("_", " ") + "." : "";
   }
 
   async function instanceAction(name, verb, done) {
     clearMessage();
     try {
       await api("POST", "instances/" + enc(name) + "/" + verb);
-      if (done) showMessage(done, "info");
+      if (done) toast(done);
     } catch (err) {
       showMessage("Could not " + verb + " " + name + ": " + err.message);
     }
     refreshInstances();
   }
 
-  const startInstance = (name) => instanceAction(name, "start");
-  const stopInstance = (name) => instanceAction(name, "stop");
-  const restartInstance = (name) => instanceAction(name, "restart");
+  const startInstance = (name) => instanceAction(name, "start", "Started " + name + ".");
+  const stopInstance = (name) => instanceAction(name, "stop", "Stopped " + name + ".");
+  const restartInstance = (name) => instanceAction(name, "restart", "Restarted " + name + ".");
 
   async function deleteInstance(name) {
     if (!window.confirm("Delete the instance " + name + "? Its configuration is removed.")) return;
     clearMessage();
     try {
       await api("DELETE", "instances/" + enc(name));
-      showMessage("Deleted " + name + ".", "info");
+      toast("Deleted " + name + ".");
     } catch (err) {
       showMessage("Could not delete " + name + ": " + err.message);
     }
@@ -427,7 +601,7 @@
     }
     try {
       await api("POST", "instances/" + enc(name), { body: options });
-      showMessage("Imported " + name + ".", "info");
+      toast("Imported " + name + ".");
       $("import-text").value = "";
       $("import-name").value = "";
       $("import-file").value = "";
@@ -661,12 +835,19 @@
     return state.config;
   }
 
+  // Saving the options of a running instance restarts it: the button says so.
+  function setEditingActive(active) {
+    state.editingActive = active;
+    $("form-submit").textContent = state.editing === null ? "Create" : active ? "Save and restart" : "Save";
+    $("form-restart-note").hidden = !active;
+  }
+
   async function openForm(name) {
-    showView("form");
+    showView("form", name ? "instances" : "form");
     clearFormErrors();
     state.editing = name;
+    setEditingActive(false);
     $("form-title").textContent = name ? "Edit " + name : "New instance";
-    $("form-submit").textContent = name ? "Save" : "Create";
     $("f-name").disabled = Boolean(name);
     $("command-text").value = "";
     $("import-command").open = !name;
@@ -692,7 +873,9 @@
     }
     try {
       const inst = await api("GET", "instances/" + enc(name));
+      if (state.editing !== name) return; // another form was opened meanwhile
       const options = inst.options || {};
+      setEditingActive(["running", "restarting"].includes(inst.status));
       $("f-name").value = inst.name;
       $("f-backend").value = options.backend_type;
       showBackend();
@@ -734,6 +917,7 @@
     box.textContent = err.message;
     box.hidden = false;
     const target = errorField(err);
+    box.dataset.errorField = target ? target.dataset.field : "";
     if (target) {
       const node = target.querySelector(".field-error");
       node.textContent = err.message;
@@ -768,6 +952,20 @@
     return null;
   }
 
+  // Correcting a field clears its error (and the summary at the top, if it was about it).
+  function clearFieldError(event) {
+    const field = event.target.closest(".field.has-error");
+    if (!field) return;
+    field.classList.remove("has-error");
+    const node = field.querySelector(".field-error");
+    node.hidden = true;
+    node.textContent = "";
+    if ($("form-error").dataset.errorField === field.dataset.field) $("form-error").hidden = true;
+  }
+
+  $("instance-form").addEventListener("input", clearFieldError);
+  $("instance-form").addEventListener("change", clearFieldError);
+
   $("instance-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     clearFormErrors();
@@ -779,10 +977,11 @@
       return;
     }
     const body = formBody();
+    const restarts = editing && state.editingActive;
     $("form-submit").disabled = true;
     try {
       await api(editing ? "PUT" : "POST", "instances/" + enc(name), { body });
-      showMessage((editing ? "Saved " : "Created ") + name + ".", "info");
+      toast(editing ? "Saved " + name + (restarts ? " and restarted it." : ".") : "Created " + name + ".");
       location.hash = "#/instances";
     } catch (err) {
       showFormError(err);
@@ -851,7 +1050,7 @@
   }
 
   async function openLogs(name) {
-    showView("logs");
+    showView("logs", "instances");
     if (state.logsName !== name) {
       stopFollow();
       setLogs("");
@@ -874,6 +1073,7 @@
     const name = state.logsName;
     try {
       const text = await api("GET", "instances/" + enc(name) + "/logs?lines=" + logLines(), { text: true });
+      if (state.follow || state.logsName !== name) return; // a follow (or another log) began meanwhile
       setLogs(text);
       $("logs-state").textContent = "Last " + (logLines() || "all") + " lines at " + new Date().toLocaleTimeString();
     } catch (err) {

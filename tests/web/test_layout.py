@@ -1,0 +1,196 @@
+"""The dashboard at the widths people use: every action and the header reachable.
+
+At 1280, 1024, 768 and 390 px wide, each action of an instance row is visible, inside the
+viewport and takes a real click that does what it says (Playwright's click checks that
+nothing covers it). Waits are Playwright's own, never sleeps.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.web.conftest import Server
+from tests.web.test_dashboard import READY_TIMEOUT, log_in, row
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Locator, Page
+
+sync_api = pytest.importorskip("playwright.sync_api")
+expect = sync_api.expect
+
+# (width, height): a desktop, a small laptop or tablet across, a tablet upright, a phone.
+VIEWPORTS = [(1280, 800), (1024, 768), (768, 1024), (390, 844)]
+
+
+@pytest.fixture(params=VIEWPORTS, ids=[f"{w}px" for w, _ in VIEWPORTS])
+def sized_page(request: pytest.FixtureRequest, browser: Browser) -> Iterator[Page]:
+    width, height = request.param
+    context = browser.new_context(
+        viewport={"width": width, "height": height}, color_scheme="light", accept_downloads=True
+    )
+    context.set_default_timeout(10_000)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def assert_inside_viewport(page: Page, locator: Locator) -> None:
+    """Visible, and its whole box within the viewport (after scrolling to it)."""
+    expect(locator).to_be_visible()
+    locator.scroll_into_view_if_needed()
+    box = locator.bounding_box()
+    viewport = page.viewport_size
+    assert box is not None and viewport is not None
+    assert box["x"] >= 0 and box["y"] >= 0, (box, viewport)
+    assert box["x"] + box["width"] <= viewport["width"], (box, viewport)
+    assert box["y"] + box["height"] <= viewport["height"], (box, viewport)
+
+
+def action(page: Page, inst: Locator, css: str) -> Locator:
+    """The action ``css`` of the row, opening its menu first when the actions are collapsed."""
+    menu = inst.locator(".act-menu")
+    if menu.is_visible():
+        assert_inside_viewport(page, menu)
+        menu.click()
+        expect(menu).to_have_attribute("aria-expanded", "true")
+    button = inst.locator(css)
+    assert_inside_viewport(page, button)
+    return button
+
+
+def assert_no_horizontal_overflow(page: Page) -> None:
+    scroll_width, width = page.evaluate(
+        "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+    )
+    assert scroll_width <= width, f"the page scrolls sideways: {scroll_width} > {width}"
+
+
+def test_every_action_and_the_header_are_reachable(
+    sized_page: Page, server: Server, screenshots: Path
+) -> None:
+    page = sized_page
+    viewport = page.viewport_size
+    assert viewport is not None
+    width = viewport["width"]
+    name = f"wide-model-name-q4-{width}"  # hyphens, where a browser likes to wrap
+    created = server.api(
+        "POST",
+        f"instances/{name}",
+        json={"backend_type": "llama_cpp", "backend_options": {"model": "/m/layout.gguf"}},
+    )
+    assert created.status_code == 201, created.text
+    try:
+        log_in(page, server)
+        inst = row(page, name)
+        expect(inst.locator(".col-status")).to_contain_text("stopped")
+        assert_no_horizontal_overflow(page)
+        for selector in (
+            '#nav a[data-view="instances"]',
+            '#nav a[data-view="form"]',
+            '#nav a[data-view="system"]',
+            "#theme-toggle",
+            "#logout",
+            "#new-instance",
+            "#show-import",
+        ):
+            assert_inside_viewport(page, page.locator(selector))
+        one_line = inst.locator(".col-name strong").evaluate(
+            "node => node.getBoundingClientRect().height"
+            " < parseFloat(getComputedStyle(node).lineHeight) * 1.5"
+        )
+        assert one_line, f"the name {name} wraps"
+        if width >= 1280:
+            expect(inst.locator(".act-menu")).to_be_hidden()  # room enough: inline
+        if width < 900:
+            expect(inst.locator(".act-menu")).to_be_visible()  # a card: always the menu
+
+        action(page, inst, ".act-start").click()
+        expect(page.locator("#toasts")).to_contain_text(f"Started {name}.")
+        expect(inst.locator(".col-status")).to_have_text(re.compile("running"))
+        if width == 390:
+            page.screenshot(path=screenshots / "instances-phone.png")
+        remove = action(page, inst, ".act-delete")
+        expect(remove).to_be_disabled()
+        expect(remove).to_have_attribute("title", f"Stop {name} before deleting it: it is running.")
+        page.keyboard.press("Escape")
+
+        before = server.api("GET", f"instances/{name}").json()["pid"]
+        action(page, inst, ".act-restart").click()
+        expect(page.locator("#toasts")).to_contain_text(f"Restarted {name}.")
+        after = server.api("GET", f"instances/{name}").json()
+        assert after["status"] == "running" and after["pid"] not in (None, before)
+
+        action(page, inst, ".act-stop").click()
+        expect(inst.locator(".col-status")).to_have_text(
+            re.compile("stopped"), timeout=READY_TIMEOUT
+        )
+
+        action(page, inst, ".act-logs").click()
+        expect(page.locator("#logs-name")).to_have_text(name)
+        expect(page.locator("#log-output")).to_contain_text("main: loading model")
+        assert_no_horizontal_overflow(page)
+        back = page.locator("#view-logs .back")
+        assert_inside_viewport(page, back)
+        back.click()
+
+        action(page, inst, ".act-edit").click()
+        expect(page.locator("#form-title")).to_have_text(f"Edit {name}")
+        expect(page.locator("#form-submit")).to_have_text("Save")
+        assert_no_horizontal_overflow(page)
+        page.locator("#view-form .back").click()
+
+        with page.expect_download() as download:
+            action(page, inst, ".act-export").click()
+        assert download.value.suggested_filename == f"{name}.json"
+
+        page.once("dialog", lambda dialog: dialog.accept())
+        action(page, inst, ".act-delete").click()
+        expect(inst).to_have_count(0)
+        expect(page.locator("#toasts")).to_contain_text(f"Deleted {name}.")
+
+        page.locator('#nav a[data-view="system"]').click()
+        expect(page.locator("#sys-config")).to_contain_text('"default_max_restarts"')
+        assert_no_horizontal_overflow(page)
+
+        theme = page.evaluate("document.documentElement.dataset.theme")
+        page.locator("#theme-toggle").click()
+        assert page.evaluate("document.documentElement.dataset.theme") != theme
+        page.locator("#logout").click()
+        expect(page.locator("#view-login")).to_be_visible()
+    finally:
+        server.api("POST", f"instances/{name}/stop")
+        server.api("DELETE", f"instances/{name}")
+
+
+def test_the_menu_closes_on_escape_and_outside_clicks(browser: Browser, server: Server) -> None:
+    created = server.api(
+        "POST",
+        "instances/menu-closes",
+        json={"backend_type": "llama_cpp", "backend_options": {"model": "/m/menu.gguf"}},
+    )
+    assert created.status_code == 201, created.text
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    try:
+        page = context.new_page()
+        log_in(page, server)
+        inst = row(page, "menu-closes")
+        menu = inst.locator(".act-menu")
+        menu.click()
+        expect(inst.locator(".act-edit")).to_be_visible()
+        page.keyboard.press("Escape")
+        expect(inst.locator(".act-edit")).to_be_hidden()
+        expect(menu).to_be_focused()
+        menu.click()
+        expect(inst.locator(".act-edit")).to_be_visible()
+        page.locator("#view-instances h1").click()
+        expect(inst.locator(".act-edit")).to_be_hidden()
+        expect(menu).to_have_attribute("aria-expanded", "false")
+    finally:
+        context.close()
+        server.api("DELETE", "instances/menu-closes")
