@@ -21,6 +21,7 @@ pydantic, ``OSError``) are translated once, at the layer that meets them, chaine
     │   ├── InvalidTransition     a status change that the lifecycle forbids
     │   └── LimitReached          a configured limit (max_instances, ...) is reached
     ├── BackendFailed             a backend process could not be started or kept running
+    │   └── GatewayTimeout        a backend did not send its response headers in time (504)
     ├── ClientError               a request from the command-line client did not succeed
     │   ├── ApiError              the server answered with an error status
     │   └── Unreachable           the server cannot be reached
@@ -43,6 +44,7 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "DatabaseError",
+    "GatewayTimeout",
     "InstanceExists",
     "InstanceNotFound",
     "InstanceNotRunning",
@@ -189,6 +191,14 @@ class BackendFailed(LlamactlError):
 
     code = "backend_failed"
     status = 502
+
+
+class GatewayTimeout(BackendFailed):
+    """Raised when a backend sends no response headers within
+    ``instances.response_header_timeout`` seconds."""
+
+    code = "gateway_timeout"
+    status = 504
 
 
 class Unavailable(LlamactlError):
