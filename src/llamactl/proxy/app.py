@@ -19,7 +19,7 @@ import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable
-from urllib.parse import unquote
+from urllib.parse import unquote_to_bytes
 
 from llamactl.backends import BackendType
 from llamactl.config import AppConfig
@@ -49,8 +49,12 @@ from llamactl.server import auth
 
 __all__ = ["ProxyApp"]
 
-_INSTANCE_PROXY = re.compile(r"^/api/v1/instances/([^/]+)/proxy(/.*)?$")
-_LLAMA_CPP = re.compile(r"^/llama-cpp/([^/]+)(/.*)?$")
+_INSTANCE_PROXY = re.compile(r"^/api/v1/instances/([^/]+)/proxy(/.*)?$", re.DOTALL)
+_LLAMA_CPP = re.compile(r"^/llama-cpp/([^/]+)(/.*)?$", re.DOTALL)
+# The part of a raw request target that names the instance, stripped before forwarding.
+_RAW_PREFIX = re.compile(rb"^(?:/llama-cpp/([^/]*)|/api/v1/instances/([^/]*)/proxy)")
+# Never written into a request line: control characters (CR, LF...), space and DEL.
+_UNSAFE_TARGET = re.compile(rb"[\x00-\x20\x7f]")
 _MULTIPART_MODEL = re.compile(
     rb'content-disposition:[^\r\n]*name="model"[^\r\n]*\r\n(?:[^\r\n]+\r\n)*\r\n([^\r\n]*)\r\n',
     re.IGNORECASE,
@@ -120,8 +124,8 @@ class ProxyApp:
             await send_json(send, 200, self._models())
             return
         if scope["path"].startswith("/v1/models/") and method == "GET":
-            name = scope["path"].removeprefix("/v1/models/")
-            await send_json(send, 200, self._model(unquote(name)))
+            # The decoded path, once: decoding it again would read "%2541" as "A".
+            await send_json(send, 200, self._model(scope["path"].removeprefix("/v1/models/")))
             return
         if method != "POST":
             await send_json(
@@ -206,8 +210,7 @@ class ProxyApp:
         self, scope: Scope, send: Send, inst: Instance, path: str, body: bytes
     ) -> None:
         host, port = self._manager.address(inst.name)
-        query = scope["query_string"]
-        target = f"{path}?{query.decode('latin-1')}" if query else path
+        target = _target(scope, inst.name)
         api_key = getattr(inst.options.backend_options, "api_key", None)
         backend_key = api_key if isinstance(api_key, str) else None
         await self._upstream.relay(
@@ -286,9 +289,41 @@ async def _watch_disconnect(
             return
 
 
+def _target(scope: Scope, name: str) -> bytes:
+    """The request target to send: the raw path as received (never the decoded one),
+    without the route's instance prefix, and the query string without ``api_key``."""
+    raw: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
+    prefix = _RAW_PREFIX.match(raw)
+    if prefix is not None:
+        segment = prefix.group(1) if prefix.group(1) is not None else prefix.group(2)
+        if unquote_to_bytes(segment) != name.encode("utf-8"):
+            raise InvalidInput(f"the instance name in the path is not plainly {name!r}")
+        raw = raw[prefix.end() :] or b"/"
+    query = _without_api_key(scope["query_string"])
+    target = raw + b"?" + query if query else raw
+    if _UNSAFE_TARGET.search(target) is not None:
+        raise InvalidInput("the request path holds characters that cannot be forwarded")
+    return target
+
+
+def _without_api_key(query: bytes) -> bytes:
+    """``query`` without its ``api_key`` parameters (llamactl's key stays here), the
+    others kept in their order and spelling."""
+    if b"key" not in query and b"%" not in query:
+        return query
+    pairs = query.split(b"&")
+    kept = [pair for pair in pairs if _query_name(pair) != b"api_key"]
+    return query if len(kept) == len(pairs) else b"&".join(kept)
+
+
+def _query_name(pair: bytes) -> bytes:
+    return unquote_to_bytes(pair.partition(b"=")[0].replace(b"+", b" "))
+
+
 def _path_name(segment: str) -> str:
-    """The instance name of a path segment; ``InvalidInstanceName`` (400) if it is not one."""
-    return validate_name(unquote(segment))
+    """The instance name of a (decoded) path segment; ``InvalidInstanceName`` (400) if it
+    is not one. Not decoded again: "%2541" names "%41", never "A"."""
+    return validate_name(segment)
 
 
 def _model_of(scope: Scope, body: bytes) -> str:
