@@ -33,6 +33,7 @@ from llamactl.errors import (
 from llamactl.instance import Instance, validate_name
 from llamactl.manager import InstanceManager
 from llamactl.manager.supervisor import backend_config
+from llamactl.proxy import jsonscan
 from llamactl.proxy.asgi import (
     ClientGone,
     Receive,
@@ -136,11 +137,11 @@ class ProxyApp:
             )
             return
         body = await read_body(scope, receive, self._body_limit)
-        name = _model_of(scope, body)
+        name, span = _model_of(scope, body)
         inst = self._instance(
             name, not_found=f"model {name!r} not found: no instance has that name"
         )
-        body = self._body_for(inst, body)
+        body = self._body_for(inst, body, span)
         await self._forward(scope, receive, send, inst, scope["path"], body, on_demand=True)
 
     async def _llama_cpp(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -263,18 +264,18 @@ class ProxyApp:
             "ready": self._manager.is_ready(inst.name),
         }
 
-    def _body_for(self, inst: Instance, body: bytes) -> bytes:
-        """The body to send: vLLM and MLX get their own model name in ``model``."""
+    def _body_for(self, inst: Instance, body: bytes, span: tuple[int, int] | None) -> bytes:
+        """The body to send: vLLM and MLX get their own model name in a JSON body's
+        ``model`` (the value at ``span`` replaced, every other byte kept)."""
         options = inst.options
-        if options.backend_type not in _REWRITE_MODEL or not body.startswith(b"{"):
+        if span is None or options.backend_type not in _REWRITE_MODEL:
             return body
         served = getattr(options.backend_options, "served_model_name", None)
         model = served[0] if served else options.backend_options.model
         if not model:
             return body
-        document = json.loads(body)
-        document["model"] = model
-        return json.dumps(document).encode()
+        start, end = span
+        return b"".join((body[:start], json.dumps(model).encode(), body[end:]))
 
 
 async def _watch_disconnect(
@@ -326,24 +327,21 @@ def _path_name(segment: str) -> str:
     return validate_name(segment)
 
 
-def _model_of(scope: Scope, body: bytes) -> str:
-    """The ``model`` of a JSON body or of a multipart form."""
+def _model_of(scope: Scope, body: bytes) -> tuple[str, tuple[int, int] | None]:
+    """The ``model`` of a multipart form or a JSON object, and where its value lies in a
+    JSON body (``None`` for a form). The JSON is scanned, never parsed whole."""
     content_type = b""
     for key, value in scope["headers"]:
         if key == b"content-type":
             content_type = bytes(value).lower()
             break
+    span: tuple[int, int] | None = None
     if content_type.startswith(b"multipart/form-data"):
         match = _MULTIPART_MODEL.search(body)
-        model: object = match.group(1).decode("utf-8", "replace") if match else None
+        model = match.group(1).decode("utf-8", "replace") if match else None
     else:
-        try:
-            document = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InvalidInput(f"the request body is not valid JSON: {exc}") from None
-        if not isinstance(document, dict):
-            raise InvalidInput("the request body must be a JSON object")
-        model = document.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidInput("the request has no 'model': name the instance to use")
-    return model
+        span = jsonscan.model_span(body)
+        model = jsonscan.string_value(body, span) if span is not None else None
+    if not model:
+        raise InvalidInput("the request has no 'model' string: name the instance to use")
+    return model, span

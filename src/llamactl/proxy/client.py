@@ -53,6 +53,10 @@ class Response:
         return self._connection.body_chunks()
 
 
+class _StrayResponse(Exception):
+    """Raised inside the parser to stop it at bytes past the end of the response."""
+
+
 class _Connection(asyncio.Protocol):
     """One keep-alive connection; one request at a time."""
 
@@ -121,7 +125,8 @@ class _Connection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         if self._complete:
-            self._dirty = True  # a second response to one request
+            self._dirty = True
+            raise _StrayResponse  # a second response to one request: stop parsing here
         self._in_head = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
