@@ -17,7 +17,7 @@ the file named by ``RAW_BACKEND_LOG`` (when set), flushed at once::
 ``head`` and ``body`` are the bytes as received, decoded as Latin-1. Scenarios:
 
 ok              200, ``Content-Length``, body ``ok <conn> <n>`` (connection, request number)
-interim         ``100 Continue`` and ``103 Early Hints``, then 200 ``final``
+interim         ``100 Continue`` and ``103 Early Hints``, 0.2 s later 200 ``final``
 extra           200 ``ok``, then a whole second response (``smuggled``) in the same write
 nocontent       204 followed by a body (a ``smuggled`` response) in the same write
 cut-length      200 announcing 100 bytes, 10 sent, connection closed
@@ -41,6 +41,9 @@ from pathlib import Path
 
 _LOG = os.environ.get("RAW_BACKEND_LOG")
 _connections = itertools.count(1)
+
+INTERIM = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+INTERIM_PAUSE = 0.2  # seconds between the interim responses and the final one
 
 CHUNK_EVENT = (
     b'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"raw",'
@@ -68,8 +71,7 @@ def answer(scenario: str, conn: int, number: int) -> tuple[bytes, str]:
     """The bytes to write and what to do next: ``keep``, ``close`` or ``wait``."""
     smuggled = response(b"200 OK", b"smuggled")
     if scenario == "interim":
-        interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
-        return interim + response(b"200 OK", b"final"), "keep"
+        return response(b"200 OK", b"final"), "keep"  # after INTERIM, see on_connect
     if scenario == "extra":
         return response(b"200 OK", b"ok") + smuggled, "keep"
     if scenario == "nocontent":
@@ -129,7 +131,12 @@ async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter)
             number += 1
             text = {"head": head.decode("latin-1"), "body": body.decode("latin-1")}
             record({"conn": conn, "event": "request", **text})
-            data, then = answer(scenario_of(head), conn, number)
+            scenario = scenario_of(head)
+            if scenario == "interim":  # on its own, as a backend that starts working would
+                writer.write(INTERIM)
+                await writer.drain()
+                await asyncio.sleep(INTERIM_PAUSE)
+            data, then = answer(scenario, conn, number)
             writer.write(data)
             await writer.drain()
             if then == "close":
