@@ -9,8 +9,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import h11
+import httpx
+import pytest
+
+from tests.proxy.conftest import Running, headers
 
 RAW_BACKEND = Path(__file__).with_name("raw_backend.py")
 
@@ -85,11 +90,17 @@ class RawClient:
                     break
                 elif isinstance(event, h11.ConnectionClosed):
                     break
-        assert reply is not None, "no response"
+        if reply is None:
+            raise ConnectionError("no response")
         reply.body = b"".join(body)
-        if reply.complete and self._h11.our_state is h11.DONE:
+        if self.reusable:
             self._h11.start_next_cycle()
         return reply
+
+    @property
+    def reusable(self) -> bool:
+        """Whether the last exchange left the connection open for another request."""
+        return self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE
 
     async def request(self, request: bytes, method: bytes = b"GET") -> Reply:
         await self.send(request, method)
@@ -167,3 +178,23 @@ async def start_raw_backend(port: int, log: Path) -> asyncio.subprocess.Process:
             continue
         client.close()
         return process
+
+
+@pytest.fixture
+def record(tmp_path: Path) -> BackendRecord:
+    return BackendRecord(tmp_path / "raw-backend.jsonl")
+
+
+@pytest.fixture
+def start_raw(serve: Callable[..., Any], record: BackendRecord) -> Callable[..., Any]:
+    """llamactl with one instance, ``raw``, whose backend is the raw backend."""
+
+    async def start(**environ: str) -> tuple[Running, int]:
+        server: Running = await serve(LLAMACTL_LLAMACPP_ARGS=str(RAW_BACKEND), **environ)
+        await server.create("raw", environment={"RAW_BACKEND_LOG": str(record.path)})
+        async with httpx.AsyncClient(base_url=server.url, headers=headers()) as client:
+            warm = await client.get("/llama-cpp/raw/ok", timeout=30)  # started on demand
+            assert warm.status_code == 200, warm.text
+        return server, int(server.url.rsplit(":", 1)[1])
+
+    return start

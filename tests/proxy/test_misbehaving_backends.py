@@ -12,7 +12,6 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,29 +19,19 @@ import openai
 import pytest
 
 from tests.proxy.conftest import INFERENCE_KEY, Running, chat, headers
-from tests.proxy.rawhttp import RAW_BACKEND, BackendRecord, RawClient, get, post
+from tests.proxy.rawhttp import (
+    RAW_BACKEND,
+    BackendRecord,
+    RawClient,
+    get,
+    post,
+    record,
+    start_raw,
+)
+
+__all__ = ["record", "start_raw"]  # fixtures
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def record(tmp_path: Path) -> BackendRecord:
-    return BackendRecord(tmp_path / "raw-backend.jsonl")
-
-
-@pytest.fixture
-def start_raw(serve: Callable[..., Any], record: BackendRecord) -> Callable[..., Any]:
-    """llamactl with one instance, ``raw``, whose backend is the raw backend."""
-
-    async def start(**environ: str) -> tuple[Running, int]:
-        server: Running = await serve(LLAMACTL_LLAMACPP_ARGS=str(RAW_BACKEND), **environ)
-        await server.create("raw", environment={"RAW_BACKEND_LOG": str(record.path)})
-        async with httpx.AsyncClient(base_url=server.url, headers=headers()) as client:
-            warm = await client.get("/llama-cpp/raw/ok", timeout=30)  # started on demand
-            assert warm.status_code == 200, warm.text
-        return server, int(server.url.rsplit(":", 1)[1])
-
-    return start
 
 
 # -- 1. the request target ----------------------------------------------------------------
