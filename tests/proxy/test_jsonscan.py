@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from llamactl.errors import InvalidJson
+from llamactl.errors import InvalidInput
 from llamactl.proxy.jsonscan import model_span, string_value
 
 
@@ -70,7 +70,7 @@ def test_the_span_is_the_value_as_written() -> None:
     ],
 )
 def test_what_is_not_a_json_object_is_invalid_json(body: bytes) -> None:
-    with pytest.raises(InvalidJson):
+    with pytest.raises(InvalidInput):
         model_of(body)
 
 

@@ -275,7 +275,8 @@ class ProxyApp:
         if not model:
             return body
         start, end = span
-        return b"".join((body[:start], json.dumps(model).encode(), body[end:]))
+        whole = memoryview(body)  # slices of a view are not copies: the join is the one copy
+        return b"".join((whole[:start], json.dumps(model).encode(), whole[end:]))
 
 
 async def _watch_disconnect(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 
-from llamactl.errors import InvalidJson
+from llamactl.errors import InvalidInput
 
 __all__ = ["model_span", "string_value"]
 
@@ -33,11 +33,11 @@ _CLOSE = frozenset(b"]}")
 
 def model_span(body: bytes) -> tuple[int, int] | None:
     """Where the value of the top-level ``"model"`` key lies in ``body`` (the last one, as
-    a JSON parser would keep); ``None`` if the object has no such key. ``InvalidJson`` when
+    a JSON parser would keep); ``None`` if the object has no such key. ``InvalidInput`` when
     ``body`` is not a JSON object."""
     pos = _skip_space(body, 0)
     if pos >= len(body) or body[pos] != ord("{"):
-        raise InvalidJson("the request body must be a JSON object")
+        raise InvalidInput("the request body must be a JSON object")
     pos = _skip_space(body, pos + 1)
     if pos < len(body) and body[pos] == ord("}"):
         return _end(body, pos + 1, None)
@@ -132,5 +132,5 @@ def _end(body: bytes, pos: int, found: tuple[int, int] | None) -> tuple[int, int
     return found
 
 
-def _invalid(what: str, pos: int) -> InvalidJson:
-    return InvalidJson(f"the request body is not valid JSON: {what} at byte {pos}")
+def _invalid(what: str, pos: int) -> InvalidInput:
+    return InvalidInput(f"the request body is not valid JSON: {what} at byte {pos}")
