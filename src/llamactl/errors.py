@@ -23,7 +23,8 @@ pydantic, ``OSError``) are translated once, at the layer that meets them, chaine
     │   ├── InvalidTransition     a status change that the lifecycle forbids
     │   └── LimitReached          a configured limit (max_instances, ...) is reached
     ├── BackendFailed             a backend process could not be started or kept running
-    │   └── StartFailedRecently   an on-demand start is asked for again right after failing
+    │   ├── StartFailedRecently   an on-demand start is asked for again right after failing
+    │   └── GatewayTimeout        a backend did not send its response headers in time (504)
     ├── ClientError               a request from the command-line client did not succeed
     │   ├── ApiError              the server answered with an error status
     │   └── Unreachable           the server cannot be reached
@@ -49,6 +50,7 @@ __all__ = [
     "DatabaseError",
     "DatabaseUnavailable",
     "ForeignOrigin",
+    "GatewayTimeout",
     "InstanceExists",
     "InstanceNotFound",
     "InstanceNotRunning",
@@ -220,6 +222,14 @@ class StartFailedRecently(BackendFailed):
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class GatewayTimeout(BackendFailed):
+    """Raised when a backend sends no response headers within
+    ``instances.response_header_timeout`` seconds."""
+
+    code = "gateway_timeout"
+    status = 504
 
 
 class Unavailable(LlamactlError):

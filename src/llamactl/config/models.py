@@ -92,6 +92,7 @@ class InstancesConfig(_Frozen):
     default_on_demand_start: bool
     default_idle_timeout: int
     on_demand_start_timeout: int
+    response_header_timeout: int
     max_queued_requests: int
     timeout_check_interval: int
     log_rotation_enabled: bool

@@ -20,7 +20,7 @@ import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable
-from urllib.parse import unquote
+from urllib.parse import unquote_to_bytes
 
 from llamactl.backends import BackendType
 from llamactl.config import AppConfig
@@ -34,6 +34,7 @@ from llamactl.errors import (
 from llamactl.instance import Instance, validate_name
 from llamactl.manager import InstanceManager
 from llamactl.manager.supervisor import backend_config
+from llamactl.proxy import jsonscan
 from llamactl.proxy.asgi import (
     ClientGone,
     Receive,
@@ -50,8 +51,12 @@ from llamactl.server import auth
 
 __all__ = ["ProxyApp"]
 
-_INSTANCE_PROXY = re.compile(r"^/api/v1/instances/([^/]+)/proxy(/.*)?$")
-_LLAMA_CPP = re.compile(r"^/llama-cpp/([^/]+)(/.*)?$")
+_INSTANCE_PROXY = re.compile(r"^/api/v1/instances/([^/]+)/proxy(/.*)?$", re.DOTALL)
+_LLAMA_CPP = re.compile(r"^/llama-cpp/([^/]+)(/.*)?$", re.DOTALL)
+# The part of a raw request target that names the instance, stripped before forwarding.
+_RAW_PREFIX = re.compile(rb"^(?:/llama-cpp/([^/]*)|/api/v1/instances/([^/]*)/proxy)")
+# Never written into a request line: control characters (CR, LF...), space and DEL.
+_UNSAFE_TARGET = re.compile(rb"[\x00-\x20\x7f]")
 _MULTIPART_MODEL = re.compile(
     rb'content-disposition:[^\r\n]*name="model"[^\r\n]*\r\n(?:[^\r\n]+\r\n)*\r\n([^\r\n]*)\r\n',
     re.IGNORECASE,
@@ -125,8 +130,8 @@ class ProxyApp:
             await send_json(send, 200, self._models())
             return
         if scope["path"].startswith("/v1/models/") and method == "GET":
-            name = scope["path"].removeprefix("/v1/models/")
-            await send_json(send, 200, self._model(unquote(name)))
+            # The decoded path, once: decoding it again would read "%2541" as "A".
+            await send_json(send, 200, self._model(scope["path"].removeprefix("/v1/models/")))
             return
         if method != "POST":
             await send_json(
@@ -137,11 +142,11 @@ class ProxyApp:
             )
             return
         body = await read_body(scope, receive, self._body_limit)
-        name = _model_of(scope, body)
+        name, span = _model_of(scope, body)
         inst = self._instance(
             name, not_found=f"model {name!r} not found: no instance has that name"
         )
-        body = self._body_for(inst, body)
+        body = self._body_for(inst, body, span)
         await self._forward(scope, receive, send, inst, scope["path"], body, on_demand=True)
 
     async def _llama_cpp(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -214,8 +219,7 @@ class ProxyApp:
         self, scope: Scope, send: Send, inst: Instance, path: str, body: bytes
     ) -> None:
         host, port = self._manager.address(inst.name)
-        query = scope["query_string"]
-        target = f"{path}?{query.decode('latin-1')}" if query else path
+        target = _target(scope, inst.name)
         api_key = getattr(inst.options.backend_options, "api_key", None)
         backend_key = api_key if isinstance(api_key, str) else None
         await self._upstream.relay(
@@ -268,18 +272,19 @@ class ProxyApp:
             "ready": self._manager.is_ready(inst.name),
         }
 
-    def _body_for(self, inst: Instance, body: bytes) -> bytes:
-        """The body to send: vLLM and MLX get their own model name in ``model``."""
+    def _body_for(self, inst: Instance, body: bytes, span: tuple[int, int] | None) -> bytes:
+        """The body to send: vLLM and MLX get their own model name in a JSON body's
+        ``model`` (the value at ``span`` replaced, every other byte kept)."""
         options = inst.options
-        if options.backend_type not in _REWRITE_MODEL or not body.startswith(b"{"):
+        if span is None or options.backend_type not in _REWRITE_MODEL:
             return body
         served = getattr(options.backend_options, "served_model_name", None)
         model = served[0] if served else options.backend_options.model
         if not model:
             return body
-        document = json.loads(body)
-        document["model"] = model
-        return json.dumps(document).encode()
+        start, end = span
+        whole = memoryview(body)  # slices of a view are not copies: the join is the one copy
+        return b"".join((whole[:start], json.dumps(model).encode(), whole[end:]))
 
 
 async def _watch_disconnect(
@@ -294,29 +299,58 @@ async def _watch_disconnect(
             return
 
 
+def _target(scope: Scope, name: str) -> bytes:
+    """The request target to send: the raw path as received (never the decoded one),
+    without the route's instance prefix, and the query string without ``api_key``."""
+    raw: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
+    prefix = _RAW_PREFIX.match(raw)
+    if prefix is not None:
+        segment = prefix.group(1) if prefix.group(1) is not None else prefix.group(2)
+        if unquote_to_bytes(segment) != name.encode("utf-8"):
+            raise InvalidInput(f"the instance name in the path is not plainly {name!r}")
+        raw = raw[prefix.end() :] or b"/"
+    query = _without_api_key(scope["query_string"])
+    target = raw + b"?" + query if query else raw
+    if _UNSAFE_TARGET.search(target) is not None:
+        raise InvalidInput("the request path holds characters that cannot be forwarded")
+    return target
+
+
+def _without_api_key(query: bytes) -> bytes:
+    """``query`` without its ``api_key`` parameters (llamactl's key stays here), the
+    others kept in their order and spelling."""
+    if b"key" not in query and b"%" not in query:
+        return query
+    pairs = query.split(b"&")
+    kept = [pair for pair in pairs if _query_name(pair) != b"api_key"]
+    return query if len(kept) == len(pairs) else b"&".join(kept)
+
+
+def _query_name(pair: bytes) -> bytes:
+    return unquote_to_bytes(pair.partition(b"=")[0].replace(b"+", b" "))
+
+
 def _path_name(segment: str) -> str:
-    """The instance name of a path segment; ``InvalidInstanceName`` (400) if it is not one."""
-    return validate_name(unquote(segment))
+    """The instance name of a (decoded) path segment; ``InvalidInstanceName`` (400) if it
+    is not one. Not decoded again: "%2541" names "%41", never "A"."""
+    return validate_name(segment)
 
 
-def _model_of(scope: Scope, body: bytes) -> str:
-    """The ``model`` of a JSON body or of a multipart form."""
+def _model_of(scope: Scope, body: bytes) -> tuple[str, tuple[int, int] | None]:
+    """The ``model`` of a multipart form or a JSON object, and where its value lies in a
+    JSON body (``None`` for a form). The JSON is scanned, never parsed whole."""
     content_type = b""
     for key, value in scope["headers"]:
         if key == b"content-type":
             content_type = bytes(value).lower()
             break
+    span: tuple[int, int] | None = None
     if content_type.startswith(b"multipart/form-data"):
         match = _MULTIPART_MODEL.search(body)
-        model: object = match.group(1).decode("utf-8", "replace") if match else None
+        model = match.group(1).decode("utf-8", "replace") if match else None
     else:
-        try:
-            document = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InvalidInput(f"the request body is not valid JSON: {exc}") from None
-        if not isinstance(document, dict):
-            raise InvalidInput("the request body must be a JSON object")
-        model = document.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidInput("the request has no 'model': name the instance to use")
-    return model
+        span = jsonscan.model_span(body)
+        model = jsonscan.string_value(body, span) if span is not None else None
+    if not model:
+        raise InvalidInput("the request has no 'model' string: name the instance to use")
+    return model, span

@@ -3,16 +3,25 @@
 Requests are relayed with their path and body; responses stream back chunk by chunk as
 the backend writes them. Hop-by-hop headers are dropped both ways, llamactl's own API key
 headers never reach a backend, and a backend's CORS headers are dropped so that
-llamactl's CORS settings are the only ones.
+llamactl's CORS settings are the only ones. The backend's ``Server`` and ``Date`` are
+dropped too (the server in front sets its own), as nginx does.
+
+A response the backend cuts off midway is never made to look complete: the client's
+response is left unfinished, so the server closes the client connection without the
+terminating chunk (a chunked response) or short of its Content-Length, and the cut is
+logged as a backend failure.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 
-from llamactl.errors import BackendFailed
+from llamactl.errors import BackendFailed, GatewayTimeout
 from llamactl.proxy.asgi import Send
-from llamactl.proxy.client import ConnectionPool, UpstreamError
+from llamactl.proxy.client import ConnectionPool, UpstreamError, UpstreamTimeout
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["Upstream", "request_headers", "response_headers"]
 
@@ -38,6 +47,8 @@ _NOT_FORWARDED = _HOP_BY_HOP | {
     b"x-api-key",
 }
 _NOT_RETURNED = _HOP_BY_HOP | {
+    b"server",
+    b"date",
     b"access-control-allow-origin",
     b"access-control-allow-methods",
     b"access-control-allow-headers",
@@ -67,8 +78,9 @@ def response_headers(
 class Upstream:
     """The backends' side of the proxy: a pool of keep-alive connections."""
 
-    def __init__(self) -> None:
-        self._pool = ConnectionPool()
+    def __init__(self, header_timeout: float | None = None) -> None:
+        """``header_timeout``: seconds to wait for a response head (None or 0: no limit)."""
+        self._pool = ConnectionPool(header_timeout)
 
     async def open(self) -> None:
         """Nothing to prepare: connections are opened on first use."""
@@ -83,17 +95,24 @@ class Upstream:
         method: str,
         host: str,
         port: int,
-        target: str,
+        target: bytes,
         headers: Sequence[tuple[bytes, bytes]],
         body: bytes,
         extra_headers: Sequence[tuple[bytes, bytes]] = (),
         name: str = "",
     ) -> None:
-        """Send the request to the backend and stream its response to the ASGI ``send``."""
+        """Send the request to the backend and stream its response to the ASGI ``send``.
+
+        ``GatewayTimeout`` (504) when no response head comes in time, ``BackendFailed``
+        (502) when the backend cannot be reached or answers with a broken head; a body cut
+        off midway leaves the client's response unfinished (see the module docstring).
+        """
         try:
             response = await self._pool.request(host, port, method, target, headers, body)
+        except UpstreamTimeout as exc:
+            raise GatewayTimeout(f"the backend of {name} did not answer: {exc}") from exc
         except UpstreamError as exc:
-            raise BackendFailed(f"the backend of {name} is not reachable: {exc}") from exc
+            raise BackendFailed(f"the backend of {name} failed: {exc}") from exc
         await send(
             {
                 "type": "http.response.start",
@@ -104,6 +123,8 @@ class Upstream:
         try:
             async for chunk in response.body():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except UpstreamError:
-            pass  # the backend went away mid-response: end what the client has
+        except UpstreamError as exc:
+            # Not ended: the server then closes the client's connection mid-response.
+            _log.warning("the backend of %s cut its response off: %s", name, exc)
+            return
         await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -32,7 +32,7 @@ class LlamactlApp:
 
     def __init__(self, services: Services) -> None:
         self.services = services
-        self.upstream = Upstream()
+        self.upstream = Upstream(services.config.instances.response_header_timeout)
         self.ondemand = OnDemand(services.manager, services.config)
         self.proxy = ProxyApp(
             services.manager, services.config, services.keys, self.upstream, self.ondemand
