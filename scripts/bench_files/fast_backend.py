@@ -7,7 +7,9 @@ Raw asyncio (uvloop when importable), HTTP/1.1 keep-alive, every answer precompu
 - ``GET /v1/models``               200, one model
 - ``POST /v1/chat/completions``    200, a fixed ~300-byte chat completion; when the body asks
   for ``"stream": true``, a chunked ``text/event-stream`` of 32 ``data: {...}`` events and
-  ``data: [DONE]``, each event its own chunk frame, all written at once.
+  ``data: [DONE]``, each event its own chunk frame, all written at once. When the body also
+  has ``"bench_gap_ms": N``, the head is written alone and then each event in a write of
+  its own, N ms apart, as a generating backend does.
 
 Usage: ``fast_backend.py --port N [--host 127.0.0.1]``. Any other option (``--model M``,
 ``--ctx-size 4096``, ...) is accepted and ignored, so a supervisor can start it as if it were
@@ -64,15 +66,18 @@ def _completion(model: str) -> bytes:
     )
 
 
-def _stream(model: str) -> bytes:
-    head = (
-        b"HTTP/1.1 200 OK\r\n"
-        b"Content-Type: text/event-stream\r\n"
-        b"Cache-Control: no-cache\r\n"
-        b"Transfer-Encoding: chunked\r\n"
-        b"\r\n"
-    )
-    frames = [head]
+STREAM_HEAD = (
+    b"HTTP/1.1 200 OK\r\n"
+    b"Content-Type: text/event-stream\r\n"
+    b"Cache-Control: no-cache\r\n"
+    b"Transfer-Encoding: chunked\r\n"
+    b"\r\n"
+)
+
+
+def _stream_frames(model: str) -> list[bytes]:
+    """The streamed answer as the writes a generating backend makes: head, events, end."""
+    frames = [STREAM_HEAD]
     for index in range(STREAM_EVENTS):
         delta: dict[str, str] = {"content": f"tok{index} "}
         if index == 0:
@@ -92,9 +97,8 @@ def _stream(model: str) -> bytes:
             ],
         }
         frames.append(_chunk(b"data: " + _json(event) + b"\n\n"))
-    frames.append(_chunk(b"data: [DONE]\n\n"))
-    frames.append(b"0\r\n\r\n")
-    return b"".join(frames)
+    frames.append(_chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+    return frames
 
 
 MODEL = "bench"
@@ -104,7 +108,8 @@ MODELS = _response(
     _json({"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "bench"}]}),
 )
 COMPLETION = _response("200 OK", _completion(MODEL))
-STREAM = _stream(MODEL)
+STREAM_FRAMES = _stream_frames(MODEL)
+STREAM = b"".join(STREAM_FRAMES)
 NOT_FOUND = _response("404 Not Found", b'{"error":{"message":"not found","code":404}}')
 BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
@@ -206,14 +211,37 @@ class HttpProtocol(asyncio.Protocol):
                 return False
             body = bytes(buffer[body_start:end])
         del buffer[:end]
+        gap = _gap_seconds(method, path, body)
+        if gap is not None:
+            self._write_paced(list(STREAM_FRAMES), gap)
+            return True
         transport.write(_answer(method, path, body))
         if close:
             transport.close()
             return False
         return True
 
+    def _write_paced(self, frames: list[bytes], gap: float) -> None:
+        """Write the first frame now and each of the others ``gap`` seconds later."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.write(frames.pop(0))
+        if frames:
+            asyncio.get_running_loop().call_later(gap, self._write_paced, frames, gap)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+
+
+def _gap_seconds(method: bytes, path: bytes, body: bytes) -> float | None:
+    """The pause between streamed events that a request asks for, if it asks for one."""
+    if method != b"POST" or b'"bench_gap_ms":' not in body:
+        return None
+    try:
+        gap = json.loads(body).get("bench_gap_ms")
+    except ValueError:
+        return None
+    return float(gap) / 1000 if isinstance(gap, (int, float)) and gap >= 0 else None
 
 
 async def serve(host: str, port: int) -> None:
