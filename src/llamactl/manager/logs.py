@@ -114,20 +114,34 @@ def read_log(path: Path) -> str:
 
 
 def tail_lines(path: Path, count: int) -> str:
-    """The last ``count`` lines of the file joined with newlines, reading from the end."""
+    """The last ``count`` lines of the file joined with newlines, reading from the end.
+
+    Blocks are read backwards until they hold more than ``count`` newlines or the start
+    of the file is reached, so the work is linear in what is returned (or in the file's
+    size when ``count`` is beyond its length).
+    """
     if count <= 0:
         return read_log(path)
     try:
         with path.open("rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            position = handle.tell()
-            data = b""
-            while position > 0 and data.count(b"\n") <= count:
-                step = min(_BLOCK, position)
-                position -= step
-                handle.seek(position)
-                data = handle.read(step) + data
+            data = _read_tail(handle, count)
     except FileNotFoundError:
         return ""
     lines = data.decode("utf-8", errors="replace").splitlines()
     return "\n".join(lines[-count:])
+
+
+def _read_tail(handle: BinaryIO, count: int) -> bytes:
+    """The shortest end of the file that holds its last ``count`` lines (or all of it)."""
+    position = handle.seek(0, os.SEEK_END)
+    blocks: list[bytes] = []
+    newlines = 0
+    while position > 0 and newlines <= count:
+        step = min(_BLOCK, position)
+        position -= step
+        handle.seek(position)
+        block = handle.read(step)
+        newlines += block.count(b"\n")
+        blocks.append(block)
+    blocks.reverse()
+    return b"".join(blocks)
