@@ -1,8 +1,9 @@
 """Startup and shutdown of llamactl's services, in the spec's order.
 
-``start_services`` opens the database, runs the migrations, imports legacy JSON files and
-creates the manager with the database injected; ``stop_services`` undoes it. ``serve``
-runs the HTTP server between the two.
+``start_services`` locks the data directory, opens the database, runs the migrations,
+creates the instances and logs folders, narrows file modes left too wide, imports legacy
+JSON files and creates the manager with the database injected; ``stop_services`` undoes
+it. ``serve`` runs the HTTP server between the two.
 """
 
 from __future__ import annotations
@@ -20,19 +21,30 @@ import uvicorn
 from llamactl import database
 from llamactl.config import AppConfig
 from llamactl.database import DB, DatabaseSettings
-from llamactl.database.json_import import ImportResult, import_json
+from llamactl.database.json_import import ARCHIVE_DIR, ImportResult, import_json
 from llamactl.errors import ConfigError
 from llamactl.manager import InstanceManager, instance_defaults
+from llamactl.manager.datadir import (
+    PRIVATE_DIR,
+    PRIVATE_FILE,
+    DataDirLock,
+    make_private_dir,
+    tighten,
+)
 from llamactl.server import auth
 
 __all__ = [
     "Services",
+    "create_data_dir",
     "create_directories",
+    "create_instance_dirs",
     "import_legacy",
+    "lock_data_dir",
     "open_database",
     "serve",
     "start_services",
     "stop_services",
+    "tighten_modes",
 ]
 
 logger = logging.getLogger("llamactl")
@@ -48,20 +60,89 @@ class Services:
     db: DB
     manager: InstanceManager
     keys: auth.Keys
+    lock: DataDirLock | None = None
     stopped: bool = field(default=False, init=False)
 
 
 def create_directories(config: AppConfig) -> None:
-    """Create the data, instances and logs folders when ``auto_create_dirs`` is on."""
-    if not config.instances.auto_create_dirs:
-        return
-    for folder in (config.data_dir, config.instances.instances_dir, config.instances.logs_dir):
-        try:
-            Path(folder).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot create the folder {folder}: {exc}", value=str(folder)
-            ) from exc
+    """Create the data, instances and logs folders (mode 0700) when ``auto_create_dirs`` is on."""
+    create_data_dir(config)
+    create_instance_dirs(config)
+
+
+def create_data_dir(config: AppConfig) -> None:
+    """Create ``data_dir`` (mode 0700) when ``auto_create_dirs`` is on."""
+    if config.instances.auto_create_dirs:
+        _make_dir(Path(config.data_dir))
+
+
+def create_instance_dirs(config: AppConfig) -> None:
+    """Create the instances and logs folders (mode 0700) when ``auto_create_dirs`` is on."""
+    if config.instances.auto_create_dirs:
+        for folder in (config.instances.instances_dir, config.instances.logs_dir):
+            _make_dir(Path(folder))
+
+
+def _make_dir(folder: Path) -> None:
+    try:
+        make_private_dir(folder)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the folder {folder}: {exc}", value=str(folder)) from exc
+
+
+def lock_data_dir(config: AppConfig) -> DataDirLock:
+    """Take the data directory's lock, or raise ``DataDirInUse`` naming the holder's PID."""
+    data_dir = Path(config.data_dir)
+    if not data_dir.is_dir():
+        raise ConfigError(
+            f"the data directory {data_dir} does not exist (create it, or turn "
+            "instances.auto_create_dirs on)",
+            key="data_dir",
+            value=str(data_dir),
+        )
+    lock = DataDirLock(data_dir)
+    lock.acquire()
+    return lock
+
+
+def tighten_modes(config: AppConfig) -> None:
+    """Make private what an earlier run left readable by other users, one log line each.
+
+    Folders become 0700 at most; the database (with its -wal, -shm and -journal files),
+    the instance logs and the legacy JSON files 0600 at most.
+    """
+    instances_dir = Path(config.instances.instances_dir)
+    logs_dir = Path(config.instances.logs_dir)
+    archive = instances_dir / ARCHIVE_DIR
+    folders = [Path(config.data_dir), instances_dir, logs_dir, archive]
+    files: list[Path] = []
+    database_path = config.database.path
+    if str(database_path) != ":memory:" and "://" not in str(database_path):
+        base = Path(database_path)
+        files += [base] + [base.with_name(base.name + end) for end in _SQLITE_SIDE_FILES]
+    files += _listed(logs_dir, "*.log") + _listed(logs_dir, "*.log.gz")
+    files += _listed(instances_dir, "*.json") + _listed(archive, "*.json")
+    for folder in folders:
+        _tighten(folder, PRIVATE_DIR)
+    for path in files:
+        _tighten(path, PRIVATE_FILE)
+
+
+_SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def _listed(folder: Path, pattern: str) -> list[Path]:
+    try:
+        return sorted(path for path in folder.glob(pattern) if path.is_file())
+    except OSError:
+        return []
+
+
+def _tighten(path: Path, allowed: int) -> None:
+    try:
+        tighten(path, allowed)
+    except OSError as exc:
+        logger.warning("cannot narrow the mode of %s: %s", path, exc.strerror)
 
 
 def open_database(config: AppConfig) -> DB:
@@ -94,22 +175,38 @@ def warn_about_settings(config: AppConfig) -> None:
 
 
 def start_services(config: AppConfig) -> Services:
+    """Lock the data directory, open the database, then create the rest and load.
+
+    A database that is not llamactl's is refused before any folder besides ``data_dir``
+    is created; a second llamactl on the same ``data_dir`` before anything is opened.
+    """
     warn_about_settings(config)
-    create_directories(config)
+    create_data_dir(config)
+    lock = lock_data_dir(config)
+    try:
+        db = open_database(config)
+        try:
+            return _start_with_database(config, db, lock)
+        except BaseException:
+            db.close()
+            raise
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _start_with_database(config: AppConfig, db: DB, lock: DataDirLock) -> Services:
+    create_instance_dirs(config)
+    tighten_modes(config)
     loaded = auth.load_keys(config)
     for message in loaded.messages:
         logger.info("%s", message)
-    db = open_database(config)
-    try:
-        result = import_legacy(config, db)
-        if result.count:
-            logger.info("imported %d instances from legacy JSON files", result.count)
-        manager = InstanceManager(config, db)
-        manager.load()
-    except BaseException:
-        db.close()
-        raise
-    return Services(config=config, db=db, manager=manager, keys=loaded.keys)
+    result = import_legacy(config, db)
+    if result.count:
+        logger.info("imported %d instances from legacy JSON files", result.count)
+    manager = InstanceManager(config, db)
+    manager.load()
+    return Services(config=config, db=db, manager=manager, keys=loaded.keys, lock=lock)
 
 
 def stop_services(services: Services) -> None:
@@ -117,7 +214,11 @@ def stop_services(services: Services) -> None:
     if services.stopped:
         return
     services.stopped = True
-    services.db.close()
+    try:
+        services.db.close()
+    finally:
+        if services.lock is not None:
+            services.lock.release()
 
 
 def serve(config: AppConfig) -> None:
