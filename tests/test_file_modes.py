@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ def mode(path: Path) -> int:
 
 
 @pytest.fixture(autouse=True)
-def _wide_umask() -> object:
+def _wide_umask() -> Iterator[None]:
     """The usual umask 022, whatever the test runner has: modes must not depend on it."""
     old = os.umask(0o022)
     yield
