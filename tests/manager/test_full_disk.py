@@ -66,8 +66,11 @@ async def manager(tmp_path: Path, small_disk: Path) -> AsyncIterator[InstanceMan
     try:
         yield built
     finally:
-        await built.shutdown()
-        db.close()
+        try:
+            async with asyncio.timeout(30):  # a regression must fail, not hang
+                await built.shutdown()
+        finally:
+            db.close()
 
 
 def fill(folder: Path) -> Path:
@@ -157,7 +160,8 @@ async def test_stop_stops_on_a_full_disk(manager: InstanceManager, small_disk: P
     assert port is not None
     async with httpx.AsyncClient() as client:
         assert [await get_health(client, port, f"n{n}") for n in range(10)] == [200] * 10
-    stopped = await manager.stop("loud")
+    async with asyncio.timeout(30):  # a regression must fail, not hang
+        stopped = await manager.stop("loud")
     assert stopped.status is Status.STOPPED
     assert not is_alive(pid)
     assert open_descriptors_to(small_disk / "loud.log") == []
