@@ -90,17 +90,19 @@ def test_an_existing_install_is_tightened_with_a_line_each(
     (logs / "one-20260101-000000.log.gz").write_bytes(b"")
     (data / "instances" / "json_archive").mkdir()
     (data / "instances" / "json_archive" / "old.json").write_text("{}")
-    wide = {
+    singly = {
         data: 0o755,
         data / "instances": 0o755,
         data / "instances" / "json_archive": 0o777,
         logs: 0o755,
         data / "llamactl.db": 0o644,
+    }
+    in_folders = {
         logs / "one.log": 0o644,
         logs / "one-20260101-000000.log.gz": 0o664,
         data / "instances" / "json_archive" / "old.json": 0o644,
     }
-    for path, wider in wide.items():
+    for path, wider in {**singly, **in_folders}.items():
         path.chmod(wider)
     untouched = logs / "notes.txt"
     untouched.write_text("")
@@ -110,16 +112,20 @@ def test_an_existing_install_is_tightened_with_a_line_each(
         services = start_services(config)
     stop_services(services)
 
-    for path, wider in wide.items():
-        expected = 0o700 if path.is_dir() else 0o600
-        assert mode(path) == expected, path
-        assert f"tightened the mode of {path} from {wider:04o} to {expected:04o}" in caplog.text
+    for path in [*singly, *in_folders]:
+        assert mode(path) == (0o700 if path.is_dir() else 0o600), path
     lines = [r.getMessage() for r in caplog.records if "tightened" in r.getMessage()]
+    for path, wider in singly.items():
+        expected = 0o700 if path.is_dir() else 0o600
+        assert f"tightened the mode of {path} from {wider:04o} to {expected:04o} (" in caplog.text
+    assert f"tightened the mode of 2 files in {logs} to 0600 at most" in caplog.text
+    archive = data / "instances" / "json_archive"
+    assert f"tightened the mode of 1 files in {archive} to 0600 at most" in caplog.text
     # SQLite gave the -wal and -shm files it created at open the database file's old mode
     side = {f"{data / 'llamactl.db'}-wal", f"{data / 'llamactl.db'}-shm"}
-    named = {line.split()[4] for line in lines}
-    assert {str(path) for path in wide} <= named <= {str(path) for path in wide} | side
-    assert len(lines) == len(named)
+    named = {line.split()[4] for line in lines if " files in " not in line}
+    assert {str(path) for path in singly} <= named <= {str(path) for path in singly} | side
+    assert len(lines) == len(named) + 2
     assert mode(untouched) == 0o644  # not llamactl's file
 
 

@@ -119,3 +119,21 @@ def test_a_crash_after_a_later_commit_still_finishes_archiving(tmp_path: Path) -
         assert not original.exists()
     finally:
         db.close()
+
+
+def test_a_half_written_copy_from_a_crash_is_replaced_not_kept(tmp_path: Path) -> None:
+    folder = tmp_path / "instances"
+    archive = folder / ARCHIVE_DIR
+    archive.mkdir(parents=True)
+    (archive / ".alpha.json.partial").write_text('{"name": "al')  # killed while copying
+    path = write(folder, "alpha", legacy("alpha"))
+    content = path.read_bytes()
+    db = database.open(DatabaseSettings(path=":memory:"))
+    database.run_migrations(db)
+    try:
+        assert import_json(db, folder, DEFAULTS).imported == ("alpha",)
+    finally:
+        db.close()
+    assert sorted(p.name for p in archive.iterdir()) == ["alpha.json"]
+    assert (archive / "alpha.json").read_bytes() == content
+    assert oct((archive / "alpha.json").stat().st_mode & 0o777) == oct(0o600)

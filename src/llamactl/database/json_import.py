@@ -114,21 +114,27 @@ def _archive_one(path: Path, archive: Path) -> None:
 
     The first copy of ``alpha.json`` is ``alpha.json``; a later import of another
     ``alpha.json`` makes ``alpha.json.1``, then ``.2``. An identical copy already there
-    (an import that stopped before its commit) is kept instead of copied again.
+    (an import that stopped before its commit) is kept instead of copied again. The copy
+    is written to a temporary file first and then linked under its name, which fails
+    rather than replace a file: a crash leaves no half-written copy under an archive name.
     """
     if _archived_copy(path, archive) is not None:
         return
-    data = path.read_bytes()
-    for target in _archive_names(path, archive):
-        try:
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        except FileExistsError:
-            continue
-        with os.fdopen(fd, "wb") as sink:
-            sink.write(data)
-        info = path.stat()
-        os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
-        return
+    partial = archive / f".{path.name}.partial"
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as sink:
+        sink.write(path.read_bytes())
+    info = path.stat()
+    os.utime(partial, ns=(info.st_atime_ns, info.st_mtime_ns))
+    try:
+        for target in _archive_names(path, archive):
+            try:
+                os.link(partial, target)
+            except FileExistsError:
+                continue
+            return
+    finally:
+        partial.unlink()
 
 
 def _archive_names(path: Path, archive: Path) -> Iterator[Path]:

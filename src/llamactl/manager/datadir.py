@@ -43,8 +43,10 @@ def make_private_dir(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
 
 
-def tighten(path: Path, allowed: int) -> bool:
-    """Remove from ``path``'s mode every bit not in ``allowed``; log it. False if absent.
+def tighten(path: Path, allowed: int, *, quiet: bool = False) -> bool:
+    """Remove from ``path``'s mode every bit not in ``allowed``; log it unless ``quiet``.
+
+    Returns whether the mode changed (False for a missing file too).
 
     Links are not followed: the mode of what a link points to is not ours to change.
     """
@@ -52,12 +54,14 @@ def tighten(path: Path, allowed: int) -> bool:
         info = path.lstat()
     except FileNotFoundError:
         return False
-    if stat.S_ISLNK(info.st_mode):
-        return False
+    if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+        return False  # a link, a device, a socket: not ours to change
     mode = stat.S_IMODE(info.st_mode)
     if not mode & ~allowed:
         return False
     path.chmod(mode & allowed)
+    if quiet:
+        return True
     logger.warning(
         "tightened the mode of %s from %04o to %04o (it was readable by other users)",
         path,

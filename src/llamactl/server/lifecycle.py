@@ -106,36 +106,27 @@ def lock_data_dir(config: AppConfig) -> DataDirLock:
 
 
 def tighten_modes(config: AppConfig) -> None:
-    """Make private what an earlier run left readable by other users, one log line each.
+    """Make private what an earlier run left readable by other users, with a log line.
 
-    Folders become 0700 at most; the database (with its -wal, -shm and -journal files),
-    the instance logs and the legacy JSON files 0600 at most.
+    Folders become 0700 at most and the database (with its -wal, -shm and -journal files)
+    0600, one line each; instance logs and archived legacy JSON files 0600, one line per
+    folder. (Legacy files still to import are left: the import removes them.)
     """
     instances_dir = Path(config.instances.instances_dir)
     logs_dir = Path(config.instances.logs_dir)
     archive = instances_dir / ARCHIVE_DIR
-    folders = [Path(config.data_dir), instances_dir, logs_dir, archive]
-    files: list[Path] = []
-    database_path = config.database.path
-    if str(database_path) != ":memory:" and "://" not in str(database_path):
-        base = Path(database_path)
-        files += [base] + [base.with_name(base.name + end) for end in _SQLITE_SIDE_FILES]
-    files += _listed(logs_dir, "*.log") + _listed(logs_dir, "*.log.gz")
-    files += _listed(instances_dir, "*.json") + _listed(archive, "*.json")
-    for folder in folders:
+    for folder in (Path(config.data_dir), instances_dir, logs_dir, archive):
         _tighten(folder, PRIVATE_DIR)
-    for path in files:
-        _tighten(path, PRIVATE_FILE)
+    database_path = str(config.database.path)
+    if database_path != ":memory:" and "://" not in database_path:
+        base = Path(database_path)
+        for path in [base] + [base.with_name(base.name + end) for end in _SQLITE_SIDE_FILES]:
+            _tighten(path, PRIVATE_FILE)
+    _tighten_files(logs_dir, ("*.log", "*.log.gz"))
+    _tighten_files(archive, ("*.json", "*.json.*"))
 
 
 _SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
-
-
-def _listed(folder: Path, pattern: str) -> list[Path]:
-    try:
-        return sorted(path for path in folder.glob(pattern) if path.is_file())
-    except OSError:
-        return []
 
 
 def _tighten(path: Path, allowed: int) -> None:
@@ -143,6 +134,26 @@ def _tighten(path: Path, allowed: int) -> None:
         tighten(path, allowed)
     except OSError as exc:
         logger.warning("cannot narrow the mode of %s: %s", path, exc.strerror)
+
+
+def _tighten_files(folder: Path, patterns: tuple[str, ...]) -> None:
+    try:
+        paths = sorted({path for pattern in patterns for path in folder.glob(pattern)})
+    except OSError:
+        return
+    narrowed = 0
+    for path in paths:
+        try:
+            narrowed += tighten(path, PRIVATE_FILE, quiet=True)
+        except OSError as exc:
+            logger.warning("cannot narrow the mode of %s: %s", path, exc.strerror)
+    if narrowed:
+        logger.warning(
+            "tightened the mode of %d files in %s to 0600 at most "
+            "(they were readable by other users)",
+            narrowed,
+            folder,
+        )
 
 
 def open_database(config: AppConfig) -> DB:
