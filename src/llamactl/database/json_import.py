@@ -121,7 +121,8 @@ def _archive_one(path: Path, archive: Path) -> None:
     if _archived_copy(path, archive) is not None:
         return
     partial = archive / f".{path.name}.partial"
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    partial.unlink(missing_ok=True)  # left by a crash
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "wb") as sink:
         sink.write(path.read_bytes())
     info = path.stat()
