@@ -32,7 +32,6 @@ __all__ = ["DB", "Database", "DatabaseSettings", "open"]
 
 MEMORY = ":memory:"
 BUSY_TIMEOUT_MS = 5000
-PRIVATE_FILE = 0o600  # the database holds instance environments and backend API keys
 
 
 class Database(Protocol):
@@ -130,6 +129,9 @@ def _ensure_parent(path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
         raise DatabaseError(f"cannot create the folder of database {path}: {exc}") from exc
+
+
+PRIVATE_FILE = 0o600  # the database holds instance environments and backend API keys
 
 
 def _create_private(path: Path) -> None:

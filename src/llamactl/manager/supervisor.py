@@ -55,11 +55,6 @@ def backend_config(config: AppConfig, backend_type: BackendType) -> BackendConfi
     }[backend_type]
 
 
-def _reason(exc: OSError) -> str:
-    """``no space left on device``, ``permission denied``: the system's words for it."""
-    return os.strerror(exc.errno).lower() if exc.errno is not None else str(exc)
-
-
 class Host(Protocol):
     """What the supervisor needs from the manager."""
 
@@ -272,3 +267,8 @@ class Supervisor:
         task = asyncio.create_task(work)
         runtime.tasks.add(task)
         task.add_done_callback(runtime.tasks.discard)
+
+
+def _reason(exc: OSError) -> str:
+    """``no space left on device``, ``permission denied``: the system's words for it."""
+    return os.strerror(exc.errno).lower() if exc.errno is not None else str(exc)

@@ -1,9 +1,8 @@
 """Startup and shutdown of llamactl's services, in the spec's order.
 
-``start_services`` locks the data directory, opens the database, runs the migrations,
-creates the instances and logs folders, narrows file modes left too wide, imports legacy
-JSON files and creates the manager with the database injected; ``stop_services`` undoes
-it. ``serve`` runs the HTTP server between the two.
+``start_services`` opens the database, runs the migrations, imports legacy JSON files and
+creates the manager with the database injected; ``stop_services`` undoes it. ``serve``
+runs the HTTP server between the two.
 """
 
 from __future__ import annotations
@@ -39,7 +38,6 @@ __all__ = [
     "create_directories",
     "create_instance_dirs",
     "import_legacy",
-    "lock_data_dir",
     "open_database",
     "serve",
     "start_services",
