@@ -3,10 +3,10 @@
 Backend output is appended as raw bytes (no line-length limit), between start and stop
 markers. When the file grows past ``max_bytes`` it is renamed to
 ``<name>-<YYYYmmdd-HHMMSS>.log`` (gzipped in the background when asked) and a new file is
-started. Reading works whether or not the instance ran since llamactl started. Files are created
-with mode 0600 (backends print their arguments, which may hold API keys). A full disk does
-not stop the copying: what cannot be written is dropped, counted and noted in the log once
-writing works again.
+started. Reading works whether or not the instance ran since llamactl started. Files are
+created with mode 0600 (backends print their arguments, which may hold API keys). A full disk
+does not stop the copying: what cannot be written is dropped, counted and noted in the log
+once writing works again.
 """
 
 from __future__ import annotations
