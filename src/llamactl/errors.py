@@ -8,6 +8,7 @@ pydantic, ``OSError``) are translated once, at the layer that meets them, chaine
 
     LlamactlError
     ├── ConfigError               the configuration cannot be loaded or is invalid
+    │   └── DataDirInUse          another llamactl holds the lock of the data directory
     ├── InvalidInput              a user-supplied value is malformed (400)
     │   ├── CommandParseError     a pasted command line cannot be read as a backend's flags
     │   ├── InvalidInstanceName   an instance name breaks the naming rule
@@ -47,6 +48,7 @@ __all__ = [
     "CommandParseError",
     "ConfigError",
     "Conflict",
+    "DataDirInUse",
     "DatabaseError",
     "DatabaseUnavailable",
     "ForeignOrigin",
@@ -103,6 +105,17 @@ class ConfigError(LlamactlError):
         self.key = key
         self.value = value
         self.source = source
+
+
+class DataDirInUse(ConfigError):
+    """Raised when another process holds the lock of the data directory; ``pid`` is its
+    process ID as written in the lock file (``None`` when unreadable)."""
+
+    code = "data_dir_in_use"
+
+    def __init__(self, message: str, *, pid: int | None, data_dir: str) -> None:
+        super().__init__(message, key="data_dir", value=data_dir)
+        self.pid = pid
 
 
 class InvalidInput(LlamactlError):

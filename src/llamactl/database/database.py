@@ -24,7 +24,7 @@ from sqlalchemy.pool import QueuePool, StaticPool
 
 from llamactl.config import DatabaseConfig
 from llamactl.database import instances as sql
-from llamactl.database import processes
+from llamactl.database import ownership, processes
 from llamactl.database.processes import ProcessRecord
 from llamactl.errors import DatabaseError, DatabaseUnavailable
 from llamactl.instance import Instance
@@ -114,6 +114,9 @@ Clock = Callable[[], float]
 def open(settings: DatabaseSettings, *, clock: Clock = time.time) -> DB:
     """Connect to the configured database. Creates an SQLite file's folder if missing.
 
+    An SQLite file is checked read-only first and refused, unchanged, if it is another
+    program's database (``NotALlamactlDatabase``); a new file is created with mode 0600.
+
     ``clock`` gives the unix time written to ``updated_at`` (and to ``created_at`` of an
     instance whose ``created`` is 0).
     """
@@ -121,6 +124,8 @@ def open(settings: DatabaseSettings, *, clock: Clock = time.time) -> DB:
         raise DatabaseError("database path is empty: set database.path")
     if not settings.is_memory and "://" not in settings.path:
         _ensure_parent(Path(settings.path))
+        ownership.check_file(Path(settings.path))  # before any pragma writes to it
+        _create_private(Path(settings.path))
     try:
         engine = _create_engine(settings)
         with engine.connect():  # fail now, not at the first query
@@ -132,9 +137,24 @@ def open(settings: DatabaseSettings, *, clock: Clock = time.time) -> DB:
 
 def _ensure_parent(path: Path) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
         raise DatabaseError(f"cannot create the folder of database {path}: {exc}") from exc
+
+
+PRIVATE_FILE = 0o600  # the database holds instance environments and backend API keys
+
+
+def _create_private(path: Path) -> None:
+    """Create a missing database file with mode 0600; SQLite gives its -wal and -shm files
+    the mode of the database file."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE_FILE)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise DatabaseError(f"cannot create database {path}: {exc.strerror}") from exc
+    os.close(fd)
 
 
 def _create_engine(settings: DatabaseSettings) -> Engine:

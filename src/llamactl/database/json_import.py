@@ -4,7 +4,8 @@ All or nothing (DESIGN decision 6): every file is read and validated first; one 
 stops the import with an error naming it, and nothing is written or moved. The steps are
 ordered so that a crash at any point loses nothing:
 
-1. copy every file into ``instances_dir/json_archive/``;
+1. copy every file into ``instances_dir/json_archive/`` (mode 0600), never over an
+   earlier import's copy: a later ``alpha.json`` is archived as ``alpha.json.1``;
 2. insert every instance in one transaction, only if the database is still empty;
 3. remove the originals.
 
@@ -15,10 +16,11 @@ is identical and whose instance is in the database; the next start removes them.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
-import shutil
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,12 +101,57 @@ def _read_file(path: Path, defaults: DefaultsFor) -> Instance:
 def _copy_to_archive(files: list[Path], instances_dir: Path) -> Path:
     archive = instances_dir / ARCHIVE_DIR
     try:
-        archive.mkdir(exist_ok=True)
+        archive.mkdir(exist_ok=True, mode=0o700)
         for path in files:
-            shutil.copy2(path, archive / path.name)
+            _archive_one(path, archive)
     except OSError as exc:
         raise JsonImportError(f"cannot copy legacy files into {archive}: {exc}") from exc
     return archive
+
+
+def _archive_one(path: Path, archive: Path) -> None:
+    """Copy ``path`` into ``archive`` under a name no earlier import used.
+
+    The first copy of ``alpha.json`` is ``alpha.json``; a later import of another
+    ``alpha.json`` makes ``alpha.json.1``, then ``.2``. An identical copy already there
+    (an import that stopped before its commit) is kept instead of copied again. The copy
+    is written to a temporary file first and then linked under its name, which fails
+    rather than replace a file: a crash leaves no half-written copy under an archive name.
+    """
+    if _archived_copy(path, archive) is not None:
+        return
+    partial = archive / f".{path.name}.partial"
+    partial.unlink(missing_ok=True)  # left by a crash
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as sink:
+        sink.write(path.read_bytes())
+    info = path.stat()
+    os.utime(partial, ns=(info.st_atime_ns, info.st_mtime_ns))
+    try:
+        for target in _archive_names(path, archive):
+            try:
+                os.link(partial, target)
+            except FileExistsError:
+                continue
+            return
+    finally:
+        partial.unlink()
+
+
+def _archive_names(path: Path, archive: Path) -> Iterator[Path]:
+    yield archive / path.name
+    for number in itertools.count(1):
+        yield archive / f"{path.name}.{number}"
+
+
+def _archived_copy(path: Path, archive: Path) -> Path | None:
+    """The archived file holding exactly the bytes of ``path``, if there is one."""
+    for candidate in _archive_names(path, archive):
+        if not candidate.exists():
+            return None
+        if _same_bytes(path, candidate):
+            return candidate
+    return None  # pragma: no cover - the names never end
 
 
 def _remove_originals(files: list[Path]) -> None:
@@ -120,7 +167,7 @@ def _finish_archiving(db: DB, files: list[Path], instances_dir: Path) -> None:
     archive = instances_dir / ARCHIVE_DIR
     names = {inst.name for inst in db.load_all()}
     leftover = [
-        path for path in files if path.stem in names and _same_bytes(path, archive / path.name)
+        path for path in files if path.stem in names and _archived_copy(path, archive) is not None
     ]
     _remove_originals(leftover)
     if len(leftover) < len(files):

@@ -21,22 +21,20 @@ from sqlalchemy import Connection, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from llamactl.database.database import DB
-from llamactl.database.instances import BEYOND_SPEC
-from llamactl.database.instances import instances as instances_table
-from llamactl.errors import DatabaseError, MigrationError, NotALlamactlDatabase
+from llamactl.database.ownership import (
+    LEGACY_VERSION_TABLE,
+    VERSION_TABLE,
+    foreign_database,
+    is_legacy_version_one,
+)
+from llamactl.errors import DatabaseError, MigrationError
 
 __all__ = ["current_revision", "downgrade", "head_revision", "run_migrations", "upgrade"]
 
 logger = logging.getLogger(__name__)
 
 SCRIPT_LOCATION = "llamactl.database:migrations"
-VERSION_TABLE = "alembic_version"
-LEGACY_VERSION_TABLE = "schema_migrations"
 OWN_TABLES = frozenset({"instances", VERSION_TABLE})
-# The columns of the spec's instances table, which a legacy version-1 database must have.
-SPEC_COLUMNS = frozenset(
-    column.name for column in instances_table.columns if column.name not in BEYOND_SPEC
-)
 
 
 def _script_directory() -> ScriptDirectory:
@@ -109,11 +107,7 @@ def _check_upgradable(connection: Connection) -> None:
     if _is_legacy_version_one(connection, tables):
         _adopt_legacy(connection)
         return
-    raise NotALlamactlDatabase(
-        "the database is not a llamactl database (it has the tables "
-        f"{', '.join(sorted(tables))} and no llamactl schema version); "
-        "point database.path at a new file"
-    )
+    raise foreign_database(tables)
 
 
 def _check_known_revision(connection: Connection) -> None:
@@ -135,7 +129,7 @@ def _is_legacy_version_one(connection: Connection, tables: set[str]) -> bool:
     rows = connection.execute(text(f"SELECT version, dirty FROM {LEGACY_VERSION_TABLE}")).all()
     columns = {column["name"] for column in inspect(connection).get_columns("instances")}
     connection.rollback()
-    return len(rows) == 1 and rows[0][0] == 1 and not rows[0][1] and columns == SPEC_COLUMNS
+    return is_legacy_version_one(tables, [tuple(row) for row in rows], columns)
 
 
 def _adopt_legacy(connection: Connection) -> None:

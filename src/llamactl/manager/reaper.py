@@ -3,8 +3,10 @@
 Each backend is the leader of its own process group, recorded with its PID and its start
 time (clock ticks since boot). At start-up, a recorded process that is still alive with
 the same start time is ours: its whole group gets SIGTERM, then SIGKILL after a bounded
-wait. A live process with another start time is a reused PID and is left alone. When the
-leader is gone, any members left in its group are killed.
+wait. A live process with another start time is a reused PID and is left alone, and so is
+a backend whose parent is a running llamactl (one holding a data directory lock): it
+belongs to that llamactl. When the leader is gone, any members left in its group are
+killed.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 from collections.abc import Iterable
 
 from llamactl.database.processes import ProcessRecord
+from llamactl.manager.datadir import holds_lock_file
 from llamactl.manager.process import group_members, kill_group, process_start_ticks
 
 __all__ = ["is_alive", "reap"]
@@ -48,6 +51,27 @@ def _is_ours(entry: ProcessRecord) -> bool:
     return process_start_ticks(entry.pid) == entry.start_ticks
 
 
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:  # noqa: PTH123 - /proc needs no Path
+            return int(stat.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _live_owner(pid: int) -> int | None:
+    """The PID of the llamactl that started ``pid`` if it still runs, else ``None``.
+
+    A backend's parent is the llamactl that spawned it until that llamactl dies (then it
+    is re-parented to init or a subreaper). A parent holding a llamactl lock file is a
+    live llamactl, whose backends are not ours to stop, whatever the database says.
+    """
+    parent = _parent(pid)
+    if parent is None or parent in (0, 1, os.getpid()):
+        return None
+    return parent if holds_lock_file(parent) else None
+
+
 def _kill_group(pgid: int, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signum)
@@ -69,6 +93,15 @@ async def _reap_one(entry: ProcessRecord, timeout: float) -> bool:
         return bool(group_members(entry.pid)) and await kill_group(entry.pid, timeout)
     if not _is_ours(entry):
         logger.info("pid %d of %s now belongs to another process", entry.pid, entry.instance_name)
+        return False
+    owner = _live_owner(entry.pid)
+    if owner is not None:
+        logger.warning(
+            "leaving backend %s (pid %d) alone: its llamactl (pid %d) is still running",
+            entry.instance_name,
+            entry.pid,
+            owner,
+        )
         return False
     logger.warning(
         "stopping backend %s (pid %d) left by a previous run", entry.instance_name, entry.pid

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -173,8 +174,17 @@ class Supervisor:
             compress=settings.log_rotation_compress,
             on_write=lambda data: runtime.publish("log", {"text": data.decode("utf-8", "replace")}),
         )
-        log.open()
+        try:
+            log.open()
+        except OSError as exc:
+            raise BackendFailed(f"cannot open the log file {log.path}: {_reason(exc)}") from exc
         log.marker(name, "started")
+        if log.error is not None:  # a backend is not started without a log it can write
+            error = log.error
+            log.close()
+            raise BackendFailed(
+                f"cannot write the log file {log.path}: {_reason(error)}"
+            ) from error
         return log
 
     def _hint(self, options: Options) -> str:
@@ -292,3 +302,8 @@ class Supervisor:
         task = asyncio.create_task(work)
         runtime.tasks.add(task)
         task.add_done_callback(runtime.tasks.discard)
+
+
+def _reason(exc: OSError) -> str:
+    """``no space left on device``, ``permission denied``: the system's words for it."""
+    return os.strerror(exc.errno).lower() if exc.errno is not None else str(exc)

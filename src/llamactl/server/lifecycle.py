@@ -24,21 +24,31 @@ import uvicorn
 from llamactl import database
 from llamactl.config import AppConfig, load_config
 from llamactl.database import DB, DatabaseSettings
-from llamactl.database.json_import import ImportResult, import_json
+from llamactl.database.json_import import ARCHIVE_DIR, ImportResult, import_json
 from llamactl.errors import ConfigError
 from llamactl.manager import InstanceManager, instance_defaults
+from llamactl.manager.datadir import (
+    PRIVATE_DIR,
+    PRIVATE_FILE,
+    DataDirLock,
+    make_private_dir,
+    tighten,
+)
 from llamactl.server import auth
 from llamactl.server.reload import Reconfigurable, Reloader
 
 __all__ = [
     "Services",
+    "create_data_dir",
     "create_directories",
+    "create_instance_dirs",
     "import_legacy",
     "listen",
     "open_database",
     "serve",
     "start_services",
     "stop_services",
+    "tighten_modes",
 ]
 
 logger = logging.getLogger("llamactl")
@@ -55,20 +65,100 @@ class Services:
     db: DB
     manager: InstanceManager
     keys: auth.Keys
+    lock: DataDirLock | None = None
     stopped: bool = field(default=False, init=False)
 
 
 def create_directories(config: AppConfig) -> None:
-    """Create the data, instances and logs folders when ``auto_create_dirs`` is on."""
-    if not config.instances.auto_create_dirs:
+    """Create the data, instances and logs folders (mode 0700) when ``auto_create_dirs`` is on."""
+    create_data_dir(config)
+    create_instance_dirs(config)
+
+
+def create_data_dir(config: AppConfig) -> None:
+    """Create ``data_dir`` (mode 0700) when ``auto_create_dirs`` is on."""
+    if config.instances.auto_create_dirs:
+        _make_dir(Path(config.data_dir))
+
+
+def create_instance_dirs(config: AppConfig) -> None:
+    """Create the instances and logs folders (mode 0700) when ``auto_create_dirs`` is on."""
+    if config.instances.auto_create_dirs:
+        for folder in (config.instances.instances_dir, config.instances.logs_dir):
+            _make_dir(Path(folder))
+
+
+def _make_dir(folder: Path) -> None:
+    try:
+        make_private_dir(folder)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the folder {folder}: {exc}", value=str(folder)) from exc
+
+
+def lock_data_dir(config: AppConfig) -> DataDirLock:
+    """Take the data directory's lock, or raise ``DataDirInUse`` naming the holder's PID."""
+    data_dir = Path(config.data_dir)
+    if not data_dir.is_dir():
+        raise ConfigError(
+            f"the data directory {data_dir} does not exist (create it, or turn "
+            "instances.auto_create_dirs on)",
+            key="data_dir",
+            value=str(data_dir),
+        )
+    lock = DataDirLock(data_dir)
+    lock.acquire()
+    return lock
+
+
+def tighten_modes(config: AppConfig) -> None:
+    """Make private what an earlier run left readable by other users, with a log line.
+
+    Folders become 0700 at most and the database (with its -wal, -shm and -journal files)
+    0600, one line each; instance logs and archived legacy JSON files 0600, one line per
+    folder. (Legacy files still to import are left: the import removes them.)
+    """
+    instances_dir = Path(config.instances.instances_dir)
+    logs_dir = Path(config.instances.logs_dir)
+    archive = instances_dir / ARCHIVE_DIR
+    for folder in (Path(config.data_dir), instances_dir, logs_dir, archive):
+        _tighten(folder, PRIVATE_DIR)
+    database_path = str(config.database.path)
+    if database_path != ":memory:" and "://" not in database_path:
+        base = Path(database_path)
+        for path in [base] + [base.with_name(base.name + end) for end in _SQLITE_SIDE_FILES]:
+            _tighten(path, PRIVATE_FILE)
+    _tighten_files(logs_dir, ("*.log", "*.log.gz"))
+    _tighten_files(archive, ("*.json", "*.json.*"))
+
+
+_SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def _tighten(path: Path, allowed: int) -> None:
+    try:
+        tighten(path, allowed)
+    except OSError as exc:
+        logger.warning("cannot narrow the mode of %s: %s", path, exc.strerror)
+
+
+def _tighten_files(folder: Path, patterns: tuple[str, ...]) -> None:
+    try:
+        paths = sorted({path for pattern in patterns for path in folder.glob(pattern)})
+    except OSError:
         return
-    for folder in (config.data_dir, config.instances.instances_dir, config.instances.logs_dir):
+    narrowed = 0
+    for path in paths:
         try:
-            Path(folder).mkdir(parents=True, exist_ok=True)
+            narrowed += tighten(path, PRIVATE_FILE, quiet=True)
         except OSError as exc:
-            raise ConfigError(
-                f"cannot create the folder {folder}: {exc}", value=str(folder)
-            ) from exc
+            logger.warning("cannot narrow the mode of %s: %s", path, exc.strerror)
+    if narrowed:
+        logger.warning(
+            "tightened the mode of %d files in %s to 0600 at most "
+            "(they were readable by other users)",
+            narrowed,
+            folder,
+        )
 
 
 def open_database(config: AppConfig) -> DB:
@@ -119,22 +209,38 @@ class _Reconfigure:
 
 
 def start_services(config: AppConfig) -> Services:
+    """Lock the data directory, open the database, then create the rest and load.
+
+    A database that is not llamactl's is refused before any folder besides ``data_dir``
+    is created; a second llamactl on the same ``data_dir`` before anything is opened.
+    """
     warn_about_settings(config)
-    create_directories(config)
+    create_data_dir(config)
+    lock = lock_data_dir(config)
+    try:
+        db = open_database(config)
+        try:
+            return _start_with_database(config, db, lock)
+        except BaseException:
+            db.close()
+            raise
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _start_with_database(config: AppConfig, db: DB, lock: DataDirLock) -> Services:
+    create_instance_dirs(config)
+    tighten_modes(config)
     loaded = auth.load_keys(config)
     for message in loaded.messages:
         logger.info("%s", message)
-    db = open_database(config)
-    try:
-        result = import_legacy(config, db)
-        if result.count:
-            logger.info("imported %d instances from legacy JSON files", result.count)
-        manager = InstanceManager(config, db)
-        manager.load()
-    except BaseException:
-        db.close()
-        raise
-    return Services(config=config, db=db, manager=manager, keys=loaded.keys)
+    result = import_legacy(config, db)
+    if result.count:
+        logger.info("imported %d instances from legacy JSON files", result.count)
+    manager = InstanceManager(config, db)
+    manager.load()
+    return Services(config=config, db=db, manager=manager, keys=loaded.keys, lock=lock)
 
 
 def stop_services(services: Services) -> None:
@@ -142,7 +248,11 @@ def stop_services(services: Services) -> None:
     if services.stopped:
         return
     services.stopped = True
-    services.db.close()
+    try:
+        services.db.close()
+    finally:
+        if services.lock is not None:
+            services.lock.release()
 
 
 def serve(config: AppConfig, load: Callable[[], AppConfig] | None = None) -> None:
