@@ -64,6 +64,9 @@ _MULTIPART_MODEL = re.compile(
 # Backends that read the body's "model" themselves get their own model name there.
 _REWRITE_MODEL = frozenset({BackendType.VLLM, BackendType.MLX_LM})
 
+# Bodies up to this size are parsed whole to find their model (faster than the scan).
+_PARSED_WHOLE = 64 * 1024
+
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
@@ -142,11 +145,11 @@ class ProxyApp:
             )
             return
         body = await read_body(scope, receive, self._body_limit)
-        name, span = _model_of(scope, body)
+        name, is_json = _model_of(scope, body)
         inst = self._instance(
             name, not_found=f"model {name!r} not found: no instance has that name"
         )
-        body = self._body_for(inst, body, span)
+        body = self._body_for(inst, body, is_json)
         await self._forward(scope, receive, send, inst, scope["path"], body, on_demand=True)
 
     async def _llama_cpp(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -196,27 +199,37 @@ class ProxyApp:
         *,
         on_demand: bool,
     ) -> None:
-        """Relay to the instance's backend, counted in flight, cancelled if the client goes."""
+        """Relay to the instance's backend, counted in flight, cancelled if the client goes.
+
+        The watch for the client going away starts once the request is written to the
+        backend (or before a wait for the instance), so that it costs the request nothing.
+        """
         name = inst.name
         self._manager.begin_request(name)
         current = asyncio.current_task()
         assert current is not None
-        gone = asyncio.Event()
-        watcher = asyncio.create_task(_watch_disconnect(receive, gone, current))
+        watch = _DisconnectWatch(receive, current)
         try:
-            if on_demand:
+            if on_demand and not self._manager.accepts_requests(name):
+                watch.start()
                 await self._ondemand.ready(name)
-            await self._relay(scope, send, self._manager.get(name), path, body)
+            await self._relay(scope, send, self._manager.get(name), path, body, watch.start)
         except asyncio.CancelledError:
-            if not gone.is_set():
+            if not watch.gone:
                 raise
             current.uncancel()  # the client left: nothing more to send
         finally:
-            watcher.cancel()
+            watch.stop()
             self._manager.end_request(name)
 
     async def _relay(
-        self, scope: Scope, send: Send, inst: Instance, path: str, body: bytes
+        self,
+        scope: Scope,
+        send: Send,
+        inst: Instance,
+        path: str,
+        body: bytes,
+        sent: Callable[[], None],
     ) -> None:
         host, port = self._manager.address(inst.name)
         target = _target(scope, inst.name)
@@ -232,6 +245,7 @@ class ProxyApp:
             body=body,
             extra_headers=self._response_headers[inst.options.backend_type],
             name=inst.name,
+            sent=sent,
         )
 
     # -- helpers ------------------------------------------------------------------------
@@ -272,31 +286,47 @@ class ProxyApp:
             "ready": self._manager.is_ready(inst.name),
         }
 
-    def _body_for(self, inst: Instance, body: bytes, span: tuple[int, int] | None) -> bytes:
+    def _body_for(self, inst: Instance, body: bytes, is_json: bool) -> bytes:
         """The body to send: vLLM and MLX get their own model name in a JSON body's
-        ``model`` (the value at ``span`` replaced, every other byte kept)."""
+        ``model`` (its value replaced, every other byte kept)."""
         options = inst.options
-        if span is None or options.backend_type not in _REWRITE_MODEL:
+        if not is_json or options.backend_type not in _REWRITE_MODEL:
             return body
         served = getattr(options.backend_options, "served_model_name", None)
         model = served[0] if served else options.backend_options.model
-        if not model:
+        span = jsonscan.model_span(body)
+        if not model or span is None:
             return body
         start, end = span
         whole = memoryview(body)  # slices of a view are not copies: the join is the one copy
         return b"".join((whole[:start], json.dumps(model).encode(), whole[end:]))
 
 
-async def _watch_disconnect(
-    receive: Receive, gone: asyncio.Event, task: asyncio.Task[None]
-) -> None:
-    """Cancel ``task`` when the client disconnects (the body has been read already)."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            gone.set()
-            task.cancel()
-            return
+class _DisconnectWatch:
+    """Cancels a request's task when its client disconnects (the body is read already)."""
+
+    def __init__(self, receive: Receive, task: asyncio.Task[None]) -> None:
+        self._receive = receive
+        self._task = task
+        self._watcher: asyncio.Task[None] | None = None
+        self.gone = False
+
+    def start(self) -> None:
+        """Begin watching (once; later calls do nothing)."""
+        if self._watcher is None:
+            self._watcher = asyncio.create_task(self._watch())
+
+    def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+
+    async def _watch(self) -> None:
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                self.gone = True
+                self._task.cancel()
+                return
 
 
 def _target(scope: Scope, name: str) -> bytes:
@@ -336,21 +366,40 @@ def _path_name(segment: str) -> str:
     return validate_name(segment)
 
 
-def _model_of(scope: Scope, body: bytes) -> tuple[str, tuple[int, int] | None]:
-    """The ``model`` of a multipart form or a JSON object, and where its value lies in a
-    JSON body (``None`` for a form). The JSON is scanned, never parsed whole."""
+def _model_of(scope: Scope, body: bytes) -> tuple[str, bool]:
+    """The ``model`` of a multipart form or a JSON object, and whether the body is JSON.
+
+    A small body is parsed whole, which is quickest; one that does not parse, and every
+    large one, is scanned (``jsonscan``), never built, so its size costs no more memory.
+    Both read the same ``model`` from valid JSON (the last one)."""
     content_type = b""
     for key, value in scope["headers"]:
         if key == b"content-type":
             content_type = bytes(value).lower()
             break
-    span: tuple[int, int] | None = None
     if content_type.startswith(b"multipart/form-data"):
         match = _MULTIPART_MODEL.search(body)
         model = match.group(1).decode("utf-8", "replace") if match else None
+        is_json = False
     else:
-        span = jsonscan.model_span(body)
-        model = jsonscan.string_value(body, span) if span is not None else None
+        model = _small_json_model(body) if len(body) <= _PARSED_WHOLE else None
+        if model is None:
+            span = jsonscan.model_span(body)
+            model = jsonscan.string_value(body, span) if span is not None else None
+        is_json = True
     if not model:
         raise InvalidInput("the request has no 'model' string: name the instance to use")
-    return model, span
+    return model, is_json
+
+
+def _small_json_model(body: bytes) -> str | None:
+    """The ``model`` string of a small JSON object, or ``None`` to let the scan decide
+    (the body is not valid JSON, not an object, or has no string ``model``)."""
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(document, dict):
+        return None
+    model = document.get("model")
+    return model if isinstance(model, str) and model else None

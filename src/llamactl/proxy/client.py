@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -180,11 +180,21 @@ class _Connection(asyncio.Protocol):
         return self._transport is not None and not self._transport.is_closing()
 
     async def send(
-        self, request: bytes, *, head: bool = False, timeout: float | None = None
+        self,
+        request: bytes,
+        *,
+        head: bool = False,
+        timeout: float | None = None,
+        sent: Callable[[], None] | None = None,
     ) -> Response:
-        """Write ``request`` and wait for the status line and headers (at most ``timeout``
-        seconds). Cancelled or failed here, the connection is closed."""
+        """Write ``request`` (then call ``sent``) and wait for the status line and headers
+        (at most ``timeout`` seconds). Cancelled or failed here, the connection is closed."""
         assert self._transport is not None
+        # Written first, so that the backend works while the rest is prepared: nothing it
+        # answers is read before this coroutine yields.
+        self._transport.write(request)
+        if sent is not None:
+            sent()
         self._reset()
         self._no_body = head  # a response to HEAD has no body, whatever it announces
         loop = asyncio.get_running_loop()
@@ -192,7 +202,6 @@ class _Connection(asyncio.Protocol):
         if timeout:
             self._timer = loop.call_later(timeout, self._head_timed_out, timeout)
         try:
-            self._transport.write(request)
             await self._head
         except BaseException:
             self.close()  # the caller left: the backend must see the request end
@@ -297,8 +306,10 @@ class ConnectionPool:
         target: bytes | str,
         headers: Sequence[tuple[bytes, bytes]],
         body: bytes,
+        sent: Callable[[], None] | None = None,
     ) -> Response:
         """Send one request; a reused connection that died unanswered is retried once.
+        ``sent`` is called once the request is written (again if it is retried).
 
         ``target`` is written as it is: the caller makes sure it holds no CR, LF or space.
         """
@@ -307,14 +318,14 @@ class ConnectionPool:
         timeout = self.header_timeout
         connection = await self._acquire(host, port)
         try:
-            return await connection.send(payload, head=head, timeout=timeout)
+            return await connection.send(payload, head=head, timeout=timeout, sent=sent)
         except UpstreamTimeout:
             raise
         except UpstreamError:
             if not connection.reused or connection.received_anything:
                 raise
         connection = await self._connect(host, port)
-        return await connection.send(payload, head=head, timeout=timeout)
+        return await connection.send(payload, head=head, timeout=timeout, sent=sent)
 
     async def _acquire(self, host: str, port: int) -> _Connection:
         idle = self._idle.get((host, port))

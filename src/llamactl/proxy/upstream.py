@@ -15,7 +15,7 @@ logged as a backend failure.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from llamactl.errors import BackendFailed, GatewayTimeout
 from llamactl.proxy.asgi import Send
@@ -100,15 +100,19 @@ class Upstream:
         body: bytes,
         extra_headers: Sequence[tuple[bytes, bytes]] = (),
         name: str = "",
+        sent: Callable[[], None] | None = None,
     ) -> None:
-        """Send the request to the backend and stream its response to the ASGI ``send``.
+        """Send the request to the backend and stream its response to the ASGI ``send``;
+        ``sent`` is called as soon as the request is written.
 
         ``GatewayTimeout`` (504) when no response head comes in time, ``BackendFailed``
         (502) when the backend cannot be reached or answers with a broken head; a body cut
         off midway leaves the client's response unfinished (see the module docstring).
         """
         try:
-            response = await self._pool.request(host, port, method, target, headers, body)
+            response = await self._pool.request(
+                host, port, method, target, headers, body, sent=sent
+            )
         except UpstreamTimeout as exc:
             raise GatewayTimeout(f"the backend of {name} did not answer: {exc}") from exc
         except UpstreamError as exc:
