@@ -4,10 +4,8 @@ database file was deleted: real backends, a real SQLite file, a real second writ
 from __future__ import annotations
 
 import asyncio
-import errno
 import os
 import signal
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -36,6 +34,7 @@ from tests.manager.conftest import (
     until,
 )
 from tests.manager.conftest import stored_status as stored
+from tests.tmpfs import fill, tmpfs
 
 pytestmark = pytest.mark.anyio
 
@@ -286,34 +285,9 @@ async def test_a_create_cancelled_while_it_waits_still_lands_in_memory_and_file(
 
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
-    """A folder on a 4 MiB tmpfs of its own, for the database only (needs root and mount)."""
-    folder = tmp_path / "dbfs"
-    folder.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.decode().strip()}")
-    try:
+    """A folder on a 4 MiB tmpfs of its own, for the database only."""
+    with tmpfs(tmp_path / "dbfs", "size=4m") as folder:
         yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=True)
-
-
-def _fill(folder: Path) -> Path:
-    filler = folder / "filler"
-    with filler.open("wb", buffering=0) as out:
-        try:
-            while True:
-                out.write(b"\0" * 65536)
-                out.flush()
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-    return filler
 
 
 async def test_a_full_disk_under_the_database_keeps_backends_supervised(
@@ -326,7 +300,7 @@ async def test_a_full_disk_under_the_database_keeps_backends_supervised(
     manager.load()
     try:
         await manager.create("alpha", fake_options())
-        filler = _fill(small_fs)
+        filler = fill(small_fs)
         with pytest.raises(DatabaseUnavailable, match="database or disk is full"):
             await manager.create("beta", fake_options(environment={"PAD": "x" * 200_000}))
         await manager.start("alpha")

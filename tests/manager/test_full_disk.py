@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import os
 import re
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -27,6 +24,7 @@ from llamactl.instance import Status
 from llamactl.manager import InstanceManager
 from llamactl.manager.reaper import is_alive
 from tests.manager.conftest import FAST, fake_config, fake_options, is_ready, until
+from tests.tmpfs import fill, tmpfs
 
 pytestmark = pytest.mark.anyio
 
@@ -36,23 +34,8 @@ REQUESTS = 40  # 640 kB of log lines: ten times a pipe's buffer
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    folder = tmp_path / "logs"
-    folder.mkdir()
-    try:
-        mounted = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    except FileNotFoundError:
-        pytest.skip("no mount command")
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "logs", "size=1m") as folder:
         yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
 @pytest.fixture
@@ -71,25 +54,6 @@ async def manager(tmp_path: Path, small_disk: Path) -> AsyncIterator[InstanceMan
                 await built.shutdown()
         finally:
             db.close()
-
-
-def fill(folder: Path) -> Path:
-    """Write a file until the filesystem is full; return it (delete it to free the space)."""
-    filler = folder / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        while True:
-            try:
-                os.write(fd, b"\0" * 65536)
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC
-                break
-        with contextlib.suppress(OSError):
-            while os.write(fd, b"\0"):  # the last partial block
-                pass
-    finally:
-        os.close(fd)
-    return filler
 
 
 def open_descriptors_to(path: Path) -> list[str]:

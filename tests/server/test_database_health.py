@@ -3,9 +3,6 @@ status changes not written yet, and the free space of a real (small) filesystem.
 
 from __future__ import annotations
 
-import errno
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +14,7 @@ from llamactl.server.management import CRITICAL_FREE_BYTES, LOW_FREE_BYTES
 from tests.database.locker import LockHolder
 from tests.manager.conftest import fake_options
 from tests.server.conftest import serving
+from tests.tmpfs import fill, tmpfs
 
 pytestmark = pytest.mark.anyio
 
@@ -89,33 +87,9 @@ async def test_healthz_is_503_and_creates_are_refused_after_the_file_is_deleted(
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """``tmp_path/data`` on a 24 MiB tmpfs of its own (needs root and mount)."""
-    folder = tmp_path / "data"
-    folder.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=24m,mode=0700", "tmpfs", str(folder)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.decode().strip()}")
-    try:
+    """``tmp_path/data`` on a 24 MiB tmpfs of its own."""
+    with tmpfs(tmp_path / "data", "size=24m,mode=0700") as folder:
         yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=True)
-
-
-def _fill(folder: Path) -> None:
-    """Write until the filesystem says ENOSPC."""
-    with (folder / "filler").open("wb") as filler:
-        try:
-            while True:
-                filler.write(b"\0" * MIB)
-                filler.flush()
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
 
 
 async def test_healthz_reports_low_space_then_a_full_disk(small_disk: Path) -> None:
@@ -128,7 +102,7 @@ async def test_healthz_reports_low_space_then_a_full_disk(small_disk: Path) -> N
         assert body["warnings"][0].startswith("only ")
         assert 0 < body["database"]["free_bytes"] < 24 * MIB
 
-        _fill(small_disk)
+        fill(small_disk)
         full = await api.client.get("/healthz")
         created = await api.client.post("/api/v1/instances/alpha", json=fake_options())
         (small_disk / "filler").unlink()
