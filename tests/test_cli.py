@@ -91,9 +91,14 @@ def test_db_upgrade_refuses_a_foreign_database(home: Path) -> None:
     with sqlite3.connect(path) as connection:
         connection.execute("CREATE TABLE invoices (id INTEGER)")
     connection.close()
+    before = path.read_bytes()
     result = run("db", "upgrade", LLAMACTL_DATABASE_PATH=str(path))
     assert result.exit_code == 1
     assert "not a llamactl database" in result.output and "invoices" in result.output
+    assert path.read_bytes() == before
+    # Refused before anything else: the data directory holds no instance or log folder.
+    assert not (data_dir(home) / "instances").exists()
+    assert not (data_dir(home) / "logs").exists()
 
 
 def legacy_file(folder: Path, name: str) -> Path:

@@ -181,9 +181,9 @@ def db_group() -> None:
 
 def _open(config: AppConfig) -> database.DB:
     from llamactl import database
-    from llamactl.server.lifecycle import create_directories
+    from llamactl.server.lifecycle import create_data_dir
 
-    create_directories(config)
+    create_data_dir(config)  # instances/ and logs/ are the server's, made when it starts
     return database.open(database.DatabaseSettings.from_config(config.database))
 
 
