@@ -164,8 +164,11 @@ def test_on_demand_chat_and_stream(llamactl: Llamactl) -> None:
         max_tokens=16,
         stream=True,
     )
-    pieces = [chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices]
+    chunks = list(stream)
+    pieces = [chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices]
     assert len(pieces) > 3 and "".join(pieces).strip()
+    # Started with --alias smollm2: the answers name the instance, not the .gguf path.
+    assert {chunk.model for chunk in chunks} == {"smollm2"}
 
 
 def test_two_instances_swap_under_a_limit_of_one(home: Path) -> None:
