@@ -194,3 +194,42 @@ def test_the_menu_closes_on_escape_and_outside_clicks(browser: Browser, server: 
     finally:
         context.close()
         server.api("DELETE", "instances/menu-closes")
+
+
+def test_the_menu_follows_a_scroll_and_closes_once_its_button_is_gone(
+    browser: Browser, server: Server
+) -> None:
+    names = [f"scroll-{index:02d}" for index in range(8)]
+    for name in names:
+        created = server.api(
+            "POST",
+            f"instances/{name}",
+            json={"backend_type": "llama_cpp", "backend_options": {"model": "/m/s.gguf"}},
+        )
+        assert created.status_code == 201, created.text
+    # A phone, where every row is a card with its menu: eight cards are taller than it.
+    context = browser.new_context(viewport={"width": 390, "height": 500})
+    try:
+        page = context.new_page()
+        log_in(page, server)
+        inst = row(page, names[1])
+        inst.locator(".act-menu").scroll_into_view_if_needed()
+        inst.locator(".act-menu").click()
+        edit = inst.locator(".act-edit")
+        expect(edit).to_be_visible()
+        page.evaluate("window.scrollBy(0, 20)")
+        page.wait_for_function("window.scrollY > 0")
+        expect(edit).to_be_visible()  # a small scroll keeps the menu open, beside its button
+        menu_top = edit.bounding_box()
+        toggle_box = inst.locator(".act-menu").bounding_box()
+        assert menu_top is not None and toggle_box is not None
+        assert menu_top["y"] >= toggle_box["y"] + toggle_box["height"] - 1 or (
+            menu_top["y"] + menu_top["height"] <= toggle_box["y"] + 1
+        )
+        page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+        expect(edit).to_be_hidden()  # its button scrolled out of sight: closed
+        expect(inst.locator(".act-menu")).to_have_attribute("aria-expanded", "false")
+    finally:
+        context.close()
+        for name in names:
+            server.api("DELETE", f"instances/{name}")

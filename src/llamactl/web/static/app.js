@@ -420,7 +420,13 @@
     actions.classList.add("open");
     toggle.setAttribute("aria-expanded", "true");
     state.openMenu = actions;
-    // Fixed, so that the card's overflow does not clip it; kept inside the viewport.
+    placeMenu(toggle, actions);
+    const first = actions.querySelector("button:not(:disabled), a");
+    if (first) first.focus({ preventScroll: true });
+  }
+
+  // Fixed, so that the card's overflow does not clip it; kept inside the viewport.
+  function placeMenu(toggle, actions) {
     const anchor = toggle.getBoundingClientRect();
     const size = actions.getBoundingClientRect();
     const margin = 8;
@@ -429,8 +435,20 @@
     if (top + size.height > window.innerHeight - margin) top = Math.max(margin, anchor.top - size.height - 4);
     actions.style.left = left + "px";
     actions.style.top = top + "px";
-    const first = actions.querySelector("button:not(:disabled), a");
-    if (first) first.focus();
+  }
+
+  // A scroll (the user's, or the browser keeping its place while a refresh changes the
+  // layout) moves the menu with its button; it closes once the button is out of sight.
+  function followScroll() {
+    const actions = state.openMenu;
+    if (!actions) return;
+    const toggle = actions.parentElement.querySelector(".act-menu");
+    const anchor = toggle ? toggle.getBoundingClientRect() : null;
+    if (!anchor || anchor.bottom < 0 || anchor.top > window.innerHeight || anchor.width === 0) {
+      closeMenu();
+      return;
+    }
+    placeMenu(toggle, actions);
   }
 
   function closeMenu() {
@@ -452,7 +470,7 @@
       if (toggle) toggle.focus();
     }
   });
-  window.addEventListener("scroll", closeMenu, { passive: true });
+  window.addEventListener("scroll", followScroll, { passive: true });
   window.addEventListener("resize", () => {
     if (state.view === "instances") fitActions();
   });
