@@ -7,6 +7,7 @@ later ``GET /api/v1/instances`` (so the dashboard) a 500, across restarts.
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from llamactl.errors import InvalidOptions, JsonImportError
 from llamactl.instance import InstanceDefaults, Options
 from llamactl.instance.text import lone_surrogate
 from tests.cli.conftest import launch
-from tests.server.conftest import Api
+from tests.server.conftest import Api, serving
 from tests.test_serve import stop
 
 LONE = "\\ud800"  # as it is spelled in JSON text
@@ -171,3 +172,27 @@ def test_the_cli_sends_it_and_reports_the_server_s_refusal(tmp_path: Path) -> No
         assert result.exit_code == 0 and json.loads(result.output) == []
     finally:
         stop(process)
+
+
+@pytest.mark.anyio
+async def test_a_surrogate_stored_before_it_was_refused_is_listed_escaped(
+    tmp_path: Path,
+) -> None:
+    """A database written before lone surrogates were refused still lists (no 500), with
+    the bad value escaped, so it can be seen and replaced."""
+    async with serving(tmp_path) as api:
+        created = await api.client.post(
+            "/api/v1/instances/old",
+            json={"backend_type": "llama_cpp", "backend_options": {"model": "/m/o.gguf"}},
+        )
+        assert created.status_code == 201, created.text
+    with sqlite3.connect(tmp_path / "data" / "llamactl.db") as connection:
+        connection.execute("UPDATE instances SET environment = ?", ('{"A": "\\ud800"}',))
+    connection.close()
+    async with serving(tmp_path) as api:
+        listed = await api.client.get("/api/v1/instances")
+        assert listed.status_code == 200, listed.text
+        assert b'"A":"\\ud800"' in listed.content
+        assert json.loads(listed.content)[0]["options"]["environment"] == {"A": "\ud800"}
+        one = await api.client.get("/api/v1/instances/old")
+        assert one.status_code == 200, one.text

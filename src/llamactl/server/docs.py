@@ -14,8 +14,10 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
+
+from llamactl.server.responses import JSONResponse
 
 __all__ = ["ASSETS", "mount_docs"]
 

@@ -18,13 +18,13 @@ from collections.abc import Mapping, Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.responses import Response
 
 from llamactl.errors import InvalidInstanceName, LlamactlError
 from llamactl.instance import NAME_RULE
+from llamactl.server.responses import JSONResponse
 
 __all__ = [
     "error_response",

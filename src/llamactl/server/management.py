@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, params
-from fastapi.responses import JSONResponse
 
 from llamactl import __version__
 from llamactl.errors import DatabaseError
@@ -21,6 +20,7 @@ from llamactl.server import routes_backends, routes_instances, routes_system
 from llamactl.server.docs import mount_docs
 from llamactl.server.errors import install_error_handlers
 from llamactl.server.lifecycle import Services
+from llamactl.server.responses import JSONResponse
 from llamactl.server.routes_common import ServicesDep, error_responses
 from llamactl.web import mount_dashboard
 
@@ -42,6 +42,7 @@ def build_management_app(
         openapi_url=None,
         docs_url=None,
         redoc_url=None,
+        default_response_class=JSONResponse,
     )
     app.state.services = services
     install_error_handlers(app)

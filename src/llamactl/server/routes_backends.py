@@ -17,12 +17,13 @@ from collections.abc import Mapping
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import PlainTextResponse
 
 from llamactl.backends import BackendType, parse_command
 from llamactl.config import AppConfig
 from llamactl.errors import BackendFailed, InvalidInput, NotFound
 from llamactl.server.bodies import read_object
+from llamactl.server.responses import JSONResponse
 from llamactl.server.routes_common import ServicesDep, error_responses
 
 __all__ = ["COMMAND_TIMEOUT", "router", "run_llama_server"]

@@ -16,12 +16,13 @@ from typing import Annotated
 
 import anyio.to_thread
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from llamactl.config import AppConfig
 from llamactl.errors import InvalidInput
 from llamactl.manager.logs import tail_lines
 from llamactl.server.bodies import OPTIONS_SCHEMA, current_body, read_object
+from llamactl.server.responses import JSONResponse
 from llamactl.server.routes_common import InstanceName, ServicesDep, error_responses
 
 __all__ = ["router"]

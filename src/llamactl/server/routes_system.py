@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import PlainTextResponse
 
 from llamactl import __version__
 from llamactl.config import public_config
 from llamactl.errors import NotFound
+from llamactl.server.responses import JSONResponse
 from llamactl.server.routes_common import ServicesDep, error_responses
 
 __all__ = ["router"]
