@@ -167,17 +167,21 @@ async def start_raw_backend(port: int, log: Path) -> asyncio.subprocess.Process:
         sys.executable, str(RAW_BACKEND), "--port", str(port),
         env={**os.environ, "RAW_BACKEND_LOG": str(log)},
     )  # fmt: skip
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            client = await RawClient.connect(port)
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.02)
-            continue
-        client.close()
-        return process
+    await wait_listening(port)
+    return process
+
+
+async def wait_listening(port: int) -> None:
+    """Return once something accepts connections on ``port`` (at most 15 s)."""
+    async with asyncio.timeout(15):
+        while True:
+            try:
+                client = await RawClient.connect(port)
+            except OSError:
+                await asyncio.sleep(0.02)
+                continue
+            client.close()
+            return
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from tests.proxy.rawhttp import (
     record,
     start_raw,
     start_raw_backend,
+    wait_listening,
 )
 
 __all__ = ["record", "start_raw"]  # fixtures
@@ -106,24 +107,12 @@ async def nginx(tmp_path: Path) -> AsyncIterator[tuple[int, BackendRecord]]:
     assert test.returncode == 0, test.stderr
     server = await asyncio.create_subprocess_exec(*command, *user)
     try:
-        await _wait_listening(port)
+        await wait_listening(port)
         yield port, log
     finally:
         for process in (server, backend):
             process.terminate()
             await process.wait()
-
-
-async def _wait_listening(port: int) -> None:
-    async with asyncio.timeout(15):
-        while True:
-            try:
-                client = await RawClient.connect(port)
-            except OSError:
-                await asyncio.sleep(0.02)
-                continue
-            client.close()
-            return
 
 
 async def outcomes(port: int, record: BackendRecord) -> dict[str, object]:
