@@ -183,6 +183,20 @@ def test_crash_before_commit_leaves_originals_for_the_next_start(
     assert not path.exists()
 
 
+def test_a_crash_between_linking_a_copy_and_removing_its_temporary_file_leaves_nothing(
+    memory_db: database.DB, folder: Path
+) -> None:
+    """The copy is archived under its name, its ``.partial`` still there: the next import
+    keeps the copy and removes the temporary file."""
+    path = write(folder, "alpha", legacy("alpha"))
+    archive = folder / ARCHIVE_DIR
+    archive.mkdir()
+    shutil.copy2(path, archive / path.name)
+    shutil.copy2(path, archive / f".{path.name}.partial")
+    assert import_json(memory_db, folder, DEFAULTS).imported == ("alpha",)
+    assert sorted(entry.name for entry in archive.iterdir()) == ["alpha.json"]
+
+
 def test_crash_after_commit_finishes_archiving(memory_db: database.DB, folder: Path) -> None:
     """Originals whose identical copy is archived and whose row exists are removed."""
     paths = [write(folder, name, legacy(name)) for name in ("alpha", "beta")]

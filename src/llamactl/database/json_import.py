@@ -118,10 +118,10 @@ def _archive_one(path: Path, archive: Path) -> None:
     is written to a temporary file first and then linked under its name, which fails
     rather than replace a file: a crash leaves no half-written copy under an archive name.
     """
+    partial = archive / f".{path.name}.partial"
+    partial.unlink(missing_ok=True)  # left by a crash, even one after the copy was linked
     if _archived_copy(path, archive) is not None:
         return
-    partial = archive / f".{path.name}.partial"
-    partial.unlink(missing_ok=True)  # left by a crash
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "wb") as sink:
         sink.write(path.read_bytes())
