@@ -7,12 +7,18 @@ redirects, tracing, content decoding); this one keeps connections alive per back
 parses responses with httptools, streams the body with backpressure, and closes the
 connection when the caller goes away so that the backend sees the request end.
 
+A response is delivered to a ``Sink`` as the parser reads it, from the connection's
+``data_received``: its head, each piece of body, then its end or a failure. Two ways use
+that: ``ConnectionPool.request`` buffers the pieces for a coroutine (``Response.body()``),
+and ``ConnectionPool.idle`` with ``Exchange.start`` lets a caller that can act on each
+piece at once (write it to its client) do so with no task in between.
+
 Framing follows RFC 9112: interim (1xx) responses are skipped; a connection goes back to
 the pool only when its response ended exactly where its framing said (nothing after it, no
 body on 204/304/HEAD, never a close-delimited one, never after ``Connection: close``); a
-body cut short raises ``UpstreamError`` instead of ending quietly; trailer fields are
-dropped. The response head is bounded in size (``MAX_HEAD_BYTES``), its status must be
-100-599, and the wait for it is bounded by the pool's ``header_timeout``.
+body cut short is a failure (``UpstreamError``), never an end; trailer fields are dropped.
+The response head is bounded in size (``MAX_HEAD_BYTES``), its status must be 100-599, and
+the wait for it is bounded by the pool's ``header_timeout``.
 """
 
 from __future__ import annotations
@@ -20,12 +26,19 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
-from typing import cast
+from typing import Protocol, cast
 
 import httptools
 
-__all__ = ["MAX_HEAD_BYTES", "ConnectionPool", "Response", "UpstreamError", "UpstreamTimeout"]
+__all__ = [
+    "MAX_HEAD_BYTES",
+    "ConnectionPool",
+    "Exchange",
+    "Response",
+    "Sink",
+    "UpstreamError",
+    "UpstreamTimeout",
+]
 
 _HIGH_WATER = 1024 * 1024  # bytes buffered before the backend is asked to wait
 _CONNECT_TIMEOUT = 10.0
@@ -41,38 +54,40 @@ class UpstreamTimeout(UpstreamError):
     """The backend sent no response head within the pool's ``header_timeout``."""
 
 
-@dataclass
-class Response:
-    """A response whose body is still arriving: iterate ``body()`` to read it."""
+class Sink(Protocol):
+    """Receives one response as it is read: ``head``, any number of ``data``, then exactly
+    one of ``end`` or ``fail`` (``fail`` may also come before ``head``). Called from the
+    connection's ``data_received``: a sink must not block, and must not start another
+    request on the same connection from these calls."""
 
-    status: int
-    headers: list[tuple[bytes, bytes]]
-    _connection: _Connection
+    def head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None: ...
 
-    def body(self) -> AsyncIterator[bytes]:
-        return self._connection.body_chunks()
+    def data(self, chunk: bytes) -> None: ...
+
+    def end(self) -> None: ...
+
+    def fail(self, error: UpstreamError) -> None: ...
 
 
 class _StrayResponse(Exception):
     """Raised inside the parser to stop it at bytes past the end of the response."""
 
 
-class _Connection(asyncio.Protocol):
-    """One keep-alive connection; one request at a time."""
+class Exchange(asyncio.Protocol):
+    """One keep-alive connection to a backend; one request and its response at a time."""
 
     def __init__(self, pool: ConnectionPool, key: tuple[str, int]) -> None:
         self._pool = pool
         self._key = key
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpResponseParser(self)
+        self._parser_idle = True  # it ended a message itself: ready for the next one
+        self._sink: Sink | None = None  # the response being read goes there
         self._headers: list[tuple[bytes, bytes]] = []
-        self._head: asyncio.Future[None] | None = None
-        self._chunks: collections.deque[bytes] = collections.deque()
-        self._buffered = 0
+        self._head_seen = False
         self._complete = False
-        self._wakeup: asyncio.Future[None] | None = None
         self._paused = False
-        self._error: Exception | None = None
+        self._failed = False
         self.received_anything = False
         self.reused = False
         self._no_body = False
@@ -92,11 +107,10 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.received_anything = True
-        if self._head is None or self._complete:
+        if self._sink is None or self._complete:
             self._dirty = True  # idle, or past the end of the response: unframed bytes
             return
-        head_pending = not self._head.done()
-        if head_pending:
+        if not self._head_seen:
             self._head_bytes += len(data)
         try:
             self._parser.feed_data(data)
@@ -105,19 +119,21 @@ class _Connection(asyncio.Protocol):
                 self._dirty = True
             else:
                 self._fail(UpstreamError(f"invalid response from the backend: {exc}"))
-            return
-        if head_pending and not self._head.done() and self._head_bytes > MAX_HEAD_BYTES:
+                return
+        if not self._head_seen and self._head_bytes > MAX_HEAD_BYTES:
             self._fail(
                 UpstreamError(f"the backend's response headers exceed {MAX_HEAD_BYTES} bytes")
             )
+        elif self._complete and self._sink is not None:
+            self._finish()  # after the parser returned: the connection may be reused now
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._pool.forget(self)
-        if self._complete:
+        if self._sink is None:
             return
-        if exc is None and self._head is not None and self._head.done() and not self._framed:
+        if exc is None and self._head_seen and not self._framed:
             self._complete = True  # a close-delimited body ends with the connection
-            self._wake()
+            self._finish()
             return
         self._fail(UpstreamError(f"the backend closed the connection: {exc or 'EOF'}"))
 
@@ -150,8 +166,10 @@ class _Connection(asyncio.Protocol):
             return
         # Asked here: once the message is complete the parser no longer knows.
         self._keep_alive = self._parser.should_keep_alive()
-        if self._head is not None and not self._head.done():
-            self._head.set_result(None)
+        self._head_seen = True
+        self._cancel_timer()
+        if self._sink is not None:
+            self._sink.head(status, self._headers)
         if self._no_body:
             self._complete = True
 
@@ -159,19 +177,15 @@ class _Connection(asyncio.Protocol):
         if self._complete:
             self._dirty = True  # a body on a response to HEAD
             return
-        self._chunks.append(body)
-        self._buffered += len(body)
-        if self._buffered > _HIGH_WATER and not self._paused and self._transport is not None:
-            self._transport.pause_reading()
-            self._paused = True
-        self._wake()
+        if self._sink is not None:
+            self._sink.data(body)
 
     def on_message_complete(self) -> None:
         if self._interim:
             self._interim = False
             return
         self._complete = True
-        self._wake()
+        self._parser_idle = True
 
     # -- use ---------------------------------------------------------------------------
 
@@ -179,61 +193,40 @@ class _Connection(asyncio.Protocol):
     def usable(self) -> bool:
         return self._transport is not None and not self._transport.is_closing()
 
-    async def send(
-        self,
-        request: bytes,
-        *,
-        head: bool = False,
-        timeout: float | None = None,
-        sent: Callable[[], None] | None = None,
-    ) -> Response:
-        """Write ``request`` (then call ``sent``) and wait for the status line and headers
-        (at most ``timeout`` seconds). Cancelled or failed here, the connection is closed."""
-        assert self._transport is not None
-        # Written first, so that the backend works while the rest is prepared: nothing it
-        # answers is read before this coroutine yields.
-        self._transport.write(request)
-        if sent is not None:
-            sent()
+    def start(
+        self, request: bytes, sink: Sink, *, head: bool = False, timeout: float | None = None
+    ) -> None:
+        """Write ``request``; its response goes to ``sink``. ``timeout``: seconds to wait
+        for the response head before ``sink.fail(UpstreamTimeout(...))``."""
+        assert self._transport is not None and self._sink is None
         self._reset()
+        self._sink = sink
         self._no_body = head  # a response to HEAD has no body, whatever it announces
-        loop = asyncio.get_running_loop()
-        self._head = loop.create_future()
+        self._transport.write(request)
         if timeout:
+            loop = asyncio.get_running_loop()
             self._timer = loop.call_later(timeout, self._head_timed_out, timeout)
-        try:
-            await self._head
-        except BaseException:
-            self.close()  # the caller left: the backend must see the request end
-            raise
-        finally:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-        if self._error is not None:
-            self.close()
-            raise self._error
-        return Response(self._parser.get_status_code(), self._headers, self)
 
-    async def body_chunks(self) -> AsyncIterator[bytes]:
-        """The body as it arrives; the connection goes back to the pool at its end."""
-        try:
-            while True:
-                if self._chunks:
-                    yield self._take_buffered()
-                    continue
-                if self._complete:
-                    break
-                if self._error is not None:
-                    raise self._error
-                self._wakeup = asyncio.get_running_loop().create_future()
-                await self._wakeup
-        except BaseException:
-            self.close()  # cancelled or failed midway: the backend must see us go
-            raise
-        self._release()
+    def pause_reading(self) -> None:
+        """Ask the backend to wait (the response's reader is behind)."""
+        if not self._paused and self._transport is not None:
+            self._transport.pause_reading()
+            self._paused = True
+
+    def resume_reading(self) -> None:
+        if self._paused and self._transport is not None:
+            self._transport.resume_reading()
+            self._paused = False
+
+    def abandon(self) -> None:
+        """The response's reader went away: close, so that the backend sees the request
+        end. Nothing more reaches the sink."""
+        if self._sink is not None:
+            self._sink = None
+            self.close()
 
     def close(self) -> None:
+        self._cancel_timer()
         if self._transport is not None:
             self._transport.abort()
         self._pool.forget(self)
@@ -241,12 +234,13 @@ class _Connection(asyncio.Protocol):
     # -- internals ---------------------------------------------------------------------
 
     def _reset(self) -> None:
-        self._parser = httptools.HttpResponseParser(self)
+        if not self._parser_idle:
+            self._parser = httptools.HttpResponseParser(self)
+        self._parser_idle = False
         self._headers = []
-        self._chunks.clear()
-        self._buffered = 0
+        self._head_seen = False
         self._complete = False
-        self._error = None
+        self._failed = False
         self._keep_alive = False
         self._head_bytes = 0
         self._in_head = False
@@ -258,12 +252,97 @@ class _Connection(asyncio.Protocol):
         self._timer = None
         self._fail(UpstreamTimeout(f"no response headers within {timeout:g} s"))
 
-    def _release(self) -> None:
-        self._head = None  # idle from here: any byte that arrives now is stray
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _finish(self) -> None:
+        sink, self._sink = self._sink, None
+        self.resume_reading()
         if self._keep_alive and not self._dirty and self.usable:
             self._pool.give_back(self._key, self)
         else:
             self.close()
+        if sink is not None:
+            sink.end()
+
+    def _fail(self, error: UpstreamError) -> None:
+        sink, self._sink = self._sink, None
+        self.close()
+        if sink is not None:
+            sink.fail(error)
+
+
+class _Buffered:
+    """A sink that keeps the response for a coroutine: ``wait_head`` then ``chunks``."""
+
+    def __init__(self, exchange: Exchange) -> None:
+        self._exchange: Exchange | None = exchange
+        self._head: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._buffered = 0
+        self._done = False
+        self._error: UpstreamError | None = None
+        self._wakeup: asyncio.Future[None] | None = None
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+
+    # -- Sink --------------------------------------------------------------------------
+
+    def head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self.status = status
+        self.headers = headers
+        if not self._head.done():
+            self._head.set_result(None)
+
+    def data(self, chunk: bytes) -> None:
+        self._chunks.append(chunk)
+        self._buffered += len(chunk)
+        if self._buffered > _HIGH_WATER and self._exchange is not None:
+            self._exchange.pause_reading()
+        self._wake()
+
+    def end(self) -> None:
+        self._exchange = None
+        self._done = True
+        self._wake()
+
+    def fail(self, error: UpstreamError) -> None:
+        self._exchange = None
+        self._error = error
+        if not self._head.done():
+            self._head.set_result(None)
+        self._wake()
+
+    # -- reading -----------------------------------------------------------------------
+
+    async def wait_head(self) -> None:
+        """Wait for the head; cancelled here, the connection is closed."""
+        try:
+            await self._head
+        except BaseException:
+            self._abandon()
+            raise
+        if self._error is not None and not self.status:
+            raise self._error
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives; ``UpstreamError`` if it is cut short."""
+        try:
+            while True:
+                if self._chunks:
+                    yield self._take_buffered()
+                    continue
+                if self._error is not None:
+                    raise self._error
+                if self._done:
+                    return
+                self._wakeup = asyncio.get_running_loop().create_future()
+                await self._wakeup
+        except BaseException:
+            self._abandon()  # cancelled or failed midway: the backend must see us go
+            raise
 
     def _take_buffered(self) -> bytes:
         """Everything that has arrived, as one piece: streaming never waits for more, but
@@ -271,31 +350,38 @@ class _Connection(asyncio.Protocol):
         chunk = self._chunks.popleft() if len(self._chunks) == 1 else b"".join(self._chunks)
         self._chunks.clear()
         self._buffered = 0
-        self._resume_if_drained()
+        if self._exchange is not None:
+            self._exchange.resume_reading()
         return chunk
 
-    def _resume_if_drained(self) -> None:
-        if self._paused and self._buffered < _HIGH_WATER // 2 and self._transport is not None:
-            self._transport.resume_reading()
-            self._paused = False
+    def _abandon(self) -> None:
+        exchange, self._exchange = self._exchange, None
+        if exchange is not None:
+            exchange.abandon()
 
     def _wake(self) -> None:
         if self._wakeup is not None and not self._wakeup.done():
             self._wakeup.set_result(None)
 
-    def _fail(self, error: Exception) -> None:
-        self._error = error
-        if self._head is not None and not self._head.done():
-            self._head.set_result(None)
-        self._wake()
+
+class Response:
+    """A response whose body is still arriving: iterate ``body()`` to read it."""
+
+    def __init__(self, sink: _Buffered) -> None:
+        self.status = sink.status
+        self.headers = sink.headers
+        self._sink = sink
+
+    def body(self) -> AsyncIterator[bytes]:
+        return self._sink.chunks()
 
 
 class ConnectionPool:
     """Idle keep-alive connections per backend address."""
 
     def __init__(self, header_timeout: float | None = None) -> None:
-        self._idle: dict[tuple[str, int], list[_Connection]] = {}
-        self._all: set[_Connection] = set()
+        self._idle: dict[tuple[str, int], list[Exchange]] = {}
+        self._all: set[Exchange] = set()
         self.header_timeout = header_timeout or None  # seconds; None or 0: no limit
 
     async def request(
@@ -313,58 +399,70 @@ class ConnectionPool:
 
         ``target`` is written as it is: the caller makes sure it holds no CR, LF or space.
         """
-        payload = _encode(host, port, method, target, headers, body)
-        head = method == "HEAD"
-        timeout = self.header_timeout
-        connection = await self._acquire(host, port)
+        payload = encode_request(host, port, method, target, headers, body)
+        exchange = self.idle(host, port) or await self._connect(host, port)
         try:
-            return await connection.send(payload, head=head, timeout=timeout, sent=sent)
+            return await self._send(exchange, payload, method, sent)
         except UpstreamTimeout:
             raise
         except UpstreamError:
-            if not connection.reused or connection.received_anything:
+            if not exchange.reused or exchange.received_anything:
                 raise
-        connection = await self._connect(host, port)
-        return await connection.send(payload, head=head, timeout=timeout, sent=sent)
+        return await self._send(await self._connect(host, port), payload, method, sent)
 
-    async def _acquire(self, host: str, port: int) -> _Connection:
+    async def _send(
+        self, exchange: Exchange, payload: bytes, method: str, sent: Callable[[], None] | None
+    ) -> Response:
+        sink = _Buffered(exchange)
+        exchange.start(payload, sink, head=method == "HEAD", timeout=self.header_timeout)
+        if sent is not None:
+            sent()
+        await sink.wait_head()
+        return Response(sink)
+
+    def idle(self, host: str, port: int) -> Exchange | None:
+        """An idle keep-alive connection to ``host:port``, taken from the pool, if any."""
         idle = self._idle.get((host, port))
         while idle:
-            connection = idle.pop()
-            if connection.usable:
-                connection.reused = True
-                return connection
+            exchange = idle.pop()
+            if exchange.usable:
+                exchange.reused = True
+                return exchange
+        return None
+
+    async def connect(self, host: str, port: int) -> Exchange:
+        """A new connection to ``host:port``; ``UpstreamError`` if it cannot be made."""
         return await self._connect(host, port)
 
-    async def _connect(self, host: str, port: int) -> _Connection:
+    async def _connect(self, host: str, port: int) -> Exchange:
         loop = asyncio.get_running_loop()
         try:
-            _transport, connection = await asyncio.wait_for(
-                loop.create_connection(lambda: _Connection(self, (host, port)), host, port),
+            _transport, exchange = await asyncio.wait_for(
+                loop.create_connection(lambda: Exchange(self, (host, port)), host, port),
                 _CONNECT_TIMEOUT,
             )
         except (OSError, TimeoutError) as exc:
             raise UpstreamError(f"cannot connect to {host}:{port}: {exc}") from exc
-        self._all.add(connection)
-        return connection
+        self._all.add(exchange)
+        return exchange
 
-    def give_back(self, key: tuple[str, int], connection: _Connection) -> None:
-        connection.reused = False
-        self._idle.setdefault(key, []).append(connection)
+    def give_back(self, key: tuple[str, int], exchange: Exchange) -> None:
+        exchange.reused = False
+        self._idle.setdefault(key, []).append(exchange)
 
-    def forget(self, connection: _Connection) -> None:
-        self._all.discard(connection)
+    def forget(self, exchange: Exchange) -> None:
+        self._all.discard(exchange)
         for idle in self._idle.values():
-            if connection in idle:
-                idle.remove(connection)
+            if exchange in idle:
+                idle.remove(exchange)
 
     def close(self) -> None:
-        for connection in list(self._all):
-            connection.close()
+        for exchange in list(self._all):
+            exchange.close()
         self._idle.clear()
 
 
-def _encode(
+def encode_request(
     host: str,
     port: int,
     method: str,
@@ -372,6 +470,7 @@ def _encode(
     headers: Sequence[tuple[bytes, bytes]],
     body: bytes,
 ) -> bytes:
+    """The request's bytes: request line, ``Host``, ``headers``, ``Content-Length``, body."""
     if isinstance(target, str):
         target = target.encode("latin-1")
     authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # IPv6 bracketed
