@@ -20,6 +20,7 @@ from llamactl.proxy import OnDemand
 from llamactl.server import auth
 from llamactl.server.app import create_app
 from llamactl.server.lifecycle import Services
+from llamactl.server.protocol import http_protocol
 from tests.manager.conftest import FAST, fake_config, fake_options
 
 MANAGEMENT_KEY = "sk-test-management"
@@ -92,6 +93,7 @@ async def serve(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
                 port=port,
                 log_level="warning",
                 lifespan="on",
+                http=http_protocol(app.app.proxy),
             )
         )
         task = asyncio.create_task(server.serve())

@@ -28,6 +28,10 @@ bad-status      status 999
 silent          never answers; the connection's closing is recorded
 trailer         200 chunked with a ``Set-Cookie`` trailer, all in the head's write
 server-date     200 with the backend's own ``Server`` and ``Date``
+big             200 chunked, ``BIG_CHUNKS`` chunks of 64 KiB (each byte its chunk's number)
+hang            200 chunked ``text/event-stream``: one event, then it waits
+drop-next       200 ``ok``; the next request on the connection is read, then the
+                connection is closed without an answer (a kept-alive connection gone stale)
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ _LOG = os.environ.get("RAW_BACKEND_LOG")
 _connections = itertools.count(1)
 
 INTERIM = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+BIG_CHUNKS = 256  # 16 MiB in all: more than the sockets between hold
 INTERIM_PAUSE = 0.2  # seconds between the interim responses and the final one
 
 CHUNK_EVENT = (
@@ -93,6 +98,13 @@ def answer(scenario: str, conn: int, number: int) -> tuple[bytes, str]:
     if scenario == "trailer":
         head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: Set-Cookie\r\n\r\n"
         return head + chunk(b"body") + b"0\r\nSet-Cookie: stolen=1\r\n\r\n", "keep"
+    if scenario == "big":
+        head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        pieces = b"".join(chunk(bytes([n]) * 65536) for n in range(BIG_CHUNKS))
+        return head + pieces + b"0\r\n\r\n", "keep"
+    if scenario == "hang":
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+        return head + b"Transfer-Encoding: chunked\r\n\r\n" + chunk(CHUNK_EVENT), "wait"
     if scenario == "server-date":
         extra = (b"Server: raw-backend/1.0", b"Date: Thu, 01 Jan 1970 00:00:00 GMT")
         return response(b"200 OK", b"ok", *extra), "keep"
@@ -122,9 +134,13 @@ async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
 async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     conn = next(_connections)
     number = 0
+    drop_next = False
     try:
         while True:
             head, body = await read_request(reader)
+            if drop_next:
+                record({"conn": conn, "event": "dropped"})
+                break
             if head.startswith(b"GET /health "):
                 writer.write(response(b"200 OK", b'{"status": "ok"}'))
                 continue
@@ -132,6 +148,7 @@ async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter)
             text = {"head": head.decode("latin-1"), "body": body.decode("latin-1")}
             record({"conn": conn, "event": "request", **text})
             scenario = scenario_of(head)
+            drop_next = scenario == "drop-next"
             if scenario == "interim":  # on its own, as a backend that starts working would
                 writer.write(INTERIM)
                 await writer.drain()

@@ -46,7 +46,7 @@ from llamactl.proxy.asgi import (
     send_json,
 )
 from llamactl.proxy.ondemand import OnDemand
-from llamactl.proxy.upstream import Upstream, request_headers
+from llamactl.proxy.upstream import Relay, Responder, Upstream, request_headers
 from llamactl.server import auth
 
 __all__ = ["ProxyApp"]
@@ -122,6 +122,54 @@ class ProxyApp:
             return
         except LlamactlError as exc:
             await send_error(send, exc, openai=openai)
+
+    def relay_now(
+        self, scope: Scope, body: bytes, responder: Responder, remembered: auth.Remembered
+    ) -> Relay | None:
+        """Relay a ``POST /v1/...`` with a small JSON body that has arrived, with no task
+        in between, when nothing needs waiting for: a key that passes (``remembered`` is
+        the client connection's last one), a ``model`` naming an instance that accepts
+        requests now, and an idle connection to its backend.
+
+        ``None``, having done nothing, for anything else: the ordinary path then handles
+        the request, and answers what is wrong with it. The request counts in flight until
+        the relay is done.
+        """
+        if scope["path"].startswith("/v1/models") or len(body) > self._body_limit:
+            return None
+        if not auth.inference_allowed(self._keys, scope, remembered):
+            return None
+        name = _small_json_model(body)
+        if name is None or not self._manager.accepts_requests(name):
+            return None  # no model, unknown, starting, held: the ordinary path decides
+        try:
+            inst = self._manager.get(name)
+            return self._relay_now(scope, responder, inst, self._body_for(inst, body, True))
+        except LlamactlError:
+            return None
+
+    def _relay_now(
+        self, scope: Scope, responder: Responder, inst: Instance, body: bytes
+    ) -> Relay | None:
+        name = inst.name
+        host, port = self._manager.address(name)
+        target = _target(scope, name)
+        self._manager.begin_request(name)
+        relay = self._upstream.relay_now(
+            responder,
+            method="POST",
+            host=host,
+            port=port,
+            target=target,
+            headers=request_headers(scope["headers"], _backend_key(inst)),
+            body=body,
+            extra_headers=self._response_headers[inst.options.backend_type],
+            name=name,
+            done=lambda: self._manager.end_request(name),
+        )
+        if relay is None:
+            self._manager.end_request(name)
+        return relay
 
     # -- routes -------------------------------------------------------------------------
 
@@ -233,15 +281,13 @@ class ProxyApp:
     ) -> None:
         host, port = self._manager.address(inst.name)
         target = _target(scope, inst.name)
-        api_key = getattr(inst.options.backend_options, "api_key", None)
-        backend_key = api_key if isinstance(api_key, str) else None
         await self._upstream.relay(
             send,
             method=scope["method"],
             host=host,
             port=port,
             target=target,
-            headers=request_headers(scope["headers"], backend_key),
+            headers=request_headers(scope["headers"], _backend_key(inst)),
             body=body,
             extra_headers=self._response_headers[inst.options.backend_type],
             name=inst.name,
@@ -329,10 +375,18 @@ class _DisconnectWatch:
                 return
 
 
+def _backend_key(inst: Instance) -> str | None:
+    """The key the instance's backend itself requires, if it has one."""
+    api_key = getattr(inst.options.backend_options, "api_key", None)
+    return api_key if isinstance(api_key, str) else None
+
+
 def _target(scope: Scope, name: str) -> bytes:
     """The request target to send: the raw path as received (never the decoded one),
     without the route's instance prefix, and the query string without ``api_key``."""
     raw: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
+    if raw[:4] == b"/v1/" and not scope["query_string"]:  # nothing to take out
+        return _safe(raw)
     prefix = _RAW_PREFIX.match(raw)
     if prefix is not None:
         segment = prefix.group(1) if prefix.group(1) is not None else prefix.group(2)
@@ -340,7 +394,10 @@ def _target(scope: Scope, name: str) -> bytes:
             raise InvalidInput(f"the instance name in the path is not plainly {name!r}")
         raw = raw[prefix.end() :] or b"/"
     query = _without_api_key(scope["query_string"])
-    target = raw + b"?" + query if query else raw
+    return _safe(raw + b"?" + query if query else raw)
+
+
+def _safe(target: bytes) -> bytes:
     if _UNSAFE_TARGET.search(target) is not None:
         raise InvalidInput("the request path holds characters that cannot be forwarded")
     return target

@@ -16,14 +16,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol
 
-from llamactl.errors import BackendFailed, GatewayTimeout
+from llamactl.errors import BackendFailed, GatewayTimeout, LlamactlError
 from llamactl.proxy.asgi import Send
-from llamactl.proxy.client import ConnectionPool, UpstreamError, UpstreamTimeout
+from llamactl.proxy.client import (
+    ConnectionPool,
+    Exchange,
+    UpstreamError,
+    UpstreamTimeout,
+    encode_request,
+)
 
 _log = logging.getLogger(__name__)
 
-__all__ = ["Upstream", "request_headers", "response_headers"]
+__all__ = ["Relay", "Responder", "Upstream", "request_headers", "response_headers"]
 
 _HOP_BY_HOP = frozenset(
     {
@@ -75,6 +82,125 @@ def response_headers(
     return [*((key, value) for key, value in raw if key not in _NOT_RETURNED), *extra]
 
 
+class Responder(Protocol):
+    """The client's side of a ``Relay``: writes its response as soon as a piece is known.
+
+    Called from the event loop's callbacks, so nothing here may wait. ``write`` returns
+    whether the client can take more now; when it cannot, the responder keeps what it was
+    given and calls the relay's ``resume`` once the client has caught up, and ``gone`` if
+    the client disconnects.
+    """
+
+    def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None: ...
+
+    def write(self, chunk: bytes, more: bool) -> bool: ...
+
+    def abort(self) -> None:
+        """End the client's connection with its response unfinished."""
+
+    def error(self, exc: LlamactlError) -> None:
+        """Answer ``exc`` in the route's error shape (no response has started)."""
+
+    def retry(self) -> None:
+        """Handle the request again from the start, the ordinary way (nothing was sent)."""
+
+
+class Relay:
+    """One request relayed with no task in between: the backend's response is written to
+    the ``Responder`` piece by piece as the connection reads it (a ``Sink``).
+
+    Failures are handled as ``Upstream.relay`` handles them: a reused connection that died
+    unanswered is retried (the ordinary way), no head in time is a 504, a broken head a
+    502, a body cut off midway leaves the client's response unfinished. ``done`` is called
+    exactly once, when the exchange is over whichever way it ended.
+    """
+
+    def __init__(
+        self,
+        responder: Responder,
+        exchange: Exchange,
+        extra_headers: Sequence[tuple[bytes, bytes]],
+        name: str,
+        done: Callable[[], None],
+    ) -> None:
+        self._responder = responder
+        self._exchange: Exchange | None = exchange
+        self._extra = extra_headers
+        self._name = name
+        self._done: Callable[[], None] | None = done
+        self._started = False
+
+    # -- Sink (from the backend's connection) ------------------------------------------
+
+    def head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self._started = True
+        self._guarded(self._responder.start, status, response_headers(headers, self._extra))
+
+    def data(self, chunk: bytes) -> None:
+        try:
+            more = self._responder.write(chunk, True)
+        except Exception:
+            self._broken()
+            return
+        if not more and self._exchange is not None:
+            self._exchange.pause_reading()
+
+    def end(self) -> None:
+        self._exchange = None
+        self._guarded(self._responder.write, b"", False)
+        self._finish()
+
+    def fail(self, error: UpstreamError) -> None:
+        exchange, self._exchange = self._exchange, None
+        self._finish()
+        if self._started:
+            _log.warning("the backend of %s cut its response off: %s", self._name, error)
+            self._responder.abort()
+        elif isinstance(error, UpstreamTimeout):
+            self._responder.error(
+                GatewayTimeout(f"the backend of {self._name} did not answer: {error}")
+            )
+        elif exchange is not None and exchange.reused and not exchange.received_anything:
+            self._responder.retry()  # a kept-alive connection the backend had closed
+        else:
+            self._responder.error(BackendFailed(f"the backend of {self._name} failed: {error}"))
+
+    # -- from the client's side --------------------------------------------------------
+
+    def resume(self) -> None:
+        """The client caught up: read from the backend again."""
+        if self._exchange is not None:
+            self._exchange.resume_reading()
+
+    def gone(self) -> None:
+        """The client disconnected: the backend must see the request end."""
+        exchange, self._exchange = self._exchange, None
+        if exchange is not None:
+            exchange.abandon()
+        self._finish()
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _guarded(self, write: Callable[..., object], *args: object) -> None:
+        """Call the responder; see ``_broken``."""
+        try:
+            write(*args)
+        except Exception:
+            self._broken()
+
+    def _broken(self) -> None:
+        """The responder failed unexpectedly: both connections end (as the ordinary path's
+        response would), logged with the traceback."""
+        _log.exception("relaying the response of %s failed", self._name)
+        self.gone()
+        self._responder.abort()
+
+    def _finish(self) -> None:
+        done, self._done = self._done, None
+        if done is not None:
+            done()
+
+
 class Upstream:
     """The backends' side of the proxy: a pool of keep-alive connections."""
 
@@ -87,6 +213,35 @@ class Upstream:
 
     async def aclose(self) -> None:
         self._pool.close()
+
+    def relay_now(
+        self,
+        responder: Responder,
+        *,
+        method: str,
+        host: str,
+        port: int,
+        target: bytes,
+        headers: Sequence[tuple[bytes, bytes]],
+        body: bytes,
+        extra_headers: Sequence[tuple[bytes, bytes]],
+        name: str,
+        done: Callable[[], None],
+    ) -> Relay | None:
+        """Send the request on an idle kept-alive connection, if there is one, and relay
+        its response to ``responder`` as it arrives (see ``Relay``); ``None``, having sent
+        nothing, when there is no idle connection to the backend."""
+        exchange = self._pool.idle(host, port)
+        if exchange is None:
+            return None
+        relay = Relay(responder, exchange, extra_headers, name, done)
+        exchange.start(
+            encode_request(host, port, method, target, headers, body),
+            relay,
+            head=method == "HEAD",
+            timeout=self._pool.header_timeout,
+        )
+        return relay
 
     async def relay(
         self,

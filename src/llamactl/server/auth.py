@@ -56,8 +56,10 @@ __all__ = [
     "MISSING_KEY",
     "Keys",
     "LoadedKeys",
+    "Remembered",
     "Unauthorized",
     "allows",
+    "inference_allowed",
     "inference_dependency",
     "load_keys",
     "management_dependency",
@@ -334,6 +336,38 @@ def rejection(keys: Keys, scope: Scope, *, management: bool) -> str | None:
     for candidate in accepted:
         matched |= hmac.compare_digest(digest, candidate)
     return None if matched else INVALID_KEY
+
+
+class Remembered:
+    """The last inference key that passed on one client connection, so that the next
+    request on it presenting the same key is not hashed and compared again.
+
+    It holds that key as presented (as the connection's own request did, for as long as
+    the connection lives) and the ``Keys`` it passed against: a reload, which replaces
+    ``Keys``, forgets it. Only ever a key that passed: a refused one is checked each time.
+    """
+
+    __slots__ = ("keys", "presented")
+
+    def __init__(self) -> None:
+        self.keys: Keys | None = None
+        self.presented = b""
+
+
+def inference_allowed(keys: Keys, scope: Scope, remembered: Remembered) -> bool:
+    """Whether an inference route may serve the request in ``scope``: ``rejection`` with
+    ``management=False``, skipped when the connection presents the key that passed last."""
+    if not keys.require_inference:
+        return True
+    presented = presented_key(scope["headers"], scope.get("query_string", b""))
+    if presented is None:
+        return False
+    if remembered.keys is keys and hmac.compare_digest(presented, remembered.presented):
+        return True
+    if rejection(keys, scope, management=False) is not None:
+        return False
+    remembered.keys, remembered.presented = keys, presented
+    return True
 
 
 def allows(keys: Keys, scope: Scope, *, management: bool) -> bool:

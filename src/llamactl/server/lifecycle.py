@@ -35,6 +35,7 @@ from llamactl.manager.datadir import (
     tighten,
 )
 from llamactl.server import auth
+from llamactl.server.protocol import http_protocol
 from llamactl.server.reload import Reconfigurable, Reloader
 
 __all__ = [
@@ -288,6 +289,7 @@ def serve(config: AppConfig, load: Callable[[], AppConfig] | None = None) -> Non
                 log_level=config.server.log_level,
                 access_log=config.server.access_log,
                 proxy_headers=False,
+                http=http_protocol(app.app.proxy),
                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
             ),
             on_exit=app.app.begin_shutdown,
