@@ -64,6 +64,9 @@ class Sink(Protocol):
 
     def data(self, chunk: bytes) -> None: ...
 
+    def flush(self) -> None:
+        """The pieces of one read have all been given: pass them on as one."""
+
     def end(self) -> None: ...
 
     def fail(self, error: UpstreamError) -> None: ...
@@ -124,8 +127,10 @@ class Exchange(asyncio.Protocol):
             self._fail(
                 UpstreamError(f"the backend's response headers exceed {MAX_HEAD_BYTES} bytes")
             )
-        elif self._complete and self._sink is not None:
-            self._finish()  # after the parser returned: the connection may be reused now
+        elif self._sink is not None:
+            self._sink.flush()
+            if self._complete:
+                self._finish()  # after the parser returned: the connection may be reused
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._pool.forget(self)
@@ -302,6 +307,9 @@ class _Buffered:
         if self._buffered > _HIGH_WATER and self._exchange is not None:
             self._exchange.pause_reading()
         self._wake()
+
+    def flush(self) -> None:
+        """Nothing to do: ``chunks`` takes whatever has arrived in one piece."""
 
     def end(self) -> None:
         self._exchange = None

@@ -129,6 +129,7 @@ class Relay:
         self._name = name
         self._done: Callable[[], None] | None = done
         self._started = False
+        self._pieces: list[bytes] = []  # the body pieces of the read being parsed
 
     # -- Sink (from the backend's connection) ------------------------------------------
 
@@ -137,6 +138,14 @@ class Relay:
         self._guarded(self._responder.start, status, response_headers(headers, self._extra))
 
     def data(self, chunk: bytes) -> None:
+        self._pieces.append(chunk)  # written at the end of the read (``flush``)
+
+    def flush(self) -> None:
+        pieces = self._pieces
+        if not pieces:
+            return
+        chunk = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        pieces.clear()
         try:
             more = self._responder.write(chunk, True)
         except Exception:
@@ -146,11 +155,17 @@ class Relay:
             self._exchange.pause_reading()
 
     def end(self) -> None:
+        self.flush()
+        if self._done is None:
+            return  # the flush failed: both connections are closed already
         self._exchange = None
         self._guarded(self._responder.write, b"", False)
         self._finish()
 
     def fail(self, error: UpstreamError) -> None:
+        self.flush()  # what came before the failure reaches the client
+        if self._done is None:
+            return  # the flush failed: both connections are closed already
         exchange, self._exchange = self._exchange, None
         self._finish()
         if self._started:
