@@ -10,7 +10,7 @@ import pytest
 
 from llamactl.database.processes import ProcessRecord
 from llamactl.manager.datadir import LOCK_NAME
-from llamactl.manager.process import process_start_ticks
+from llamactl.manager.processinfo import process_start_ticks
 from llamactl.manager.reaper import is_alive, reap
 from tests.test_crash_recovery import FAKE_SERVER, eventually, healthy, pids, seed
 from tests.test_serve import environment, free_port, start, stop, wait_healthy

@@ -129,7 +129,7 @@ def _answer(method: bytes, path: bytes, body: bytes) -> bytes:
 
 def _chunked_body(buffer: bytearray, start: int) -> tuple[bytes, int] | None:
     """Decode a chunked body at ``start``: (body, end) or None while incomplete."""
-    parts = []
+    parts: list[bytes] = []
     position = start
     while True:
         line_end = buffer.find(b"\r\n", position)

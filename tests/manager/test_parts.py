@@ -17,7 +17,8 @@ from llamactl.errors import Conflict, LimitReached
 from llamactl.manager.health import probe
 from llamactl.manager.logs import InstanceLog, read_log, tail_lines
 from llamactl.manager.ports import PortAllocator, is_port_free
-from llamactl.manager.process import ExitStatus, kill_group, process_start_ticks
+from llamactl.manager.process import ExitStatus, kill_group
+from llamactl.manager.processinfo import process_start_ticks
 from llamactl.manager.reaper import is_alive, reap
 
 

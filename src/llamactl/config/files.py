@@ -1,7 +1,8 @@
 """Finding and reading the configuration files: the YAML file and the ``.env`` file.
 
 Reads files only; never writes, never creates directories and never touches
-``os.environ``.
+``os.environ``. The ``.env`` parser is our own, not python-dotenv's, so that every
+variable keeps the ``file:line`` it came from for the messages that name it.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ import stat
 from pathlib import Path
 
 from llamactl.errors import ConfigError, DataDirInUse
+from llamactl.manager.processinfo import open_file_targets
 
 __all__ = [
     "LOCK_NAME",
@@ -133,18 +134,6 @@ def _read_pid(fd: int) -> int | None:
 def holds_lock_file(pid: int) -> bool:
     """Whether process ``pid`` has a llamactl lock file open (so it is a live llamactl).
 
-    Reads ``/proc/<pid>/fd`` (Linux); False when that cannot be read.
+    False when its open files cannot be read (another user's process, no ``/proc``).
     """
-    folder = Path(f"/proc/{pid}/fd")
-    try:
-        entries = list(folder.iterdir())
-    except OSError:
-        return False
-    for entry in entries:
-        try:
-            target = str(entry.readlink())
-        except OSError:
-            continue
-        if target.endswith(f"/{LOCK_NAME}"):
-            return True
-    return False
+    return any(target.endswith(f"/{LOCK_NAME}") for target in open_file_targets(pid))

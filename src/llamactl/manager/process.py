@@ -3,7 +3,7 @@
 Each backend runs in a new session (so its own process group), and on Linux it receives
 SIGTERM if llamactl dies (the parent-death signal). Its stdout and stderr go, as raw
 chunks, to the instance log. Stopping signals the group: SIGTERM, a bounded wait, then
-SIGKILL.
+SIGKILL, until no member is left (``processinfo`` tells, with or without ``/proc``).
 """
 
 from __future__ import annotations
@@ -20,13 +20,12 @@ from pathlib import Path
 
 from llamactl.errors import BackendFailed
 from llamactl.manager.logs import InstanceLog
+from llamactl.manager.processinfo import group_has_members
 
 __all__ = [
     "BackendProcess",
     "ExitStatus",
-    "group_members",
     "kill_group",
-    "process_start_ticks",
     "spawn",
 ]
 
@@ -155,39 +154,14 @@ async def spawn(
     return BackendProcess(process, log)
 
 
-def group_members(pgid: int) -> list[int]:
-    """The live (not zombie) processes of process group ``pgid`` (Linux ``/proc``)."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # ended while we looked
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            members.append(int(entry.name))
-    return members
-
-
 async def kill_group(pgid: int, timeout: float) -> bool:
     """SIGKILL every member of ``pgid`` and wait until none is left; False on timeout."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while group_members(pgid):
+    while group_has_members(pgid):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
         if loop.time() >= deadline:
             return False
         await asyncio.sleep(0.01)  # signal delivery is asynchronous; nothing to wait on
     return True
-
-
-def process_start_ticks(pid: int) -> int | None:
-    """The start time of ``pid`` in clock ticks since boot (Linux), to tell PIDs apart."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return int(fields[19])

@@ -4,9 +4,10 @@ Each backend is the leader of its own process group, recorded with its PID and i
 time (clock ticks since boot). At start-up, a recorded process that is still alive with
 the same start time is ours: its whole group gets SIGTERM, then SIGKILL after a bounded
 wait. A live process with another start time is a reused PID and is left alone, and so is
-a backend whose parent is a running llamactl (one holding a data directory lock): it
-belongs to that llamactl. When the leader is gone, any members left in its group are
-killed.
+one whose start time is unknown (recorded or read without ``/proc``): what cannot be
+verified is never stopped. A backend whose parent is a running llamactl (one holding a
+data directory lock) is left alone too: it belongs to that llamactl. When the leader is
+gone, any members left in its group are killed, with or without ``/proc``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from collections.abc import Iterable
 
 from llamactl.database.processes import ProcessRecord
 from llamactl.manager.datadir import holds_lock_file
-from llamactl.manager.process import group_members, kill_group, process_start_ticks
+from llamactl.manager.process import kill_group
+from llamactl.manager.processinfo import (
+    group_has_members,
+    is_zombie,
+    parent_pid,
+    process_start_ticks,
+)
 
 __all__ = ["is_alive", "reap"]
 
@@ -31,32 +38,31 @@ _POLL = 0.05
 
 
 def is_alive(pid: int) -> bool:
-    """Whether ``pid`` exists and is not a zombie."""
+    """Whether ``pid`` exists and is not a zombie (a zombie counts without ``/proc``)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    try:
-        with open(f"/proc/{pid}/stat") as stat:  # noqa: PTH123 - /proc needs no Path
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
+    return is_zombie(pid) is not True
 
 
 def _is_ours(entry: ProcessRecord) -> bool:
-    if entry.start_ticks is None:
-        return True  # recorded where start times are unknown: trust the PID
-    return process_start_ticks(entry.pid) == entry.start_ticks
-
-
-def _parent(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:  # noqa: PTH123 - /proc needs no Path
-            return int(stat.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
+    """Whether the live ``entry.pid`` is still the process that was recorded."""
+    ticks = process_start_ticks(entry.pid)
+    if entry.start_ticks is None or ticks is None:
+        logger.warning(
+            "leaving pid %d alone: its start time is unknown, so it cannot be verified to be "
+            "the backend of %s",
+            entry.pid,
+            entry.instance_name,
+        )
+        return False
+    if ticks != entry.start_ticks:
+        logger.info("pid %d of %s now belongs to another process", entry.pid, entry.instance_name)
+        return False
+    return True
 
 
 def _live_owner(pid: int) -> int | None:
@@ -66,7 +72,7 @@ def _live_owner(pid: int) -> int | None:
     is re-parented to init or a subreaper). A parent holding a llamactl lock file is a
     live llamactl, whose backends are not ours to stop, whatever the database says.
     """
-    parent = _parent(pid)
+    parent = parent_pid(pid)
     if parent is None or parent in (0, 1, os.getpid()):
         return None
     return parent if holds_lock_file(parent) else None
@@ -90,9 +96,8 @@ async def _reap_one(entry: ProcessRecord, timeout: float) -> bool:
     if not is_alive(entry.pid):
         # The leader is gone, so no other process can have its PID as group ID: whatever
         # is still in that group was left behind by the backend.
-        return bool(group_members(entry.pid)) and await kill_group(entry.pid, timeout)
+        return group_has_members(entry.pid) and await kill_group(entry.pid, timeout)
     if not _is_ours(entry):
-        logger.info("pid %d of %s now belongs to another process", entry.pid, entry.instance_name)
         return False
     owner = _live_owner(entry.pid)
     if owner is not None:

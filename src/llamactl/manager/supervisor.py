@@ -29,7 +29,8 @@ from llamactl.manager.health import probe
 from llamactl.manager.logs import InstanceLog
 from llamactl.manager.persistence import Persistence
 from llamactl.manager.ports import is_port_free
-from llamactl.manager.process import BackendProcess, ExitStatus, process_start_ticks, spawn
+from llamactl.manager.process import BackendProcess, ExitStatus, spawn
+from llamactl.manager.processinfo import process_start_ticks
 from llamactl.manager.runtime import Failure, Readiness, Runtime, Timings
 
 __all__ = ["Host", "Supervisor", "backend_config", "log_stopped"]
