@@ -4,83 +4,19 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from llamactl import database
-from llamactl.database import DatabaseSettings
-from llamactl.instance import Instance, Options, Status
 from llamactl.manager.reaper import is_alive
-from tests.test_serve import environment, free_port, start, stop, wait_healthy
-
-FAKE_SERVER = Path(__file__).parent / "fake_llama_server.py"
-DEADLINE = 30.0
-
-
-def eventually(check: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
-    """Poll ``check`` until it holds (these are other processes: there is no event to await)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def seed(db_path: Path, specs: dict[str, tuple[bool, dict[str, str]]]) -> dict[str, int]:
-    """Store instances as 'running' (as a previous run would have left them); return ports."""
-    db = database.open(DatabaseSettings(path=str(db_path)))
-    ports = {}
-    try:
-        database.run_migrations(db)
-        for name, (auto_restart, env) in specs.items():
-            ports[name] = free_port()
-            options = Options.from_json(
-                {
-                    "backend_type": "llama_cpp",
-                    "backend_options": {"model": f"/m/{name}.gguf", "port": ports[name]},
-                    "auto_restart": auto_restart,
-                    "max_restarts": 3,
-                    "restart_delay": 0,
-                    "on_demand_start": True,
-                    "idle_timeout": 0,
-                    "environment": env,
-                }
-            )
-            db.save(Instance(name=name, created=1, status=Status.RUNNING, options=options))
-    finally:
-        db.close()
-    return ports
-
-
-def query(db_path: Path, sql: str) -> list[tuple[object, ...]]:
-    connection = sqlite3.connect(db_path)
-    try:
-        return connection.execute(sql).fetchall()
-    finally:
-        connection.close()
-
-
-def pids(db_path: Path) -> dict[str, int]:
-    rows = query(db_path, "SELECT instance_name, pid FROM instance_processes")
-    return {str(name): int(str(pid)) for name, pid in rows}
-
-
-def statuses(db_path: Path) -> dict[str, str]:
-    return {str(n): str(s) for n, s in query(db_path, "SELECT name, status FROM instances")}
-
-
-def healthy(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
-
+from tests.support.config import FAKE_SERVER
+from tests.support.net import free_port, healthy
+from tests.support.records import pids, seed, statuses
+from tests.support.server_process import environment, start, stop, wait_healthy
+from tests.support.waiting import eventually
 
 RESUMING = ("plain", "parent", "stubborn")
 

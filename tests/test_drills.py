@@ -15,9 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.test_serve import environment, free_port, start, stop, wait_healthy
+from tests.support.config import FAKE_SERVER
+from tests.support.net import free_port
+from tests.support.server_process import environment, start, stop, wait_healthy
 
-FAKE_SERVER = Path(__file__).parent / "fake_llama_server.py"
 KEY = "sk-drill"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 

@@ -21,19 +21,14 @@ import httpx
 import pytest
 
 from llamactl.manager.reaper import is_alive
+from tests.support.config import FAKE_SERVER as FAKE
+from tests.support.net import free_port
 
-FAKE = Path(__file__).with_name("fake_llama_server.py")
 START_DEADLINE = 5.0
 LOADING_BODY = {"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}}
 
 # Every fake any test of this module started, for the leftover check.
 _LAUNCHED: list[Fake] = []
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:

@@ -14,7 +14,7 @@ import pytest
 from llamactl.instance import Status
 from llamactl.manager.logs import InstanceLog
 from llamactl.server.lifecycle import start_services, stop_services
-from tests.manager.conftest import fake_config, fake_options
+from tests.support.config import fake_config, fake_options
 
 
 def mode(path: Path) -> int:

@@ -29,13 +29,12 @@ from schemathesis.core.failures import FailureGroup
 from schemathesis.python import asgi
 from schemathesis.specs.openapi import checks
 
-from llamactl import database
 from llamactl.database import DatabaseSettings
 from llamactl.manager import InstanceManager
 from llamactl.server import auth
 from llamactl.server.app import create_app
-from llamactl.server.lifecycle import Services
-from tests.manager.conftest import FAST, fake_config, fake_options
+from tests.support.config import fake_config, fake_options
+from tests.support.services import build_services, migrated
 
 MANAGEMENT_KEY = "sk-drill-management"
 AUTHORIZED = {"Authorization": f"Bearer {MANAGEMENT_KEY}"}
@@ -92,11 +91,9 @@ def drill(tmp_path: Path) -> Iterator[Drill]:
     config = fake_config(
         tmp_path, LLAMACTL_MANAGEMENT_KEYS=MANAGEMENT_KEY, LLAMACTL_ENABLE_SWAGGER="true"
     )
-    db = database.open(DatabaseSettings.from_config(config.database))
-    database.run_migrations(db)
-    manager = InstanceManager(config, db, timings=FAST)
-    manager.load()
-    services = Services(config=config, db=db, manager=manager, keys=auth.load_keys(config).keys)
+    db = migrated(DatabaseSettings.from_config(config.database))
+    services = build_services(config, db, auth.load_keys(config).keys)
+    manager = services.manager
     app = create_app(services)
     # /logs/follow never ends by itself: keep its first two events (past lines, status).
     options = schemathesis.Config.from_dict({"max-stream-events": 2})

@@ -12,8 +12,11 @@ from llamactl.database.processes import ProcessRecord
 from llamactl.manager.datadir import LOCK_NAME
 from llamactl.manager.processinfo import process_start_ticks
 from llamactl.manager.reaper import is_alive, reap
-from tests.test_crash_recovery import FAKE_SERVER, eventually, healthy, pids, seed
-from tests.test_serve import environment, free_port, start, stop, wait_healthy
+from tests.support.config import FAKE_SERVER
+from tests.support.net import free_port, healthy
+from tests.support.records import pids, seed
+from tests.support.server_process import environment, start, stop, wait_healthy
+from tests.support.waiting import eventually
 
 
 def test_a_second_llamactl_is_refused_and_the_first_keeps_its_backend(home: Path) -> None:

@@ -16,8 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.manager.conftest import FAKE_SERVER, PORT_RANGE
-from tests.test_serve import environment, free_port, start, stop, wait_healthy
+from tests.support.config import FAKE_SERVER, PORT_RANGE
+from tests.support.net import free_port
+from tests.support.server_process import environment, start, stop, wait_healthy
 
 MANAGEMENT_KEY = "sk-signals-management"
 WAIT = 30.0

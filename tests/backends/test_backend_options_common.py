@@ -21,8 +21,7 @@ from llamactl.backends import (
     to_json,
 )
 from llamactl.errors import InvalidOptions
-
-from .samples import field_value, full_json
+from tests.support.backend_samples import field_value, full_json
 
 BACKENDS = [BackendType.LLAMA_CPP, BackendType.MLX_LM, BackendType.VLLM]
 

@@ -24,8 +24,7 @@ from llamactl.backends.command import runs_in_docker
 from llamactl.config.models import BackendConfig, DockerConfig
 from llamactl.errors import ConfigError, InvalidOptions
 from llamactl.instance.options import Options
-
-from .samples import full_json
+from tests.support.backend_samples import full_json
 
 LLAMA, MLX, VLLM = BackendType.LLAMA_CPP, BackendType.MLX_LM, BackendType.VLLM
 

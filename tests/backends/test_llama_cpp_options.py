@@ -12,8 +12,7 @@ from llamactl.backends import (
     parse_backend_options,
 )
 from llamactl.errors import InvalidOptions
-
-from .samples import field_value
+from tests.support.backend_samples import field_value
 
 # The llama-server options in command-line order, as the instance JSON format defines them.
 LLAMA_CPP_FIELDS_TEXT = """

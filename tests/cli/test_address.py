@@ -16,8 +16,9 @@ import pytest
 
 from llamactl.client import default_url
 from llamactl.errors import ConfigError
-from tests.cli.conftest import Server, invoke
-from tests.test_serve import environment, free_port, stop, wait_healthy
+from tests.support.cli import Server, invoke
+from tests.support.net import free_port
+from tests.support.server_process import environment, stop, wait_healthy
 
 EXIT_SECONDS = 60
 

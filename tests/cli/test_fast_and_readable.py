@@ -19,8 +19,7 @@ import pytest
 from llamactl.backends import BackendType
 from llamactl.cli_instances import BACKENDS
 from llamactl.cli_tables import columns, format_idle
-from tests.cli.conftest import Server
-from tests.cli.test_instances_cli import api_get, create
+from tests.support.cli import Server, api_get, create
 
 SERVER_STACK = ("sqlalchemy", "alembic", "fastapi", "starlette", "uvicorn")
 SUBPROCESS_SECONDS = 60

@@ -17,26 +17,14 @@ from pathlib import Path
 from typing import IO
 from unittest import mock
 
-import httpx
 import pytest
 
 from llamactl.client import ApiClient, ApiError, Unreachable
-from tests.cli.conftest import Server, invoke, launch
-from tests.test_serve import environment, free_port, stop
+from tests.support.cli import Server, api_get, create, invoke, launch
+from tests.support.net import free_port
+from tests.support.server_process import environment, stop
 
 DEADLINE_SECONDS = 15
-
-
-def api_get(server: Server, path: str) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {server.key}"}
-    return httpx.get(f"{server.url}/api/v1{path}", headers=headers, timeout=10)
-
-
-def create(server: Server, name: str, *args: str) -> None:
-    result = server.run(
-        "instances", "create", name, "--backend", "llama_cpp", "--model", "/m/x.gguf", *args
-    )
-    assert result.exit_code == 0, result.output
 
 
 def assert_one_line_error(stderr: str, code: int, exit_code: int) -> str:

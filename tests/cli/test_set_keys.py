@@ -14,8 +14,7 @@ import pytest
 from llamactl.backends import LlamaCppOptions, backend_args, parse_backend_options
 from llamactl.cli_options import INSTANCE_SETTINGS
 from llamactl.instance import Options
-from tests.cli.conftest import Server
-from tests.cli.test_instances_cli import api_get, create
+from tests.support.cli import Server, api_get, create
 
 
 def options_of(server: Server, name: str) -> dict[str, object]:

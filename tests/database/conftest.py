@@ -7,21 +7,13 @@ import pytest
 
 from llamactl import database
 from llamactl.database import DatabaseSettings
-
-
-class FakeClock:
-    """A settable unix clock for ``updated_at``."""
-
-    def __init__(self, now: float = 1_750_000_000) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import FakeClock
 
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    """A settable unix clock for ``updated_at``."""
+    return FakeClock(1_750_000_000)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from llamactl.database import DatabaseSettings
 from llamactl.database import database as database_module
 from llamactl.errors import DatabaseUnavailable
 from llamactl.instance import Instance, Options, Status
-from tests.database.locker import LockHolder
+from tests.support.locker import LockHolder
 
 
 def _instance(name: str) -> Instance:

@@ -14,8 +14,8 @@ from llamactl.database import DatabaseSettings
 from llamactl.database.json_import import ARCHIVE_DIR, import_json
 from llamactl.errors import DatabaseError, NotALlamactlDatabase
 from llamactl.server.lifecycle import start_services
-from tests.database.test_json_import import DEFAULTS, legacy, write
-from tests.manager.conftest import fake_config
+from tests.support.config import fake_config
+from tests.support.legacy_json import DEFAULTS, legacy, write
 
 
 def foreign_file(path: Path) -> bytes:

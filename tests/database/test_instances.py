@@ -14,8 +14,7 @@ from llamactl import database
 from llamactl.database import DatabaseSettings
 from llamactl.errors import DatabaseError, InstanceExists, InstanceNotFound
 from llamactl.instance import Instance, Options, Status
-
-from .conftest import FakeClock
+from tests.support.clock import FakeClock
 
 BACKEND_OPTIONS: dict[str, dict[str, object]] = {
     "llama_cpp": {

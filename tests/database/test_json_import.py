@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -14,43 +13,7 @@ from llamactl.backends import BackendType
 from llamactl.database.json_import import ARCHIVE_DIR, import_json
 from llamactl.errors import JsonImportError
 from llamactl.instance import Instance, InstanceDefaults, Options, Status
-
-NATIVE = InstanceDefaults(
-    auto_restart=True,
-    max_restarts=3,
-    restart_delay=5,
-    on_demand_start=True,
-    idle_timeout=0,
-    docker_enabled=False,
-)
-
-
-def DEFAULTS(_backend_type: BackendType) -> InstanceDefaults:  # noqa: N802 - used like a constant
-    return NATIVE
-
-
-def legacy(
-    name: str, *, status: str = "running", created: int = 1_731_000_000, **options: object
-) -> dict[str, object]:
-    body: dict[str, object] = {
-        "backend_type": "llama_cpp",
-        "backend_options": {"gpu_layers": 99, "model": f"/m/{name}.gguf", "port": 8001},
-        "auto_restart": True,
-        "max_restarts": 3,
-        "restart_delay": 5,
-        "on_demand_start": True,
-        "idle_timeout": 0,
-    }
-    body.update(options)
-    return {"name": name, "status": status, "created": created, "options": body}
-
-
-def write(folder: Path, name: str, content: object) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.json"
-    text = content if isinstance(content, str) else json.dumps(content, indent=2)
-    path.write_text(text)
-    return path
+from tests.support.legacy_json import DEFAULTS, NATIVE, legacy, write
 
 
 @pytest.fixture

@@ -11,8 +11,7 @@ import pytest
 from llamactl import database
 from llamactl.database import DatabaseSettings
 from llamactl.errors import MigrationError, NotALlamactlDatabase
-
-from .schema import SPEC_DDL, Column, describe_table, spec_schema, user_tables
+from tests.support.schema import SPEC_DDL, Column, describe_table, spec_schema, user_tables
 
 SPEC_DOCUMENT = Path(__file__).parents[3] / "shared" / "spec" / "sqlite-persistence.md"
 # What migration 0003 adds after the spec's columns: nullable, no default.

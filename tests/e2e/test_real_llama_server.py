@@ -20,7 +20,8 @@ import httpx
 import openai
 import pytest
 
-from tests.test_serve import environment, free_port, start, stop, wait_healthy
+from tests.support.net import free_port
+from tests.support.server_process import environment, start, stop, wait_healthy
 
 pytestmark = pytest.mark.e2e
 

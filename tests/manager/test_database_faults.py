@@ -20,21 +20,14 @@ from llamactl.instance import Status
 from llamactl.manager import InstanceManager
 from llamactl.manager.ports import is_port_free
 from llamactl.manager.reaper import is_alive
-from llamactl.server import auth
 from llamactl.server.app import create_app
-from llamactl.server.lifecycle import Services
-from tests.database.locker import LockHolder
-from tests.manager.conftest import (
-    FAST,
-    PORT_RANGE,
-    FakeClock,
-    fake_config,
-    fake_options,
-    status_is,
-    until,
-)
-from tests.manager.conftest import stored_status as stored
-from tests.tmpfs import fill, tmpfs
+from tests.support.clock import FakeClock
+from tests.support.config import FAST, PORT_RANGE, fake_config, fake_options
+from tests.support.locker import LockHolder
+from tests.support.records import stored_status as stored
+from tests.support.services import NO_KEYS, build_services, migrated
+from tests.support.tmpfs import fill, tmpfs
+from tests.support.waiting import status_is, until
 
 pytestmark = pytest.mark.anyio
 
@@ -208,14 +201,10 @@ async def test_requests_are_answered_while_a_write_waits_for_the_lock(
     came while a create was waiting for the lock; with database work on the event loop
     the request could not be served until that create gave up."""
     monkeypatch.setattr(database_module, "BUSY_TIMEOUT_MS", 30_000)
-    db = database.open(DatabaseSettings(path=str(db_path)))
-    database.run_migrations(db)
-    config = fake_config(tmp_path)
-    manager = InstanceManager(config, db, timings=FAST)
-    manager.load()
+    db = migrated(DatabaseSettings(path=str(db_path)))
+    services = build_services(fake_config(tmp_path), db, NO_KEYS)
+    manager = services.manager
     await manager.create("alpha", fake_options())
-    keys = auth.Keys.of(require_management=False, require_inference=False)
-    services = Services(config=config, db=db, manager=manager, keys=keys)
     transport = httpx.ASGITransport(app=create_app(services))
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

@@ -23,8 +23,9 @@ from llamactl.errors import BackendFailed
 from llamactl.instance import Status
 from llamactl.manager import InstanceManager
 from llamactl.manager.reaper import is_alive
-from tests.manager.conftest import FAST, fake_config, fake_options, is_ready, until
-from tests.tmpfs import fill, tmpfs
+from tests.support.config import FAST, fake_config, fake_options
+from tests.support.tmpfs import fill, tmpfs
+from tests.support.waiting import is_ready, until
 
 pytestmark = pytest.mark.anyio
 

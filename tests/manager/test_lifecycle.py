@@ -17,18 +17,10 @@ from llamactl.instance import Instance, Status
 from llamactl.manager import InstanceManager
 from llamactl.manager.reaper import is_alive
 from llamactl.manager.runtime import Readiness
-
-from .conftest import (
-    FAST,
-    SESSION_PORTS,
-    FakeClock,
-    fake_config,
-    fake_options,
-    is_ready,
-    status_is,
-    stored_status,
-    until,
-)
+from tests.support.clock import FakeClock
+from tests.support.config import FAST, SESSION_PORTS, fake_config, fake_options
+from tests.support.records import stored_status
+from tests.support.waiting import is_ready, status_is, until
 
 pytestmark = pytest.mark.anyio
 

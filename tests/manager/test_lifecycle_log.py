@@ -14,8 +14,9 @@ from llamactl.errors import BackendFailed
 from llamactl.instance import Status
 from llamactl.manager import InstanceManager
 from llamactl.proxy import OnDemand
-
-from .conftest import FAST, FakeClock, fake_config, fake_options, status_is, until
+from tests.support.clock import FakeClock
+from tests.support.config import FAST, fake_config, fake_options
+from tests.support.waiting import status_is, until
 
 pytestmark = pytest.mark.anyio
 

@@ -20,21 +20,13 @@ from llamactl.manager.ports import PortAllocator, is_port_free
 from llamactl.manager.process import ExitStatus, kill_group
 from llamactl.manager.processinfo import process_start_ticks
 from llamactl.manager.reaper import is_alive, reap
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_750_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
+from tests.support.clock import FakeClock
 
 # -- logs ---------------------------------------------------------------------------------
 
 
 def test_markers_and_raw_output(tmp_path: Path) -> None:
-    log = InstanceLog(tmp_path / "a.log", clock=Clock())
+    log = InstanceLog(tmp_path / "a.log", clock=FakeClock(1_750_000_000.0))
     log.open()
     log.marker("a", "started")
     log.write(b"line one\nline two\n")
@@ -67,7 +59,7 @@ def test_last_lines_for_failure_reasons(tmp_path: Path) -> None:
 
 
 def test_rotation_by_size(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = FakeClock(1_750_000_000.0)
     log = InstanceLog(tmp_path / "a.log", max_bytes=100, clock=clock)
     log.open()
     log.write(b"x" * 60 + b"\n")

@@ -11,10 +11,10 @@ import pytest
 
 from llamactl.database import database as database_module
 from llamactl.server.management import CRITICAL_FREE_BYTES, LOW_FREE_BYTES
-from tests.database.locker import LockHolder
-from tests.manager.conftest import fake_options
-from tests.server.conftest import serving
-from tests.tmpfs import fill, tmpfs
+from tests.support.config import fake_options
+from tests.support.locker import LockHolder
+from tests.support.services import serving
+from tests.support.tmpfs import fill, tmpfs
 
 pytestmark = pytest.mark.anyio
 

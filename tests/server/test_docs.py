@@ -15,13 +15,10 @@ import httpx
 import pytest
 
 from llamactl.server.docs import ASSETS
-from tests.proxy.conftest import Running, serve
-
-from .conftest import serving
+from tests.support.live import Running
+from tests.support.services import serving
 
 pytestmark = pytest.mark.anyio
-
-__all__ = ["serve"]  # the fixture, imported from the proxy tests
 
 Serve = Callable[..., Any]
 SWAGGER = {"LLAMACTL_ENABLE_SWAGGER": "true"}

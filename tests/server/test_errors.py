@@ -12,9 +12,8 @@ from fastapi import Depends, HTTPException, Request
 from llamactl.errors import DatabaseError
 from llamactl.proxy.asgi import openai_error_body
 from llamactl.server.errors import error_response, validation_message
-from tests.manager.conftest import fake_options
-
-from .conftest import Api, serving
+from tests.support.config import fake_options
+from tests.support.services import Api, serving
 
 pytestmark = pytest.mark.anyio
 

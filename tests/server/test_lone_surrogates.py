@@ -20,9 +20,9 @@ from llamactl.database.json_import import import_json
 from llamactl.errors import InvalidOptions, JsonImportError
 from llamactl.instance import InstanceDefaults, Options
 from llamactl.instance.text import lone_surrogate
-from tests.cli.conftest import launch
-from tests.server.conftest import Api, serving
-from tests.test_serve import stop
+from tests.support.cli import launch
+from tests.support.server_process import stop
+from tests.support.services import Api, serving
 
 LONE = "\\ud800"  # as it is spelled in JSON text
 

@@ -13,9 +13,8 @@ from fastapi import Depends, HTTPException
 from llamactl import __version__
 from llamactl.errors import DatabaseError
 from llamactl.server import routes_backends
-from tests.manager.conftest import SESSION_PORTS, fake_options
-
-from .conftest import Api, serving
+from tests.support.config import SESSION_PORTS, fake_options
+from tests.support.services import Api, serving
 
 pytestmark = pytest.mark.anyio
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from llamactl.instance import NAME_RULE
-from tests.manager.conftest import fake_options
-
-from .conftest import Api
+from tests.support.config import fake_options
+from tests.support.services import Api
 
 pytestmark = pytest.mark.anyio
 

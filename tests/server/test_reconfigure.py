@@ -7,33 +7,21 @@ from pathlib import Path
 import httpx
 import pytest
 
-from llamactl import database
-from llamactl.database import DatabaseSettings
 from llamactl.errors import LimitReached
-from llamactl.manager import InstanceManager
 from llamactl.server.app import create_app
 from llamactl.server.auth import Keys
-from llamactl.server.lifecycle import Services
-from tests.manager.conftest import FAST, fake_config, fake_options
+from tests.support.config import fake_config, fake_options
+from tests.support.services import data_db, running_services
 
 pytestmark = pytest.mark.anyio
 
 
 async def test_new_keys_and_limits_apply_to_every_route(tmp_path: Path) -> None:
-    config = fake_config(tmp_path)
-    db = database.open(DatabaseSettings(path=str(tmp_path / "data" / "llamactl.db")))
-    database.run_migrations(db)
-    manager = InstanceManager(config, db, timings=FAST)
-    manager.load()
-    services = Services(
-        config=config,
-        db=db,
-        manager=manager,
-        keys=Keys.of(management=["m-old"], inference=["i-old"]),
-    )
-    app = create_app(services)
-    transport = httpx.ASGITransport(app=app)
-    try:
+    keys = Keys.of(management=["m-old"], inference=["i-old"])
+    async with running_services(fake_config(tmp_path), keys, data_db(tmp_path)) as services:
+        manager = services.manager
+        app = create_app(services)
+        transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
 
             async def status(path: str, key: str) -> int:
@@ -59,25 +47,15 @@ async def test_new_keys_and_limits_apply_to_every_route(tmp_path: Path) -> None:
             )
             assert refused.status_code == 503, refused.text
             assert "max_running_instances (0)" in refused.json()["error"]["message"]
-    finally:
-        await manager.shutdown()
-        db.close()
 
 
 async def test_body_limit_and_origin_rule_follow_a_reload(tmp_path: Path) -> None:
-    config = fake_config(tmp_path)
-    db = database.open(DatabaseSettings(path=str(tmp_path / "data" / "llamactl.db")))
-    database.run_migrations(db)
-    manager = InstanceManager(config, db, timings=FAST)
-    manager.load()
-    services = Services(
-        config=config, db=db, manager=manager, keys=Keys.of(management=["m"], inference=["i"])
-    )
-    app = create_app(services)
-    transport = httpx.ASGITransport(app=app)
     foreign = {"Origin": "http://evil.example", "Content-Type": "application/json"}
     big = b'{"backend_type": "llama_cpp", "pad": "' + b"x" * (2 * 1024 * 1024) + b'"}'
-    try:
+    keys = Keys.of(management=["m"], inference=["i"])
+    async with running_services(fake_config(tmp_path), keys, data_db(tmp_path)) as services:
+        app = create_app(services)
+        transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             # Auth on: a foreign origin with the key may pass the origin rule.
             answer = await client.get(
@@ -94,6 +72,3 @@ async def test_body_limit_and_origin_rule_follow_a_reload(tmp_path: Path) -> Non
                 headers={"Content-Type": "application/json"},
             )
             assert answer.status_code == 413, answer.text
-    finally:
-        await manager.shutdown()
-        db.close()

@@ -18,11 +18,10 @@ import pytest
 
 from llamactl.instance import Status
 from llamactl.server.guards import OriginPolicy
-from tests.proxy.conftest import MANAGEMENT_KEY, Running, fake_options, headers, serve
+from tests.support.config import fake_options
+from tests.support.live import MANAGEMENT_KEY, Running, headers
 
 pytestmark = pytest.mark.anyio
-
-__all__ = ["serve"]  # the fixture, imported from the proxy tests
 
 Serve = Callable[..., Any]
 AUTH_OFF = {"LLAMACTL_REQUIRE_MANAGEMENT_AUTH": "false"}

@@ -16,11 +16,9 @@ import httpx
 import pytest
 
 from llamactl.instance import Status
-from tests.proxy.conftest import INFERENCE_KEY, MANAGEMENT_KEY, Running, headers, serve
+from tests.support.live import INFERENCE_KEY, MANAGEMENT_KEY, Running, headers
 
 pytestmark = pytest.mark.anyio
-
-__all__ = ["serve"]  # the fixture, imported from the proxy tests
 
 Serve = Callable[..., Any]
 ORIGIN = "http://127.0.0.1:5173"

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from tests.test_serve import environment, free_port, start, stop, wait_healthy
-
-from .conftest import FAKE_SERVER
+from tests.support.config import FAKE_SERVER
+from tests.support.net import free_port
+from tests.support.server_process import environment, start, stop, wait_healthy
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from tests.web.conftest import KEY, SKIP_REASON, Server
+from tests.support.dashboard import READY_TIMEOUT, log_in, open_dashboard, row
+from tests.support.web import KEY, SKIP_REASON, Server
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page, Route
@@ -22,24 +23,7 @@ if TYPE_CHECKING:
 sync_api = pytest.importorskip("playwright.sync_api", reason=SKIP_REASON)
 expect = sync_api.expect
 
-READY_TIMEOUT = 30_000  # ms: the fake backend "loads" for a second
 COMMAND = "llama-server -m /models/fake.gguf -c 2048 -ngl 0"
-
-
-def open_dashboard(page: Page, url: str) -> None:
-    page.goto(url)
-    expect(page.locator("body")).to_have_attribute("data-ready", "true")
-
-
-def log_in(page: Page, server: Server) -> None:
-    open_dashboard(page, server.url)
-    page.fill("#login-key", KEY)
-    page.click("#login-submit")
-    expect(page.locator("#view-instances")).to_be_visible()
-
-
-def row(page: Page, name: str) -> sync_api.Locator:
-    return page.locator(f'#instances-body tr[data-name="{name}"]')
 
 
 def follow_endpoint_exists(server: Server, name: str) -> bool:

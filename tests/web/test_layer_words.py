@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.web.conftest import SKIP_REASON, Server
-from tests.web.test_dashboard import log_in, row
+from tests.support.dashboard import log_in, row
+from tests.support.web import SKIP_REASON, Server
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page

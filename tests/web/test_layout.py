@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.web.conftest import Server
-from tests.web.test_dashboard import READY_TIMEOUT, log_in, row
+from tests.support.dashboard import READY_TIMEOUT, log_in, row
+from tests.support.web import Server
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Locator, Page

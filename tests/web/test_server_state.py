@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.web.conftest import RestartableServer
-from tests.web.test_dashboard import READY_TIMEOUT, log_in, row
+from tests.support.dashboard import READY_TIMEOUT, log_in, row
+from tests.support.web import RestartableServer
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
