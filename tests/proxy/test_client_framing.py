@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from llamactl.proxy.client import ConnectionPool, UpstreamTimeout
-from tests.proxy.test_client import Handler, body, read_request, serve
+from tests.support.scripted import Handler, body, read_request, serve
 
 pytestmark = pytest.mark.anyio
 

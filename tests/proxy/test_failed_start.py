@@ -11,8 +11,7 @@ import pytest
 
 from llamactl.instance import Status
 from llamactl.proxy import ondemand
-
-from .conftest import INFERENCE_KEY, MANAGEMENT_KEY, Running, chat, headers
+from tests.support.live import INFERENCE_KEY, MANAGEMENT_KEY, Running, chat, headers
 
 pytestmark = pytest.mark.anyio
 

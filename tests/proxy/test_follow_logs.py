@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import MANAGEMENT_KEY, Running, chat, headers
+from tests.support.live import MANAGEMENT_KEY, Running, chat, headers
 
 pytestmark = pytest.mark.anyio
 

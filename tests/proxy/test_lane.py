@@ -20,9 +20,9 @@ import pytest
 
 from llamactl.proxy.client import Exchange
 from llamactl.server.protocol import LaneProtocol
-from tests.proxy.conftest import INFERENCE_KEY, Running, chat
 from tests.proxy.raw_backend import BIG_CHUNKS
-from tests.proxy.rawhttp import BackendRecord, RawClient, Reply, get, post, record, start_raw
+from tests.support.live import INFERENCE_KEY, Running, chat
+from tests.support.rawhttp import BackendRecord, RawClient, Reply, get, post, record, start_raw
 
 __all__ = ["record", "start_raw"]  # fixtures
 

@@ -18,8 +18,8 @@ import httpx
 import openai
 import pytest
 
-from tests.proxy.conftest import INFERENCE_KEY, Running, chat, headers
-from tests.proxy.rawhttp import (
+from tests.support.live import INFERENCE_KEY, Running, chat, headers
+from tests.support.rawhttp import (
     RAW_BACKEND,
     BackendRecord,
     RawClient,

@@ -8,7 +8,7 @@ from typing import Any
 import openai
 import pytest
 
-from .conftest import INFERENCE_KEY, Running
+from tests.support.live import INFERENCE_KEY, Running
 
 pytestmark = pytest.mark.anyio
 

@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
-from tests.proxy.conftest import INFERENCE_KEY, free_port
-from tests.proxy.rawhttp import (
+from tests.support.live import INFERENCE_KEY
+from tests.support.net import free_port
+from tests.support.rawhttp import (
     BackendRecord,
     RawClient,
     get,

@@ -13,8 +13,7 @@ import openai
 import pytest
 
 from llamactl.instance import Status
-
-from .conftest import INFERENCE_KEY, MANAGEMENT_KEY, Running, chat, headers
+from tests.support.live import INFERENCE_KEY, MANAGEMENT_KEY, Running, chat, headers
 
 pytestmark = pytest.mark.anyio
 

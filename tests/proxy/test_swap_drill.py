@@ -18,8 +18,7 @@ import httpx
 import pytest
 
 from llamactl.manager import InstanceManager
-
-from .conftest import Running, chat, headers
+from tests.support.live import Running, chat, headers
 
 pytestmark = pytest.mark.anyio
 

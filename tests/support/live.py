@@ -16,6 +16,7 @@ from llamactl.proxy import OnDemand
 from llamactl.server import auth
 from llamactl.server.app import create_app
 from llamactl.server.lifecycle import Services
+from llamactl.server.protocol import http_protocol
 from tests.support.config import fake_config, fake_options
 from tests.support.net import free_port
 from tests.support.services import build_services, migrated
@@ -73,7 +74,14 @@ class LiveServers:
         port = free_port()
         app = create_app(services)
         server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+            uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                port=port,
+                log_level="warning",
+                lifespan="on",
+                http=http_protocol(app.app.proxy),
+            )
         )
         task = asyncio.create_task(server.serve())
         self._started.append((server, task))

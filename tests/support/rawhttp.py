@@ -15,9 +15,9 @@ import h11
 import httpx
 import pytest
 
-from tests.proxy.conftest import Running, headers
+from tests.support.live import Running, headers
 
-RAW_BACKEND = Path(__file__).with_name("raw_backend.py")
+RAW_BACKEND = Path(__file__).parents[1] / "proxy" / "raw_backend.py"
 
 
 @dataclass
