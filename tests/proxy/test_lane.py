@@ -38,8 +38,8 @@ def taken(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bool]]:
     seen: list[bool] = []
     original = LaneProtocol._take
 
-    def spy(self: LaneProtocol, cycle: Any, app: Any) -> bool:
-        result = original(self, cycle, app)
+    def spy(self: LaneProtocol, request: Any) -> bool:
+        result = original(self, request)
         seen.append(result)
         return result
 
@@ -204,3 +204,97 @@ async def wait_idle(server: Running) -> None:
     """Until nothing is counted in flight for ``raw`` (the relay is over)."""
     reached = await server.manager.wait_until("raw", lambda _, info: info.in_flight == 0, 10)
     assert reached, "the request is still counted in flight"
+
+
+async def test_a_request_whose_body_comes_in_a_later_read_still_takes_the_lane(
+    start_raw: Callable[..., Any], taken: list[bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, port = await start_raw()
+    reads: list[bytes] = []
+    head_read = asyncio.Event()
+    original = LaneProtocol.data_received
+
+    def spy(self: LaneProtocol, data: bytes) -> None:
+        reads.append(data)
+        if data.endswith(b"\r\n\r\n") and data.startswith(b"POST"):
+            head_read.set()
+        original(self, data)
+
+    monkeypatch.setattr(LaneProtocol, "data_received", spy)
+    client = await RawClient.connect(port)
+    try:
+        warm = await client.request(get("/llama-cpp/raw/ok", INFERENCE_KEY))
+        whole = request("ok", lane=True)
+        head, body = whole[: -len(BODY)], whole[-len(BODY) :]
+        await client.send(head, b"POST")
+        await asyncio.wait_for(head_read.wait(), 10)  # llamactl has read the head alone
+        client.writer.write(body)
+        reply = await client.reply()
+    finally:
+        client.close()
+    assert reads[-2:] == [head, body]
+    assert (warm.status, reply.status, reply.complete, reply.body[:3]) == (200, 200, True, b"ok ")
+    assert taken == [True]
+
+
+async def test_pipelined_requests_are_answered_in_order_by_the_ordinary_path(
+    start_raw: Callable[..., Any], taken: list[bool]
+) -> None:
+    _, port = await start_raw()
+    client = await RawClient.connect(port)
+    try:
+        warm = await client.request(get("/llama-cpp/raw/ok", INFERENCE_KEY))
+        await client.send(request("ok", lane=True) + request("interim", lane=True), b"POST")
+        first = await client.reply()
+        client.sent(b"POST")  # the second request, written with the first
+        second = await client.reply()
+    finally:
+        client.close()
+    assert (warm.status, first.status, second.status) == (200, 200, 200)
+    assert first.body.startswith(b"ok ") and second.body == b"final"
+    assert taken == [], "two requests in one read are left to uvicorn, which queues them"
+
+
+async def test_a_request_sent_while_the_lane_answers_is_answered_after_it(
+    start_raw: Callable[..., Any], taken: list[bool], record: BackendRecord
+) -> None:
+    _, port = await start_raw()
+    client = await RawClient.connect(port)
+    try:
+        warm = await client.request(get("/llama-cpp/raw/ok", INFERENCE_KEY))
+        await client.send(request("interim", lane=True), b"POST")  # answers after 0.2 s
+        await record.wait_for(
+            lambda entries: any("interim" in str(e.get("head", "")) for e in entries)
+        )
+        client.writer.write(request("ok", lane=True))
+        first = await client.reply()
+        client.sent(b"POST")  # the second request, written before the first's answer
+        second = await client.reply()
+    finally:
+        client.close()
+    assert (warm.status, first.status, second.status) == (200, 200, 200)
+    assert first.body == b"final" and second.body.startswith(b"ok ")
+    assert taken == [True, True]
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: x\r\n\r\n", 400),
+        (b"POST /v1/chat%2Fcompletions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json"
+         b"\r\nAuthorization: Bearer " + INFERENCE_KEY.encode() + b"\r\nContent-Length: "
+         + str(len(BODY)).encode() + b"\r\n\r\n" + BODY, 200),
+    ],
+    ids=["malformed", "percent-escaped"],
+)  # fmt: skip
+async def test_what_the_lane_cannot_read_goes_to_uvicorn_as_it_came(
+    start_raw: Callable[..., Any], taken: list[bool], raw: bytes, status: int
+) -> None:
+    _, port = await start_raw()
+    client = await RawClient.connect(port)
+    try:
+        reply = await client.request(raw, b"POST")
+    finally:
+        client.close()
+    assert reply.status == status
+    assert taken == []

@@ -58,11 +58,15 @@ class RawClient:
 
     async def send(self, request: bytes, method: bytes = b"GET") -> None:
         """Write ``request`` as it is (the request line unchecked)."""
+        self.sent(method)
+        self.writer.write(request)
+        await self.writer.drain()
+
+    def sent(self, method: bytes = b"GET") -> None:
+        """Count a request as sent, its bytes written already (pipelined with another)."""
         # h11 only needs to know a request went out, and its method.
         self._h11.send(h11.Request(method=method, target="/", headers=[("Host", "x")]))
         self._h11.send(h11.EndOfMessage())
-        self.writer.write(request)
-        await self.writer.drain()
 
     async def reply(self, timeout: float = 30) -> Reply:
         """Read one response (interim ones skipped) until its end or the connection's."""
