@@ -307,22 +307,6 @@ async def test_idle_timeout_stops_an_idle_instance_and_spares_a_busy_one(
     assert manager.get("forever").status is Status.RUNNING
 
 
-async def test_lru_candidate_spares_instances_with_requests_in_flight(
-    manager: InstanceManager, clock: FakeClock
-) -> None:
-    for name in ("a", "b", "c"):
-        await manager.create(name, fake_options())
-        await manager.start(name)
-        await manager.wait_ready(name, timeout=10)
-        clock.now += 10
-        manager.begin_request(name)
-        manager.end_request(name)
-    assert manager.lru_candidate() == "a"
-    manager.begin_request("a")
-    assert manager.lru_candidate() == "b"
-    assert manager.lru_candidate(exclude="b") == "c"
-
-
 async def stop_with_a_request_in_flight(manager: InstanceManager) -> asyncio.Task[Instance]:
     """Start "draining", begin a request on it and ask for a stop; return once it drains."""
     await manager.create("draining", fake_options())

@@ -395,16 +395,6 @@ class InstanceManager:
         runtime.queued = max(0, runtime.queued - 1)
         runtime.notify()
 
-    def lru_candidate(self, exclude: str | None = None) -> str | None:
-        """The running instance used least recently that can stop without harm: no request
-        in flight, or (if it is held) only requests that wait for it to stop."""
-        return self._least_recently_used(exclude, self._evictable)
-
-    def hold_candidate(self, exclude: str | None = None) -> str | None:
-        """The ready instance used least recently that may be held (see ``hold``): not
-        held already, and no request waiting for it to become ready."""
-        return self._least_recently_used(exclude, self._holdable)
-
     def hold(self, name: str) -> None:
         """Queue new requests for ``name`` instead of forwarding them, until it stops or
         ``release``: the requests it serves end, and its slot can go to another instance."""
@@ -427,33 +417,6 @@ class InstanceManager:
         """Wait until ``condition()`` holds, looking again whenever any instance changes;
         False if ``timeout`` passes first."""
         return await self._changes.wait_for(condition, timeout)
-
-    def _least_recently_used(
-        self, exclude: str | None, eligible: Callable[[Instance, Runtime], bool]
-    ) -> str | None:
-        candidates = [
-            (self._runtime(name).last_activity or float("-inf"), name)
-            for name, inst in self._instances.items()
-            if name != exclude and eligible(inst, self._runtime(name))
-        ]
-        return min(candidates)[1] if candidates else None
-
-    @staticmethod
-    def _evictable(inst: Instance, runtime: Runtime) -> bool:
-        return (
-            inst.status is Status.RUNNING
-            and runtime.forwarded == 0
-            and (runtime.queued == 0 or runtime.held)
-        )
-
-    @staticmethod
-    def _holdable(inst: Instance, runtime: Runtime) -> bool:
-        return (
-            inst.status is Status.RUNNING
-            and runtime.readiness is Readiness.READY
-            and not runtime.held
-            and runtime.queued == 0
-        )
 
     async def check_idle(self) -> builtins.list[str]:
         """Stop every instance idle for longer than its ``idle_timeout``; return their names."""

@@ -30,9 +30,10 @@ from llamactl.errors import (
     StartFailedRecently,
     Unavailable,
 )
-from llamactl.instance import Status
+from llamactl.instance import Instance, Status
 from llamactl.manager import InstanceManager
-from llamactl.manager.runtime import Failure
+from llamactl.manager.runtime import Failure, Readiness
+from llamactl.proxy.policy import Admit, Evict, Hold, Refuse, Slot, Snapshot, Wait, decide
 
 __all__ = ["FAILED_START_COOLDOWN", "OnDemand"]
 
@@ -225,7 +226,8 @@ class OnDemand:
                 raise BackendFailed(f"instance {name} could not start: {exc.message}") from exc
 
     async def _make_room(self, name: str, timeout: float) -> None:
-        """Stop instances until ``name`` fits under ``max_running_instances``.
+        """Stop instances until ``name`` fits under ``max_running_instances``, as
+        ``policy.decide`` says.
 
         The victim is the least recently used instance with nothing in flight. When every
         running instance is busy, the least recently used ready one is held: its new
@@ -233,60 +235,70 @@ class OnDemand:
         then it stops. Swaps thus alternate between batches of requests, and none is
         refused because the others were busy. Only one start makes room at a time.
         """
-        manager, limit = self._manager, self._settings.max_running_instances
-        if limit == 0:  # nothing may run: no eviction can make room
-            raise Unavailable(
-                f"max_running_instances (0) allows no running instance: cannot start {name}",
-                retry_after=_LIMIT_RETRY_AFTER,
-            )
+        manager = self._manager
         held: list[str] = []
         try:
-            while limit >= 0 and manager.running_count(exclude=name) >= limit:
-                if not self._settings.enable_lru_eviction:
-                    raise Unavailable(
-                        f"max_running_instances ({limit}) is reached and enable_lru_eviction "
-                        f"is off: stop an instance to start {name}",
-                        retry_after=_LIMIT_RETRY_AFTER,
-                    )
-                victim = manager.lru_candidate(exclude=name)
-                if victim is not None:
-                    reason = f"to make room for {name} (max_running_instances={limit})"
-                    await manager.stop(victim, reason=reason)
-                    continue
-                holding = any(manager.is_held(other) for other in held)
-                busy = None if holding else manager.hold_candidate(exclude=name)
-                if busy is not None:
-                    logger.info(
-                        "instance %s: held until its requests end, to make room for %s "
-                        "(max_running_instances=%d)",
-                        busy,
-                        name,
-                        limit,
-                    )
-                    manager.hold(busy)
-                    held.append(busy)
-                await self._wait_for_room(name, limit, timeout, held)
+            while True:
+                match decide(self._snapshot(name, held)):
+                    case Admit():
+                        return
+                    case Refuse(message=message):
+                        raise Unavailable(message, retry_after=_LIMIT_RETRY_AFTER)
+                    case Evict(name=victim, reason=reason):
+                        await manager.stop(victim, reason=reason)
+                        continue
+                    case Hold(name=busy):
+                        logger.info(
+                            "instance %s: held until its requests end, to make room for %s "
+                            "(max_running_instances=%d)",
+                            busy,
+                            name,
+                            self._settings.max_running_instances,
+                        )
+                        manager.hold(busy)
+                        held.append(busy)
+                await self._wait_for_room(name, timeout, held)
         finally:
             for other in held:
                 manager.release(other)  # nothing to do for those that stopped
 
-    async def _wait_for_room(self, name: str, limit: int, timeout: float, held: list[str]) -> None:
-        """Wait until an instance can be stopped, or held if none of ``held`` still is."""
-        manager = self._manager
+    async def _wait_for_room(self, name: str, timeout: float, held: list[str]) -> None:
+        """Wait until the policy has something to do other than wait."""
 
         def room() -> bool:
-            return (
-                manager.running_count(exclude=name) < limit
-                or manager.lru_candidate(exclude=name) is not None
-                or (
-                    not any(manager.is_held(other) for other in held)
-                    and manager.hold_candidate(exclude=name) is not None
-                )
-            )
+            return not isinstance(decide(self._snapshot(name, held)), Wait)
 
-        if not await manager.wait_any(room, timeout):
+        if not await self._manager.wait_any(room, timeout):
+            limit = self._settings.max_running_instances
             raise Unavailable(
                 f"max_running_instances ({limit}) is reached and the running instances "
                 f"stayed busy for {timeout:g} s: cannot start {name} now",
                 retry_after=_LIMIT_RETRY_AFTER,
             )
+
+    def _snapshot(self, name: str, held: list[str]) -> Snapshot:
+        """What the policy needs to know to make room for ``name``."""
+        manager = self._manager
+        return Snapshot(
+            target=name,
+            slots=tuple(
+                self._slot(inst)
+                for inst in manager.list()
+                if inst.name != name and inst.status in _OCCUPYING
+            ),
+            limit=self._settings.max_running_instances,
+            eviction=self._settings.enable_lru_eviction,
+            holding=any(manager.is_held(other) for other in held),
+        )
+
+    def _slot(self, inst: Instance) -> Slot:
+        info = self._manager.info(inst.name)
+        return Slot(
+            name=inst.name,
+            running=inst.status is Status.RUNNING,
+            ready=info.readiness is Readiness.READY,
+            serving=max(0, info.in_flight - info.queued),
+            queued=info.queued,
+            held=self._manager.is_held(inst.name),
+            last_activity=info.last_activity,
+        )
