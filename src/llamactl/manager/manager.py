@@ -36,7 +36,7 @@ from llamactl.manager.persistence import RETRY_DELAY, Persistence, PersistenceSt
 from llamactl.manager.ports import PortAllocator
 from llamactl.manager.reaper import reap
 from llamactl.manager.runtime import Event, Readiness, Runtime, RuntimeInfo, Signal, Timings
-from llamactl.manager.supervisor import LOOPBACK, Supervisor, backend_config, log_stopped
+from llamactl.manager.supervisor import LOOPBACK, Supervisor, backend_config
 
 __all__ = ["InstanceManager", "instance_defaults"]
 
@@ -109,7 +109,7 @@ class InstanceManager:
         self._instances = {inst.name: inst for inst in self._db.load_all()}
         for inst in self._instances.values():
             if inst.failure is not None:  # the reason of a failure before a restart
-                self._runtime(inst.name).failure = inst.failure
+                self._supervisor.restore_failure(inst.name, inst.failure)
             port = inst.options.backend_options.port
             if port is not None and self._ports.owner(port) is None:
                 self._ports.reserve(inst.name, port)
@@ -265,9 +265,8 @@ class InstanceManager:
             finally:
                 await self._settle(name)
             if was_active:
-                runtime.restarts = 0
                 try:
-                    await self._supervisor.launch(name)
+                    await self._supervisor.launch(name, fresh=True)
                 finally:
                     await self._settle(name)
             return self._require(name)
@@ -303,10 +302,9 @@ class InstanceManager:
             if inst.status is Status.SHUTTING_DOWN:
                 raise Conflict(f"instance {name} is shutting down: wait until it has stopped")
             self._check_running_limit()
-            runtime.restarts = 0
             await self._ensure_port(name)
             try:
-                await self._supervisor.launch(name)
+                await self._supervisor.launch(name, fresh=True)
             finally:
                 await self._settle(name)
             return self._require(name)
@@ -333,9 +331,8 @@ class InstanceManager:
             try:
                 await self._stop_locked(name, "to restart")
                 self._check_running_limit()
-                runtime.restarts = 0
                 await self._ensure_port(name)
-                await self._supervisor.launch(name)
+                await self._supervisor.launch(name, fresh=True)
             finally:
                 await self._settle(name)
             return self._require(name)
@@ -512,31 +509,8 @@ class InstanceManager:
     # -- starting and stopping processes ------------------------------------------------
 
     async def _stop_locked(self, name: str, reason: str | None = None) -> None:
-        """Stop ``name`` with its lock held: cancel a pending restart, drain, signal."""
-        runtime = self._runtime(name)
-        if runtime.restart_task is not None:
-            runtime.restart_task.cancel()
-            runtime.restart_task = None
-        process = runtime.process
-        if process is None:
-            status = self._require(name).status
-            runtime.failure = None
-            self._set_status(name, Status.STOPPED)  # also stores the cleared failure
-            if status is not Status.STOPPED:
-                called_off = "(its restart is called off)" if status is Status.RESTARTING else ""
-                log_stopped(name, reason or called_off)
-            return
-        began = time.monotonic()
-        runtime.stopping = True
-        self._set_status(name, Status.SHUTTING_DOWN)
-        # Requests queued meanwhile wait for this stop (then start the instance again):
-        # the drain waits only for those the backend is serving.
-        await runtime.wait_for(lambda: runtime.forwarded == 0, self._timings.drain_timeout)
-        await process.stop(self._timings.stop_timeout)
-        await runtime.wait_for(lambda: runtime.process is None, 5.0)
-        runtime.failure = None
-        self._set_status(name, Status.STOPPED)
-        log_stopped(name, reason, time.monotonic() - began)
+        """Stop ``name`` with its lock held (see ``Supervisor.stop``)."""
+        await self._supervisor.stop(name, reason)
 
     # -- helpers ------------------------------------------------------------------------
 

@@ -123,10 +123,50 @@ class Supervisor:
         for task in list(runtime.tasks):
             task.cancel()
 
-    async def launch(self, name: str) -> None:
-        """Spawn the backend of ``name`` (lock held); ``running`` once the process is up."""
+    def restore_failure(self, name: str, failure: Failure) -> None:
+        """Remember the failure a stored instance carries (from before a restart)."""
+        self._host.runtime(name).failure = failure
+
+    async def stop(self, name: str, reason: str | None = None) -> None:
+        """Stop ``name`` (lock held): cancel a pending restart, let the requests the
+        backend serves end (within ``drain_timeout``), signal, wait for the exit.
+
+        ``reason`` completes the log line ("stopped to make room for b").
+        """
+        runtime = self._host.runtime(name)
+        if runtime.restart_task is not None:
+            runtime.restart_task.cancel()
+            runtime.restart_task = None
+        process = runtime.process
+        if process is None:
+            status = self._host.instance(name).status
+            runtime.failure = None
+            self._host.set_status(name, Status.STOPPED)  # also stores the cleared failure
+            if status is not Status.STOPPED:
+                called_off = "(its restart is called off)" if status is Status.RESTARTING else ""
+                log_stopped(name, reason or called_off)
+            return
+        began = time.monotonic()
+        runtime.stopping = True
+        self._host.set_status(name, Status.SHUTTING_DOWN)
+        # Requests queued meanwhile wait for this stop (then start the instance again):
+        # the drain waits only for those the backend is serving.
+        await runtime.wait_for(lambda: runtime.forwarded == 0, self._timings.drain_timeout)
+        await process.stop(self._timings.stop_timeout)
+        await runtime.wait_for(lambda: runtime.process is None, 5.0)
+        runtime.failure = None
+        self._host.set_status(name, Status.STOPPED)
+        log_stopped(name, reason, time.monotonic() - began)
+
+    async def launch(self, name: str, *, fresh: bool = False) -> None:
+        """Spawn the backend of ``name`` (lock held); ``running`` once the process is up.
+
+        ``fresh``: a start asked for (not a crash restart), so the restart budget is full.
+        """
         inst = self._host.instance(name)
         runtime = self._host.runtime(name)
+        if fresh:
+            runtime.restarts = 0
         options = inst.options
         port = options.backend_options.port
         assert port is not None, "every instance holds a port"
