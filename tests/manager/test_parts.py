@@ -14,7 +14,6 @@ import pytest
 
 from llamactl.database.processes import ProcessRecord
 from llamactl.errors import Conflict, LimitReached
-from llamactl.manager.health import probe
 from llamactl.manager.logs import InstanceLog, read_log, tail_lines
 from llamactl.manager.ports import PortAllocator, is_port_free
 from llamactl.manager.process import ExitStatus, kill_group
@@ -149,14 +148,6 @@ def test_a_port_the_os_holds_is_not_free() -> None:
 def test_exit_status(returncode: int, text: str, clean: bool) -> None:
     status = ExitStatus.from_returncode(returncode)
     assert (status.describe(), status.is_clean) == (text, clean)
-
-
-@pytest.mark.anyio
-async def test_probe_answers_none_when_nothing_listens() -> None:
-    with socket.socket() as holder:
-        holder.bind(("127.0.0.1", 0))
-        port = holder.getsockname()[1]
-    assert await probe("127.0.0.1", port, timeout=0.5) is None
 
 
 def sleeper(*, ignore_term: bool = False) -> subprocess.Popen[bytes]:

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from llamactl.proxy.client import Exchange
 from llamactl.server.protocol import LaneProtocol
+from llamactl.transport import Exchange
 from tests.proxy.raw_backend import BIG_CHUNKS
 from tests.support.live import INFERENCE_KEY, Running, chat
 from tests.support.rawhttp import BackendRecord, RawClient, Reply, get, post, record, start_raw

@@ -31,12 +31,12 @@ from llamactl.errors import (
     LimitReached,
 )
 from llamactl.instance import Instance, InstanceDefaults, Options, Status, validate_name
-from llamactl.manager.health import connect_host
 from llamactl.manager.persistence import RETRY_DELAY, Persistence, PersistenceState
-from llamactl.manager.ports import PortAllocator
+from llamactl.manager.ports import PortAllocator, connect_host
 from llamactl.manager.reaper import reap
 from llamactl.manager.runtime import Event, Readiness, Runtime, RuntimeInfo, Signal, Timings
 from llamactl.manager.supervisor import LOOPBACK, Supervisor, backend_config
+from llamactl.transport import ConnectionPool, Transport
 
 __all__ = ["InstanceManager", "instance_defaults"]
 
@@ -77,7 +77,9 @@ class InstanceManager:
         clock: Callable[[], float] = time.monotonic,
         timings: Timings | None = None,
         db_retry_delay: float = RETRY_DELAY,
+        transport: Transport | None = None,
     ) -> None:
+        """``transport``: how backends' health is probed (default: a pool of its own)."""
         self._config = config
         self._db = db
         self._store = Persistence(db, retry_delay=db_retry_delay)
@@ -90,6 +92,7 @@ class InstanceManager:
         self._ports = PortAllocator(config.instances.port_range)
         self._idle_task: asyncio.Task[None] | None = None
         self._loaded = False
+        self._transport = transport or ConnectionPool()
         self._supervisor = Supervisor(
             config,
             self._store,
@@ -97,6 +100,7 @@ class InstanceManager:
             clock=clock,
             timings=self._timings,
             logs_dir=Path(config.instances.logs_dir),
+            transport=self._transport,
         )
 
     # -- registry -----------------------------------------------------------------------
@@ -480,6 +484,7 @@ class InstanceManager:
         if self._idle_task is not None:
             self._idle_task.cancel()
         await asyncio.gather(*(self._supervisor.halt(name) for name in list(self._runtimes)))
+        self._transport.close()
         await self._store.close()
 
     def persistence(self) -> PersistenceState:

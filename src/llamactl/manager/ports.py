@@ -61,3 +61,8 @@ class PortAllocator:
         """Free every port that ``name`` holds."""
         for port in [port for port, holder in self._owners.items() if holder == name]:
             del self._owners[port]
+
+
+def connect_host(host: str) -> str:
+    """Where to connect to reach a backend bound to ``host`` (wildcards mean loopback)."""
+    return {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)

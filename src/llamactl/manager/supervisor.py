@@ -25,13 +25,13 @@ from llamactl.config import AppConfig, BackendConfig
 from llamactl.database.processes import ProcessRecord
 from llamactl.errors import BackendFailed
 from llamactl.instance import Instance, Options, Status
-from llamactl.manager.health import probe
 from llamactl.manager.logs import InstanceLog
 from llamactl.manager.persistence import Persistence
-from llamactl.manager.ports import is_port_free
+from llamactl.manager.ports import connect_host, is_port_free
 from llamactl.manager.process import BackendProcess, ExitStatus, spawn
 from llamactl.manager.processinfo import process_start_ticks
 from llamactl.manager.runtime import Failure, Readiness, Runtime, Timings
+from llamactl.transport import Transport
 
 __all__ = ["Host", "Supervisor", "backend_config", "log_stopped"]
 
@@ -95,8 +95,10 @@ class Supervisor:
         clock: Callable[[], float],
         timings: Timings,
         logs_dir: Path,
+        transport: Transport,
     ) -> None:
         self._config = config
+        self._transport = transport
         self._store = store
         self._host = host
         self._clock = clock
@@ -310,7 +312,8 @@ class Supervisor:
         runtime = self._host.runtime(name)
         failures = 0
         while runtime.process is process:
-            healthy = await probe(host, port, HEALTH_PATH, timeout=2.0) == 200
+            status = await self._transport.probe(connect_host(host), port, HEALTH_PATH, 2.0)
+            healthy = status == 200
             if runtime.process is not process:
                 return
             failures = 0 if healthy else failures + 1

@@ -20,9 +20,10 @@ from typing import Protocol
 
 from llamactl.errors import BackendFailed, GatewayTimeout, LlamactlError
 from llamactl.proxy.asgi import Send
-from llamactl.proxy.client import (
+from llamactl.transport import (
     ConnectionPool,
     Exchange,
+    Transport,
     UpstreamError,
     UpstreamTimeout,
     encode_request,
@@ -217,11 +218,14 @@ class Relay:
 
 
 class Upstream:
-    """The backends' side of the proxy: a pool of keep-alive connections."""
+    """The backends' side of the proxy, over a ``Transport``."""
 
-    def __init__(self, header_timeout: float | None = None) -> None:
-        """``header_timeout``: seconds to wait for a response head (None or 0: no limit)."""
-        self._pool = ConnectionPool(header_timeout)
+    def __init__(
+        self, header_timeout: float | None = None, transport: Transport | None = None
+    ) -> None:
+        """``header_timeout``: seconds to wait for a response head (None or 0: no limit),
+        for the default transport (a pool of loopback connections)."""
+        self._pool: Transport = transport or ConnectionPool(header_timeout)
 
     async def open(self) -> None:
         """Nothing to prepare: connections are opened on first use."""

@@ -1,4 +1,5 @@
-"""A small pooled HTTP/1.1 client for the backends, on asyncio protocols and httptools.
+"""A small pooled HTTP/1.1 client for the backends, on asyncio protocols and httptools:
+the ``Transport`` for backends on this machine.
 
 The proxy's hot path needs one thing from a client: send a request that is already in
 memory to a backend on loopback and hand the response back as it arrives. A general
@@ -44,6 +45,7 @@ _HIGH_WATER = 1024 * 1024  # bytes buffered before the backend is asked to wait
 _CONNECT_TIMEOUT = 10.0
 MAX_HEAD_BYTES = 64 * 1024  # the response's status line and header section, 1xx included
 _FRAMING = (b"content-length", b"transfer-encoding")
+_CLOSE = ((b"connection", b"close"),)
 
 
 class UpstreamError(Exception):
@@ -100,6 +102,7 @@ class Exchange(asyncio.Protocol):
         self._interim = False  # the message being parsed is a 1xx
         self._framed = False  # the final head had Content-Length or Transfer-Encoding
         self._dirty = False  # bytes arrived that belong to no request: never reuse
+        self._last = False  # the request said ``Connection: close``: never reuse
         self._timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol --------------------------------------------------------------
@@ -199,14 +202,25 @@ class Exchange(asyncio.Protocol):
         return self._transport is not None and not self._transport.is_closing()
 
     def start(
-        self, request: bytes, sink: Sink, *, head: bool = False, timeout: float | None = None
+        self,
+        request: bytes,
+        sink: Sink,
+        *,
+        head: bool = False,
+        timeout: float | None = None,
+        last: bool = False,
     ) -> None:
         """Write ``request``; its response goes to ``sink``. ``timeout``: seconds to wait
-        for the response head before ``sink.fail(UpstreamTimeout(...))``."""
+        for the response head before ``sink.fail(UpstreamTimeout(...))``; ``last``: the
+        request says ``Connection: close``, so the connection closes after the response."""
         assert self._transport is not None and self._sink is None
         self._reset()
+        self._last = last
         self._sink = sink
         self._no_body = head  # a response to HEAD has no body, whatever it announces
+        if self._transport.is_closing():  # closed by the backend since it was connected
+            self._fail(UpstreamError("the backend closed the connection before the request"))
+            return
         self._transport.write(request)
         if timeout:
             loop = asyncio.get_running_loop()
@@ -265,7 +279,7 @@ class Exchange(asyncio.Protocol):
     def _finish(self) -> None:
         sink, self._sink = self._sink, None
         self.resume_reading()
-        if self._keep_alive and not self._dirty and self.usable:
+        if self._keep_alive and not self._dirty and not self._last and self.usable:
             self._pool.give_back(self._key, self)
         else:
             self.close()
@@ -406,23 +420,33 @@ class ConnectionPool:
         ``sent`` is called once the request is written (again if it is retried).
 
         ``target`` is written as it is: the caller makes sure it holds no CR, LF or space.
+        A request with ``Connection: close`` among ``headers`` is its connection's last.
         """
         payload = encode_request(host, port, method, target, headers, body)
+        last = any(
+            name.lower() == b"connection" and b"close" in value.lower() for name, value in headers
+        )
         exchange = self.idle(host, port) or await self._connect(host, port)
         try:
-            return await self._send(exchange, payload, method, sent)
+            return await self._send(exchange, payload, method, sent, last)
         except UpstreamTimeout:
             raise
         except UpstreamError:
             if not exchange.reused or exchange.received_anything:
                 raise
-        return await self._send(await self._connect(host, port), payload, method, sent)
+        return await self._send(await self._connect(host, port), payload, method, sent, last)
 
     async def _send(
-        self, exchange: Exchange, payload: bytes, method: str, sent: Callable[[], None] | None
+        self,
+        exchange: Exchange,
+        payload: bytes,
+        method: str,
+        sent: Callable[[], None] | None,
+        last: bool,
     ) -> Response:
         sink = _Buffered(exchange)
-        exchange.start(payload, sink, head=method == "HEAD", timeout=self.header_timeout)
+        timeout = self.header_timeout
+        exchange.start(payload, sink, head=method == "HEAD", timeout=timeout, last=last)
         if sent is not None:
             sent()
         await sink.wait_head()
@@ -463,6 +487,20 @@ class ConnectionPool:
         for idle in self._idle.values():
             if exchange in idle:
                 idle.remove(exchange)
+
+    async def probe(self, host: str, port: int, path: str, timeout: float) -> int | None:
+        """The status of ``GET path``, its body read and dropped; ``None`` if it cannot
+        connect, fails, or takes longer than ``timeout``. Each probe has a connection of
+        its own (``Connection: close``): a backend with few HTTP threads keeps them for
+        requests, and no idle connection of the probe's goes stale between probes."""
+        try:
+            async with asyncio.timeout(timeout):
+                response = await self.request(host, port, "GET", path, _CLOSE, b"")
+                async for _chunk in response.body():
+                    pass
+        except (UpstreamError, TimeoutError):
+            return None
+        return response.status
 
     def close(self) -> None:
         for exchange in list(self._all):

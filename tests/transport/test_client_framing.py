@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from llamactl.proxy.client import ConnectionPool, UpstreamTimeout
+from llamactl.transport import ConnectionPool, UpstreamTimeout
 from tests.support.scripted import Handler, body, read_request, serve
 
 pytestmark = pytest.mark.anyio

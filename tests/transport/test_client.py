@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from llamactl.proxy.client import ConnectionPool, UpstreamError
+from llamactl.transport import ConnectionPool, Exchange, UpstreamError
 from tests.support.scripted import OK, body, read_request, serve
 
 pytestmark = pytest.mark.anyio
@@ -83,6 +83,31 @@ async def test_head_has_no_body_and_chunked_bodies_stream() -> None:
         streamed = await pool.request("127.0.0.1", port, "POST", "/s", [], b"{}")
         assert await body(streamed) == b"data: 1\n\ndata: 2\n\n"
         assert connections == [1]  # both on one kept-alive connection
+    finally:
+        pool.close()
+        server.close()
+
+
+async def test_a_connection_the_backend_closed_before_the_request_is_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        writer.close()  # at once, before any request
+
+    server, port, _ = await serve(handler)
+    pool = ConnectionPool()
+    try:
+        exchange = await pool.connect("127.0.0.1", port)
+        async with asyncio.timeout(5):
+            while exchange.usable:  # until the close has reached this side
+                await asyncio.sleep(0.01)
+
+        async def connect_closed(host: str, port: int) -> Exchange:
+            return exchange
+
+        monkeypatch.setattr(pool, "_connect", connect_closed)
+        with pytest.raises(UpstreamError, match="closed the connection before the request"):
+            await pool.request("127.0.0.1", port, "POST", "/x", [], b"{}")
     finally:
         pool.close()
         server.close()
