@@ -40,13 +40,13 @@ from llamactl.proxy.asgi import (
     Receive,
     Scope,
     Send,
-    openai_error_body,
     read_body,
     send_error,
     send_json,
 )
 from llamactl.proxy.ondemand import OnDemand
 from llamactl.proxy.upstream import Relay, Responder, Upstream, request_headers
+from llamactl.rendering import openai_error_body
 from llamactl.server import auth
 
 __all__ = ["ProxyApp"]

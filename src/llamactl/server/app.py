@@ -12,11 +12,11 @@ backend and closes the database.
 from __future__ import annotations
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import Response
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 
 from llamactl.config import AppConfig
+from llamactl.errors import Unauthorized
 from llamactl.proxy import OnDemand, ProxyApp, Upstream
 from llamactl.proxy.asgi import Receive, Scope, Send
 from llamactl.server import auth
@@ -100,16 +100,9 @@ def _management(services: Services) -> FastAPI:
         """The current keys (``services.keys`` is replaced when the configuration reloads)."""
         message = auth.rejection(services.keys, request.scope, management=True)
         if message is not None:
-            raise auth.Unauthorized(message)
+            raise Unauthorized(message)
 
-    app = build_management_app(services, dependencies=[Depends(require_management_key)])
-
-    @app.exception_handler(auth.Unauthorized)
-    async def unauthorized(_request: Request, exc: auth.Unauthorized) -> Response:
-        """401 in the OpenAI error shape, on management routes too."""
-        return auth.unauthorized_response(exc.message)
-
-    return app
+    return build_management_app(services, dependencies=[Depends(require_management_key)])
 
 
 class OriginOnlyCors:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import os
 import secrets
 import stat
@@ -49,7 +48,9 @@ from starlette.responses import Response
 from starlette.types import Scope, Send
 
 from llamactl.config import AppConfig
-from llamactl.errors import ConfigError, LlamactlError
+from llamactl.errors import ConfigError, Unauthorized
+from llamactl.rendering import Shape, render, send_rendered
+from llamactl.server.errors import exception_response
 
 __all__ = [
     "INVALID_KEY",
@@ -76,18 +77,6 @@ INVALID_KEY = "Invalid API key"
 _KEY_FILE_MODE = 0o600
 # Permission bits a key file must not have: anything for group and others, and execute.
 _TOO_WIDE = 0o177
-
-
-class Unauthorized(LlamactlError):
-    """Raised when a request carries no accepted API key for its route (401).
-
-    ``message`` is ``MISSING_KEY`` or ``INVALID_KEY``. Render it on every route with
-    ``unauthorized_response(exc.message)``: clients of the OpenAI routes expect that shape,
-    and one shape for every 401 is simpler for the management API's clients too.
-    """
-
-    code = "unauthorized"
-    status = 401
 
 
 def _digest(key: bytes) -> bytes:
@@ -377,47 +366,17 @@ def allows(keys: Keys, scope: Scope, *, management: bool) -> bool:
 
 def unauthorized_body(message: str) -> bytes:
     """The JSON body of a 401, in the OpenAI error shape."""
-    error = {
-        "message": message,
-        "type": "authentication_error",
-        "param": None,
-        "code": "invalid_api_key",
-    }
-    return json.dumps({"error": error}).encode()
-
-
-_BODIES = {message: unauthorized_body(message) for message in (MISSING_KEY, INVALID_KEY)}
-
-
-def _body(message: str) -> bytes:
-    return _BODIES.get(message) or unauthorized_body(message)
+    return render(Unauthorized(message), Shape.OPENAI).body
 
 
 def unauthorized_response(message: str) -> Response:
     """The 401 response for ``message``: OpenAI error shape, ``WWW-Authenticate: Bearer``."""
-    return Response(
-        _body(message),
-        status_code=401,
-        media_type="application/json",
-        headers={"WWW-Authenticate": "Bearer"},
-    )
+    return exception_response(Unauthorized(message))
 
 
 async def reject(send: Send, message: str) -> None:
     """Send the 401 for ``message`` straight to an ASGI ``send``."""
-    body = _body(message)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 401,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"www-authenticate", b"Bearer"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_rendered(send, render(Unauthorized(message), Shape.OPENAI))
 
 
 def _dependency(keys: Keys, *, management: bool) -> Callable[[Request], Awaitable[None]]:
