@@ -17,7 +17,7 @@ from starlette.types import ASGIApp
 
 from llamactl.config import AppConfig
 from llamactl.errors import Unauthorized
-from llamactl.proxy import OnDemand, ProxyApp, Upstream
+from llamactl.proxy import LastResort, OnDemand, ProxyApp, Upstream
 from llamactl.proxy.asgi import Receive, Scope, Send
 from llamactl.server import auth
 from llamactl.server.guards import ManagementGuard, OriginPolicy, refuse
@@ -37,6 +37,7 @@ class LlamactlApp:
         self.proxy = ProxyApp(
             services.manager, services.config, services.keys, self.upstream, self.ondemand
         )
+        self.guarded_proxy = LastResort(self.proxy)
         server = services.config.server
         self.origins = OriginPolicy(
             server.allowed_origins, enforced=not services.keys.require_management
@@ -71,7 +72,7 @@ class LlamactlApp:
                 if refused is not None:
                     await refuse(scope, receive, send, refused)
                     return
-            await self.proxy(scope, receive, send)
+            await self.guarded_proxy(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         else:
