@@ -22,6 +22,7 @@ import re
 from collections.abc import Awaitable, Callable
 from urllib.parse import unquote_to_bytes
 
+from llamactl import auth
 from llamactl.backends import BackendType
 from llamactl.config import AppConfig
 from llamactl.errors import (
@@ -47,7 +48,6 @@ from llamactl.proxy.asgi import (
 from llamactl.proxy.ondemand import OnDemand
 from llamactl.proxy.upstream import Relay, Responder, Upstream, request_headers
 from llamactl.rendering import openai_error_body
-from llamactl.server import auth
 
 __all__ = ["ProxyApp"]
 

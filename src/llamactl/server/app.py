@@ -15,11 +15,11 @@ from fastapi import Depends, FastAPI, Request
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 
+from llamactl import auth
 from llamactl.config import AppConfig
 from llamactl.errors import Unauthorized
 from llamactl.proxy import LastResort, OnDemand, ProxyApp, Upstream
 from llamactl.proxy.asgi import Receive, Scope, Send
-from llamactl.server import auth
 from llamactl.server.guards import ManagementGuard, OriginPolicy, refuse
 from llamactl.server.lifecycle import Services, stop_services
 from llamactl.server.management import API_PREFIX, build_management_app

@@ -21,7 +21,7 @@ from types import FrameType
 
 import uvicorn
 
-from llamactl import database
+from llamactl import auth, database
 from llamactl.config import AppConfig, load_config
 from llamactl.database import DB, DatabaseSettings
 from llamactl.database.json_import import ARCHIVE_DIR, ImportResult, import_json
@@ -34,7 +34,6 @@ from llamactl.manager.datadir import (
     make_private_dir,
     tighten,
 )
-from llamactl.server import auth
 from llamactl.server.protocol import http_protocol
 from llamactl.server.reload import Reconfigurable, Reloader
 
