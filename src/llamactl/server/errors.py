@@ -3,12 +3,12 @@
 Every body comes from ``llamactl.rendering`` in the management shape
 (``{"error": {"code": "<slug>", "message": "<sentence>"}}``; a 401 in the OpenAI shape, as
 on every route). Handlers are looked up by exception class: ``LlamactlError`` carries its
-own code and status,
-FastAPI's request validation becomes 400 ``invalid_request``, Starlette's ``HTTPException``
-(unknown route, wrong method) keeps its status and headers, and anything else is a 500
-``internal_error`` whose traceback is logged and never sent. This module raises nothing
-and knows one thing of the routes: the shape of an instance's path, so that a name with a
-``/`` (which matches no route) is answered with the naming rule rather than a 404.
+own code and status, FastAPI's request validation becomes 400 ``invalid_request``,
+Starlette's ``HTTPException`` (unknown route, wrong method) keeps its status and headers,
+and anything else is a 500 ``internal_error`` whose traceback is logged and never sent.
+This module raises nothing and knows one thing of the routes: the shape of an instance's
+path, so that a name with a ``/`` (which matches no route) is answered with the naming
+rule rather than a 404.
 """
 
 from __future__ import annotations
