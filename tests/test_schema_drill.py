@@ -29,9 +29,9 @@ from schemathesis.core.failures import FailureGroup
 from schemathesis.python import asgi
 from schemathesis.specs.openapi import checks
 
+from llamactl import auth
 from llamactl.database import DatabaseSettings
 from llamactl.manager import InstanceManager
-from llamactl.server import auth
 from llamactl.server.app import create_app
 from tests.support.config import fake_config, fake_options
 from tests.support.services import build_services, migrated

@@ -120,7 +120,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     import logging
 
     from llamactl import __version__
-    from llamactl.server.lifecycle import serve as run_server
+    from llamactl.server.runner import serve as run_server
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -16,6 +16,7 @@ pydantic, ``OSError``) are translated once, at the layer that meets them, chaine
     │   ├── InvalidOptions        instance or backend options fail validation
     │   ├── PayloadTooLarge       a request body exceeds server.max_request_body_mb (413)
     │   └── UnsupportedMediaType  a management request's body is not application/json (415)
+    ├── Unauthorized              a request carries no accepted API key for its route (401)
     ├── ForeignOrigin             a web page of another origin may not call the API (403)
     ├── NotFound                  something named does not exist (404)
     │   └── InstanceNotFound      no instance has that name
@@ -70,6 +71,7 @@ __all__ = [
     "PayloadTooLarge",
     "QueueFull",
     "StartFailedRecently",
+    "Unauthorized",
     "Unavailable",
     "Unreachable",
     "UnsupportedMediaType",
@@ -166,6 +168,14 @@ class UnsupportedMediaType(InvalidInput):
 
     code = "unsupported_media_type"
     status = 415
+
+
+class Unauthorized(LlamactlError):
+    """Raised when a request carries no accepted API key for its route; ``message`` says
+    whether the key is missing or invalid. Every route answers it in the OpenAI shape."""
+
+    code = "unauthorized"
+    status = 401
 
 
 class ForeignOrigin(LlamactlError):

@@ -16,21 +16,19 @@ from fastapi import Depends, FastAPI, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from llamactl.config import AppConfig, load_config
-from llamactl.errors import ConfigError
-from llamactl.server.auth import (
+from llamactl.auth import (
     INVALID_KEY,
     MISSING_KEY,
     Keys,
-    Unauthorized,
     allows,
     load_keys,
-    management_dependency,
     presented_key,
     reject,
     rejection,
-    unauthorized_response,
 )
+from llamactl.config import AppConfig, load_config
+from llamactl.errors import ConfigError, Unauthorized
+from llamactl.server.auth import management_dependency, unauthorized_response
 
 MANAGEMENT_KEY = "sk-management-test"
 INFERENCE_KEY = "sk-inference-test"

@@ -10,7 +10,7 @@ import pytest
 from fastapi import Depends, HTTPException, Request
 
 from llamactl.errors import DatabaseError
-from llamactl.proxy.asgi import openai_error_body
+from llamactl.rendering import openai_error_body
 from llamactl.server.errors import error_response, validation_message
 from tests.support.config import fake_options
 from tests.support.services import Api, serving

@@ -7,9 +7,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from llamactl.auth import Keys
 from llamactl.errors import LimitReached
 from llamactl.server.app import create_app
-from llamactl.server.auth import Keys
 from tests.support.config import fake_config, fake_options
 from tests.support.services import data_db, running_services
 

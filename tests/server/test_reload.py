@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from llamactl import auth
 from llamactl.config import AppConfig, load_config
 from llamactl.errors import ConfigError
-from llamactl.server import auth
 from llamactl.server.reload import Change, Effect, Reloader, changes, effective
 
 pytestmark = pytest.mark.anyio

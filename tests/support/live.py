@@ -10,10 +10,10 @@ from typing import cast
 
 import uvicorn
 
+from llamactl import auth
 from llamactl.database import DatabaseSettings
 from llamactl.manager import InstanceManager
 from llamactl.proxy import OnDemand
-from llamactl.server import auth
 from llamactl.server.app import create_app
 from llamactl.server.lifecycle import Services
 from llamactl.server.protocol import http_protocol

@@ -15,10 +15,10 @@ import httpx
 from fastapi import params
 
 from llamactl import database
+from llamactl.auth import Keys
 from llamactl.config import AppConfig
 from llamactl.database import DatabaseSettings
 from llamactl.manager import InstanceManager
-from llamactl.server.auth import Keys
 from llamactl.server.lifecycle import Services
 from llamactl.server.management import build_management_app
 from tests.support.config import FAST, fake_config

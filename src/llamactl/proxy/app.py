@@ -22,6 +22,7 @@ import re
 from collections.abc import Awaitable, Callable
 from urllib.parse import unquote_to_bytes
 
+from llamactl import auth
 from llamactl.backends import BackendType
 from llamactl.config import AppConfig
 from llamactl.errors import (
@@ -40,14 +41,13 @@ from llamactl.proxy.asgi import (
     Receive,
     Scope,
     Send,
-    openai_error_body,
     read_body,
     send_error,
     send_json,
 )
 from llamactl.proxy.ondemand import OnDemand
 from llamactl.proxy.upstream import Relay, Responder, Upstream, request_headers
-from llamactl.server import auth
+from llamactl.rendering import openai_error_body
 
 __all__ = ["ProxyApp"]
 

@@ -1,12 +1,12 @@
-"""The few ASGI helpers the proxy needs: reading a bounded body, sending JSON."""
+"""The few ASGI helpers the proxy needs: reading a bounded body, sending JSON and errors."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from llamactl.errors import LlamactlError, PayloadTooLarge, StartFailedRecently, Unavailable
+from llamactl.errors import LlamactlError, PayloadTooLarge
+from llamactl.rendering import Shape, render, send_rendered
 
 __all__ = [
     "ClientGone",
@@ -14,7 +14,6 @@ __all__ = [
     "Scope",
     "Send",
     "header",
-    "openai_error_body",
     "read_body",
     "send_error",
     "send_json",
@@ -84,37 +83,6 @@ async def send_json(
     await send({"type": "http.response.body", "body": body})
 
 
-def _openai_type(status: int) -> str:
-    if status == 401:
-        return "authentication_error"
-    if status == 404:
-        return "not_found_error"
-    return "invalid_request_error" if status < 500 else "api_error"
-
-
-def openai_error_body(status: int, message: str, code: str | None) -> bytes:
-    """``{"error": {"message", "type", "param", "code"}}``, as OpenAI clients expect."""
-    error = {"message": message, "type": _openai_type(status), "param": None, "code": code}
-    return json.dumps({"error": error}).encode()
-
-
-def management_error_body(code: str, message: str) -> bytes:
-    """``{"error": {"code", "message"}}``, the management API's shape."""
-    return json.dumps({"error": {"code": code, "message": message}}).encode()
-
-
 async def send_error(send: Send, exc: LlamactlError, *, openai: bool) -> None:
     """Render ``exc`` in the OpenAI shape (inference routes) or the management shape."""
-    body = (
-        openai_error_body(exc.status, exc.message, exc.code)
-        if openai
-        else management_error_body(exc.code, exc.message)
-    )
-    extra = []
-    if isinstance(exc, Unavailable) and exc.retry_after is not None:
-        extra.append((b"retry-after", str(exc.retry_after).encode()))
-    if isinstance(exc, StartFailedRecently):
-        # Asking again before Retry-After gets the same answer; OpenAI's SDKs honour this.
-        extra.append((b"retry-after", str(exc.retry_after).encode()))
-        extra.append((b"x-should-retry", b"false"))
-    await send_json(send, exc.status, body, extra)
+    await send_rendered(send, render(exc, Shape.OPENAI if openai else Shape.MANAGEMENT))

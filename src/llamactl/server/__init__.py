@@ -1,1 +1,2 @@
-"""The HTTP server: application factory, lifecycle and (later) routes and auth."""
+"""The HTTP server: the services' lifecycle, the application (the proxy and the management
+API behind one dispatcher), its error handlers, and the runner that serves it."""

@@ -12,14 +12,14 @@ backend and closes the database.
 from __future__ import annotations
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import Response
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 
+from llamactl import auth
 from llamactl.config import AppConfig
-from llamactl.proxy import OnDemand, ProxyApp, Upstream
+from llamactl.errors import Unauthorized
+from llamactl.proxy import LastResort, OnDemand, ProxyApp, Upstream
 from llamactl.proxy.asgi import Receive, Scope, Send
-from llamactl.server import auth
 from llamactl.server.guards import ManagementGuard, OriginPolicy, refuse
 from llamactl.server.lifecycle import Services, stop_services
 from llamactl.server.management import API_PREFIX, build_management_app
@@ -37,6 +37,7 @@ class LlamactlApp:
         self.proxy = ProxyApp(
             services.manager, services.config, services.keys, self.upstream, self.ondemand
         )
+        self.guarded_proxy = LastResort(self.proxy)
         server = services.config.server
         self.origins = OriginPolicy(
             server.allowed_origins, enforced=not services.keys.require_management
@@ -71,7 +72,7 @@ class LlamactlApp:
                 if refused is not None:
                     await refuse(scope, receive, send, refused)
                     return
-            await self.proxy(scope, receive, send)
+            await self.guarded_proxy(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         else:
@@ -100,16 +101,9 @@ def _management(services: Services) -> FastAPI:
         """The current keys (``services.keys`` is replaced when the configuration reloads)."""
         message = auth.rejection(services.keys, request.scope, management=True)
         if message is not None:
-            raise auth.Unauthorized(message)
+            raise Unauthorized(message)
 
-    app = build_management_app(services, dependencies=[Depends(require_management_key)])
-
-    @app.exception_handler(auth.Unauthorized)
-    async def unauthorized(_request: Request, exc: auth.Unauthorized) -> Response:
-        """401 in the OpenAI error shape, on management routes too."""
-        return auth.unauthorized_response(exc.message)
-
-    return app
+    return build_management_app(services, dependencies=[Depends(require_management_key)])
 
 
 class OriginOnlyCors:

@@ -1,13 +1,14 @@
-"""The one place where errors become HTTP responses.
+"""The management application's exception handlers, over the one renderer.
 
-Management routes answer ``{"error": {"code": "<slug>", "message": "<sentence>"}}``; the
-OpenAI-compatible ``/v1`` routes answer OpenAI's shape through ``openai_error``. Handlers
-are looked up by exception class: ``LlamactlError`` carries its own code and status,
-FastAPI's request validation becomes 400 ``invalid_request``, Starlette's ``HTTPException``
-(unknown route, wrong method) keeps its status and headers, and anything else is a 500
-``internal_error`` whose traceback is logged and never sent. This module raises nothing
-and knows one thing of the routes: the shape of an instance's path, so that a name with a
-``/`` (which matches no route) is answered with the naming rule rather than a 404.
+Every body comes from ``llamactl.rendering`` in the management shape
+(``{"error": {"code": "<slug>", "message": "<sentence>"}}``; a 401 in the OpenAI shape, as
+on every route). Handlers are looked up by exception class: ``LlamactlError`` carries its
+own code and status, FastAPI's request validation becomes 400 ``invalid_request``,
+Starlette's ``HTTPException`` (unknown route, wrong method) keeps its status and headers,
+and anything else is a 500 ``internal_error`` whose traceback is logged and never sent.
+This module raises nothing and knows one thing of the routes: the shape of an instance's
+path, so that a name with a ``/`` (which matches no route) is answered with the naming
+rule rather than a 404.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from starlette.responses import Response
 
 from llamactl.errors import InvalidInstanceName, LlamactlError
 from llamactl.instance import NAME_RULE
-from llamactl.server.responses import JSONResponse
+from llamactl.rendering import INTERNAL_ERROR, Rendered, Shape, render, render_status
 
 __all__ = [
+    "ErrorResponse",
     "error_response",
+    "exception_response",
     "install_error_handlers",
     "validation_message",
 ]
@@ -47,13 +50,28 @@ _HTTP_CODES: Mapping[int, str] = {
 }
 
 
+class ErrorResponse(Response):
+    """A rendered error as a Starlette response."""
+
+    def __init__(self, rendered: Rendered) -> None:
+        super().__init__(rendered.body, status_code=rendered.status)
+        self.raw_headers = rendered.raw_headers()
+
+
 def error_response(
     status: int, code: str, message: str, *, headers: Mapping[str, str] | None = None
-) -> JSONResponse:
+) -> ErrorResponse:
     """The management error body: ``{"error": {"code": ..., "message": ...}}``."""
-    return JSONResponse(
-        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+    raw = tuple(
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in (headers or {}).items()
     )
+    return ErrorResponse(render_status(status, code, message, Shape.MANAGEMENT, raw))
+
+
+def exception_response(exc: LlamactlError) -> ErrorResponse:
+    """``exc`` rendered for a management route."""
+    return ErrorResponse(render(exc, Shape.MANAGEMENT))
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -72,7 +90,7 @@ async def _llamactl_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, LlamactlError)
     if exc.status >= 500:
         logger.error("%s %s: %s (%s)", request.method, request.url.path, exc.message, exc.code)
-    return error_response(exc.status, exc.code, exc.message)
+    return exception_response(exc)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
@@ -151,4 +169,4 @@ def _phrase(status: int) -> str:
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
     logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-    return error_response(500, "internal_error", "internal error")
+    return error_response(500, "internal_error", INTERNAL_ERROR)

@@ -26,11 +26,11 @@ import httptools
 from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from llamactl import auth
 from llamactl.errors import LlamactlError
 from llamactl.proxy.app import ProxyApp
 from llamactl.proxy.asgi import Message, Scope, send_error
 from llamactl.proxy.upstream import Relay
-from llamactl.server import auth
 
 __all__ = ["http_protocol"]
 

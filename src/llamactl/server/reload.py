@@ -21,9 +21,9 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
+from llamactl import auth
 from llamactl.config import AppConfig, registry
 from llamactl.errors import LlamactlError
-from llamactl.server import auth
 
 __all__ = ["Change", "Effect", "Reconfigurable", "Reloader", "changes", "effective"]
 
