@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from llamactl.proxy.app import ProxyApp
 from llamactl.server.protocol import LaneProtocol
 from llamactl.transport import Exchange
 from tests.proxy.raw_backend import BIG_CHUNKS
@@ -298,3 +299,21 @@ async def test_what_the_lane_cannot_read_goes_to_uvicorn_as_it_came(
         client.close()
     assert reply.status == status
     assert taken == []
+
+
+async def test_an_unexpected_failure_on_the_lane_leaves_the_request_to_the_ordinary_path(
+    start_raw: Callable[..., Any],
+    taken: list[bool],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _, port = await start_raw()
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("a bug in the lane")
+
+    monkeypatch.setattr(ProxyApp, "relay_now", broken)
+    reply = await exchange(port, "ok", lane=True)
+    assert taken == [False]
+    assert "the direct lane failed" in caplog.text and "a bug in the lane" in caplog.text
+    assert (reply.status, reply.complete, reply.body[:3]) == (200, True, b"ok ")
