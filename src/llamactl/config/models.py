@@ -75,6 +75,15 @@ class BackendsConfig(_Frozen):
     vllm: BackendConfig
     mlx: BackendConfig
 
+    def section(self, key: str) -> BackendConfig:
+        """The section ``backends.<key>``, by its configuration key (``llama-cpp``)."""
+        for name, info in type(self).model_fields.items():
+            if key in (name, info.alias):
+                section = getattr(self, name)
+                assert isinstance(section, BackendConfig)
+                return section
+        raise KeyError(f"no backends.{key} section")
+
 
 class InstancesConfig(_Frozen):
     """Defaults and limits for instances, and where their files live."""

@@ -19,7 +19,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, Protocol
 
-from llamactl.backends import BackendType
+from llamactl.backends import BackendType, spec_for
 from llamactl.backends.command import build_command, render
 from llamactl.config import AppConfig, BackendConfig
 from llamactl.database.processes import ProcessRecord
@@ -40,23 +40,12 @@ logger = logging.getLogger(__name__)
 events = logging.getLogger("llamactl")
 
 LOOPBACK = "127.0.0.1"
-HEALTH_PATH = "/health"
 FAILURE_LINES = 20
-_CONFIG_KEYS = {
-    BackendType.LLAMA_CPP: "llama-cpp",
-    BackendType.VLLM: "vllm",
-    BackendType.MLX_LM: "mlx",
-}
 
 
 def backend_config(config: AppConfig, backend_type: BackendType) -> BackendConfig:
     """The ``backends.<type>`` section for ``backend_type``."""
-    backends = config.backends
-    return {
-        BackendType.LLAMA_CPP: backends.llama_cpp,
-        BackendType.VLLM: backends.vllm,
-        BackendType.MLX_LM: backends.mlx,
-    }[backend_type]
+    return config.backends.section(spec_for(backend_type).config_key)
 
 
 def log_stopped(name: str, reason: str | None, took: float | None = None) -> None:
@@ -191,7 +180,7 @@ class Supervisor:
     def _hint(self, options: Options) -> str:
         if options.command_override:
             return "command_override"
-        return f"backends.{_CONFIG_KEYS[options.backend_type]}.command"
+        return f"backends.{spec_for(options.backend_type).config_key}.command"
 
     async def _supervise(self, name: str, process: BackendProcess) -> None:
         """Wait for the process to end; decide between stopped, restarting and failed."""
@@ -268,9 +257,10 @@ class Supervisor:
         ``began`` is when the process was spawned (``time.monotonic``), for the log line.
         """
         runtime = self._host.runtime(name)
+        path = spec_for(self._host.instance(name).options.backend_type).health_path
         failures = 0
         while runtime.process is process:
-            healthy = await probe(host, port, HEALTH_PATH, timeout=2.0) == 200
+            healthy = await probe(host, port, path, timeout=2.0) == 200
             if runtime.process is not process:
                 return
             failures = 0 if healthy else failures + 1
