@@ -356,5 +356,11 @@ def parse_command(backend_type: BackendType | str, text: str) -> BackendOptions:
     for a value of the wrong type or range; both name the flag or word at fault.
     """
     cls = options_class(backend_type)
-    args, named = _strip_executable(spec_for(backend_type), split_command(text))
+    spec = spec_for(backend_type)
+    if not spec.executables:
+        raise CommandParseError(
+            f"the {spec.backend_type} backend has no command line to read: its program and "
+            "arguments are configured, and an instance adds its own in backend_options"
+        )
+    args, named = _strip_executable(spec, split_command(text))
     return _Parser(cls, args, named=named).parse()

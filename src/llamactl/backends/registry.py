@@ -7,17 +7,19 @@ from types import MappingProxyType
 from typing import TypeAlias, cast
 
 from llamactl.backends import llama_cpp, mlx_lm, vllm
-from llamactl.backends.base import BackendType
+from llamactl.backends.base import BackendOptionsBase, BackendType
 from llamactl.backends.llama_cpp import LlamaCppOptions
 from llamactl.backends.mlx_lm import MlxLmOptions
 from llamactl.backends.spec import BackendSpec
 from llamactl.backends.values import expected
 from llamactl.backends.vllm import VllmOptions
+from llamactl.config.models import BackendConfig, BackendsConfig
 
 __all__ = [
     "OPTIONS_CLASSES",
     "SPECS",
     "BackendOptions",
+    "instance_section",
     "options_class",
     "parse_backend_options",
     "parse_backend_type",
@@ -60,6 +62,17 @@ def spec_for(backend_type: BackendType | str) -> BackendSpec:
 def spec_for_config_key(config_key: str) -> BackendSpec | None:
     """The spec whose configuration section is ``backends.<config_key>``, if any."""
     return _BY_CONFIG_KEY.get(config_key)
+
+
+def instance_section(backends: BackendsConfig, options: BackendOptionsBase) -> BackendConfig:
+    """The configuration section that runs an instance with ``options``.
+
+    Raises ``InvalidOptions`` naming the problem when its backend has none it can use.
+    """
+    spec = spec_for(options.BACKEND_TYPE)
+    if spec.section_of is not None:
+        return spec.section_of(backends, options)
+    return backends.section(spec.config_key)
 
 
 def options_class(backend_type: BackendType | str) -> type[BackendOptions]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from llamactl.backends.base import BackendOptionsBase, BackendType
+from llamactl.config.models import BackendConfig, BackendsConfig
 
 __all__ = ["ArgvStyle", "BackendSpec"]
 
@@ -42,11 +43,17 @@ class BackendSpec:
       ``model`` of a JSON body (the server checks it against what it serves);
     - ``served_name_field``: the option naming the model in responses, which llamactl
       fills with the instance name when unset (llama-server's ``--alias``);
-    - ``health_path``: the readiness endpoint (200 means ready);
+    - ``health_path``: the readiness endpoint, unless the instance's configuration section
+      names another; ``healthy_statuses``: the answers that mean ready;
     - ``api_key``: the key the server itself requires, which the proxy sends (``None``
       for none, or when llamactl cannot tell which of several to send);
     - ``served_model_name``: the model name the server expects in requests;
-    - ``top_fields``: the options the dashboard's form shows up front.
+    - ``top_fields``: the options the dashboard's form shows up front;
+    - ``section_of``: the configuration section that runs an instance, for a backend
+      whose instances each name their own (``None``: the one ``backends.<config_key>``);
+      it raises ``InvalidOptions`` naming the problem when there is no usable one.
+
+    A backend with no ``executables`` has no command line for parse-command to read.
     """
 
     backend_type: BackendType
@@ -65,3 +72,5 @@ class BackendSpec:
     subcommand: str | None = None
     python_module: str | None = None
     top_fields: tuple[str, ...] = ()
+    healthy_statuses: range = range(200, 201)
+    section_of: Callable[[BackendsConfig, BackendOptionsBase], BackendConfig] | None = None

@@ -53,13 +53,18 @@ class DockerConfig(_Frozen):
 
 
 class BackendConfig(_Frozen):
-    """How one backend's server process is started."""
+    """How one backend's server process is started.
+
+    ``health_path`` is the readiness endpoint when the section names one; ``None`` means
+    the backend's own (its spec's).
+    """
 
     command: str
     args: list[str] = Field(default_factory=list)
     environment: dict[str, str] = Field(default_factory=dict)
     docker: DockerConfig | None = None
     response_headers: dict[str, str] = Field(default_factory=dict)
+    health_path: str | None = None
 
 
 class LlamaCppConfig(BackendConfig):

@@ -19,11 +19,11 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, Protocol
 
-from llamactl.backends import BackendType, spec_for
+from llamactl.backends import BackendType, instance_section, spec_for
 from llamactl.backends.command import build_command, render
 from llamactl.config import AppConfig, BackendConfig
 from llamactl.database.processes import ProcessRecord
-from llamactl.errors import BackendFailed
+from llamactl.errors import BackendFailed, InvalidOptions
 from llamactl.instance import Instance, Options, Status
 from llamactl.manager.health import probe
 from llamactl.manager.logs import InstanceLog
@@ -120,7 +120,7 @@ class Supervisor:
         port = options.backend_options.port
         assert port is not None, "every instance holds a port"
         host = options.backend_options.host or LOOPBACK
-        backend = backend_config(self._config, options.backend_type)
+        backend = instance_section(self._config.backends, options.backend_options)
         command = build_command(options, backend, port=port, host=LOOPBACK, name=name)
         log = self._open_log(name)
         log.write(f"$ {render(command.argv)}\n".encode())
@@ -257,10 +257,10 @@ class Supervisor:
         ``began`` is when the process was spawned (``time.monotonic``), for the log line.
         """
         runtime = self._host.runtime(name)
-        path = spec_for(self._host.instance(name).options.backend_type).health_path
+        path, statuses = self._health_check(self._host.instance(name).options)
         failures = 0
         while runtime.process is process:
-            healthy = await probe(host, port, path, timeout=2.0) == 200
+            healthy = await probe(host, port, path, timeout=2.0) in statuses
             if runtime.process is not process:
                 return
             failures = 0 if healthy else failures + 1
@@ -269,6 +269,15 @@ class Supervisor:
             await asyncio.sleep(
                 self._timings.health_poll if starting else self._timings.health_interval
             )
+
+    def _health_check(self, options: Options) -> tuple[str, range]:
+        """The readiness endpoint of an instance and the statuses that mean ready."""
+        spec = spec_for(options.backend_type)
+        try:
+            section = instance_section(self._config.backends, options.backend_options)
+        except InvalidOptions:  # its entry went in a reload while it runs: the default
+            return spec.health_path, spec.healthy_statuses
+        return section.health_path or spec.health_path, spec.healthy_statuses
 
     def _record_health(
         self, name: str, runtime: Runtime, healthy: bool, failures: int, began: float
