@@ -54,16 +54,9 @@ EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 
 # The values of ``backends.BackendType``, spelled out so that the CLI starts without
-# importing the option tables (a test holds the two equal).
+# importing the option tables (a test holds the two equal). Everything else about a
+# backend is read from its spec, once a command needs it.
 BACKENDS = ("llama_cpp", "mlx_lm", "vllm")
-# The backend segment of /backends/{segment}/parse-command.
-_SEGMENTS = {"llama_cpp": "llama-cpp", "mlx_lm": "mlx", "vllm": "vllm"}
-_EXECUTABLES = {
-    "llama-server": "llama_cpp",
-    "llama-server.exe": "llama_cpp",
-    "mlx_lm.server": "mlx_lm",
-    "vllm": "vllm",
-}
 _ENV_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 _DEFAULT_URL_HELP = "http://$LLAMACTL_HOST:$LLAMACTL_PORT, else http://127.0.0.1:8080"
 
@@ -324,10 +317,27 @@ def _infer_backend(command: str) -> str:
     executable = PurePath(words[0]).name.lower()
     if executable.startswith("python") and len(words) > 2 and words[1] == "-m":
         executable = words[2]
-    backend = _EXECUTABLES.get(executable)
+    backend = _backend_of_executable(executable)
     if backend is None:
         raise click.UsageError(f"cannot tell the backend of {words[0]!r}: pass --backend")
     return backend
+
+
+def _backend_of_executable(executable: str) -> str | None:
+    """The backend type whose spec names ``executable`` (``llama-server``), if any."""
+    from llamactl.backends import SPECS
+
+    for spec in SPECS.values():
+        if executable in spec.executables:
+            return spec.backend_type.value
+    return None
+
+
+def _segment(backend_type: str) -> str:
+    """The backend segment of /backends/{segment}/parse-command: its configuration key."""
+    from llamactl.backends import spec_for
+
+    return spec_for(backend_type).config_key
 
 
 @instances_group.command("create")
@@ -356,7 +366,7 @@ def create_command(
     changes.apply(dict(options))  # usage errors before any request
     with _client(url, api_key) as api:
         if from_command is not None:
-            parsed = api.parse_command(_SEGMENTS[backend_type], from_command)
+            parsed = api.parse_command(_segment(backend_type), from_command)
             options["backend_options"] = dict(_mapping(parsed.get("backend_options")))
         changes.apply(options)
         body = api.create(name, options)

@@ -11,19 +11,27 @@ from llamactl.backends.mlx_lm import MlxLmOptions
 from llamactl.backends.parse import CommandParseError, parse_command, split_command
 from llamactl.backends.registry import (
     OPTIONS_CLASSES,
+    SPECS,
     BackendOptions,
+    instance_section,
     options_class,
     parse_backend_options,
     parse_backend_type,
+    spec_for,
+    spec_for_config_key,
     to_json,
 )
+from llamactl.backends.spec import ArgvStyle, BackendSpec
 from llamactl.backends.vllm import VllmOptions
 
 __all__ = [
     "LLAMA_CPP_ALIASES",
     "OPTIONS_CLASSES",
+    "SPECS",
+    "ArgvStyle",
     "BackendOptions",
     "BackendOptionsBase",
+    "BackendSpec",
     "BackendType",
     "Command",
     "CommandParseError",
@@ -33,11 +41,14 @@ __all__ = [
     "VllmOptions",
     "backend_args",
     "build_command",
+    "instance_section",
     "options_class",
     "parse_backend_options",
     "parse_backend_type",
     "parse_command",
     "render",
+    "spec_for",
+    "spec_for_config_key",
     "split_command",
     "to_json",
 ]

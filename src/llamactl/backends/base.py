@@ -203,9 +203,6 @@ class BackendOptionsBase(BaseModel):
     INT_WORDS: ClassVar[Mapping[str, tuple[str, ...]]] = MappingProxyType({})
     COUNTS: ClassVar[frozenset[str]] = frozenset()
     FLAG_OVERRIDES: ClassVar[Mapping[str, str]] = MappingProxyType({})
-    # The field that names the served model in responses (``model``), if the server has
-    # one that llamactl fills with the instance name when the user left it unset.
-    SERVED_NAME_FIELD: ClassVar[str | None] = None
     # The check of each field, looked up once per value rather than dispatched by kind.
     _CHECKERS: ClassVar[Mapping[str, Checker]] = MappingProxyType({})
     # The options with nothing set: every checked object is a copy of it (see ``_build``).

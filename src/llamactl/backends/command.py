@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Protocol
 
-from llamactl.backends.base import MAX_PORT, BackendOptionsBase, BackendType, FieldKind
+from llamactl.backends.base import MAX_PORT, BackendOptionsBase, FieldKind
 from llamactl.backends.parse import CommandParseError, split_command
-from llamactl.backends.registry import BackendOptions
+from llamactl.backends.registry import BackendOptions, spec_for
+from llamactl.backends.spec import ArgvStyle
 from llamactl.backends.values import invalid
 from llamactl.config.models import BackendConfig, DockerConfig
 from llamactl.errors import ConfigError
@@ -24,16 +25,6 @@ from llamactl.errors import ConfigError
 __all__ = ["Command", "CommandOptions", "backend_args", "build_command", "render"]
 
 DEFAULT_HOST = "127.0.0.1"
-
-# These servers read their flags with Python's argparse, which takes a value that starts
-# with "-" for another flag unless it is attached as ``--flag=value``. llama-server reads
-# the next argv item verbatim and has no ``=`` form, so it gets ``--flag value`` always.
-_ARGPARSE_BACKENDS = frozenset({BackendType.MLX_LM, BackendType.VLLM})
-
-# The configuration key of each backend, for error messages.
-_CONFIG_NAMES: Mapping[BackendType, str] = MappingProxyType(
-    {BackendType.LLAMA_CPP: "llama-cpp", BackendType.MLX_LM: "mlx", BackendType.VLLM: "vllm"}
-)
 
 
 @dataclass(frozen=True)
@@ -81,8 +72,9 @@ def backend_args(options: BackendOptionsBase, *, docker: bool = False) -> list[s
     ``serve`` from the configured args); inside its container image (``docker=True``)
     the model stays ``--model X``.
     """
-    attach = options.BACKEND_TYPE in _ARGPARSE_BACKENDS
-    positional_model = options.BACKEND_TYPE is BackendType.VLLM and not docker
+    spec = spec_for(options.BACKEND_TYPE)
+    attach = spec.argv_style is ArgvStyle.ARGPARSE
+    positional_model = spec.positional_model and not docker
     head: list[str] = []
     args: list[str] = []
     for name, value in options.set_fields():
@@ -147,10 +139,11 @@ def build_command(
     2. ``command_override`` split into words + ``backend.args`` + the backend's flags;
     3. ``backend.command`` + ``backend.args`` + the backend's flags.
 
-    With ``name`` (the instance name), a backend whose responses name the model by a field
-    (``SERVED_NAME_FIELD``: llama.cpp's ``--alias``) gets ``name`` there when the instance
-    leaves it unset, so that responses carry the name the client asked for rather than a
-    file path; not with a ``command_override``, whose program may not take that flag.
+    With ``name`` (the instance name), a backend whose responses name the model by a
+    field (its spec's ``served_name_field``: llama.cpp's ``--alias``) gets ``name`` there
+    when the instance leaves it unset, so that responses carry the name the client asked
+    for rather than a file path; not with a ``command_override``, whose program may not
+    take that flag.
 
     Natively the process gets the backend's environment, then the instance's, on top of
     what it inherits. Raises ``InvalidOptions`` for a ``command_override`` that cannot be
@@ -172,19 +165,21 @@ def build_command(
 
 
 def _with_served_name(typed: BackendOptions, name: str) -> BackendOptions:
-    field = typed.SERVED_NAME_FIELD
+    field = spec_for(typed.BACKEND_TYPE).served_name_field
     if field is None or getattr(typed, field) is not None:
         return typed
     return typed.replace(**{field: name})
 
 
 def runs_in_docker(options: CommandOptions, backend: BackendConfig) -> bool:
-    """Whether the instance runs in docker: never for mlx_lm or without a docker section.
+    """Whether the instance runs in docker: never for a backend without docker support
+    (mlx_lm) or without a docker section.
 
     The instance's ``docker_enabled`` decides when set; unset, the backend's
     ``docker.enabled`` does, unless the instance has a ``command_override``.
     """
-    if backend.docker is None or options.backend_options.BACKEND_TYPE is BackendType.MLX_LM:
+    spec = spec_for(options.backend_options.BACKEND_TYPE)
+    if backend.docker is None or not spec.supports_docker:
         return False
     if options.docker_enabled is not None:
         return options.docker_enabled
@@ -198,7 +193,7 @@ def _docker_command(
     docker: DockerConfig,
 ) -> Command:
     if not docker.image:
-        key = f"backends.{_CONFIG_NAMES[typed.BACKEND_TYPE]}.docker.image"
+        key = f"backends.{spec_for(typed.BACKEND_TYPE).config_key}.docker.image"
         raise ConfigError(f"{key}: docker mode needs an image, got ''", key=key, value="")
     variables = {**backend.environment, **docker.environment, **instance_environment}
     env_args = [arg for name in sorted(variables) for arg in ("-e", f"{name}={variables[name]}")]

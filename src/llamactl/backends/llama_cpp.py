@@ -12,8 +12,9 @@ from types import MappingProxyType
 from typing import ClassVar
 
 from llamactl.backends.base import BackendOptionsBase, BackendType
+from llamactl.backends.spec import ArgvStyle, BackendSpec
 
-__all__ = ["LLAMA_CPP_ALIASES", "LlamaCppOptions"]
+__all__ = ["LLAMA_CPP_ALIASES", "SPEC", "LlamaCppOptions"]
 
 # Alternative input keys → the field they set. A value under an alias overrides the
 # value under the canonical key; when several aliases of one field are given, the one
@@ -139,8 +140,6 @@ class LlamaCppOptions(BackendOptionsBase):
     FLAG_OVERRIDES: ClassVar[Mapping[str, str]] = MappingProxyType(
         {"fim_qwen_1_5b_default": "--fim-qwen-1.5b-default"}
     )
-    # Without --alias, llama-server answers with the model's file path in "model".
-    SERVED_NAME_FIELD: ClassVar[str | None] = "alias"
 
     # common
     verbose_prompt: bool | None = None
@@ -315,3 +314,32 @@ class LlamaCppOptions(BackendOptionsBase):
     fim_qwen_7b_default: bool | None = None
     fim_qwen_7b_spec: bool | None = None
     fim_qwen_14b_spec: bool | None = None
+
+
+def _api_key(options: BackendOptionsBase) -> str | None:
+    assert isinstance(options, LlamaCppOptions)
+    return options.api_key
+
+
+def _served_model_name(options: BackendOptionsBase) -> str | None:
+    assert isinstance(options, LlamaCppOptions)
+    return options.alias
+
+
+SPEC = BackendSpec(
+    backend_type=BackendType.LLAMA_CPP,
+    config_key="llama-cpp",
+    label="llama.cpp (llama-server)",
+    executables=frozenset({"llama-server", "llama-server.exe"}),
+    options_class=LlamaCppOptions,
+    argv_style=ArgvStyle.SEPARATE,
+    positional_model=False,
+    supports_docker=True,
+    rewrites_model=False,  # it serves one model and answers to any name
+    health_path="/health",
+    api_key=_api_key,
+    served_model_name=_served_model_name,
+    # Without --alias, llama-server answers with the model's file path in "model".
+    served_name_field="alias",
+    top_fields=("model", "ctx_size", "gpu_layers", "threads", "flash_attn", "alias"),
+)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 from llamactl.backends.base import BackendOptionsBase, BackendType
+from llamactl.backends.spec import ArgvStyle, BackendSpec
 
-__all__ = ["MlxLmOptions"]
+__all__ = ["SPEC", "MlxLmOptions"]
 
 
 class MlxLmOptions(BackendOptionsBase):
@@ -38,3 +39,30 @@ class MlxLmOptions(BackendOptionsBase):
     top_k: int | None = None
     min_p: float | None = None
     max_tokens: int | None = None
+
+
+def _no_api_key(options: BackendOptionsBase) -> str | None:
+    return None
+
+
+def _served_model_name(options: BackendOptionsBase) -> str | None:
+    assert isinstance(options, MlxLmOptions)
+    return options.model
+
+
+SPEC = BackendSpec(
+    backend_type=BackendType.MLX_LM,
+    config_key="mlx",
+    label="MLX-LM (mlx_lm.server)",
+    executables=frozenset({"mlx_lm.server"}),
+    options_class=MlxLmOptions,
+    argv_style=ArgvStyle.ARGPARSE,
+    positional_model=False,
+    supports_docker=False,  # Apple silicon only: there is no container image
+    rewrites_model=True,
+    health_path="/health",
+    api_key=_no_api_key,
+    served_model_name=_served_model_name,
+    python_module="mlx_lm.server",
+    top_fields=("model", "temp", "max_tokens"),
+)

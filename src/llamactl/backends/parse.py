@@ -26,19 +26,13 @@ from llamactl.backends.base import (
     FieldKind,
     accepted_forms,
 )
-from llamactl.backends.registry import BackendOptions, options_class
+from llamactl.backends.registry import BackendOptions, options_class, spec_for
+from llamactl.backends.spec import BackendSpec
 from llamactl.backends.values import describe, invalid
 from llamactl.errors import CommandParseError, InvalidOptions
 
 __all__ = ["CommandParseError", "parse_command", "split_command"]
 
-_EXECUTABLES: Mapping[BackendType, frozenset[str]] = MappingProxyType(
-    {
-        BackendType.LLAMA_CPP: frozenset({"llama-server", "llama-server.exe"}),
-        BackendType.MLX_LM: frozenset({"mlx_lm.server"}),
-        BackendType.VLLM: frozenset({"vllm"}),
-    }
-)
 _PYTHON = re.compile(r"python(3(\.\d+)?)?(\.exe)?", re.IGNORECASE)
 _ENV_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 _NEGATIVE_NUMBER = re.compile(r"-([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
@@ -96,8 +90,9 @@ def _join_continuations(text: str) -> str:
     return "".join(out)
 
 
-def _strip_executable(backend_type: BackendType, words: list[str]) -> tuple[list[str], bool]:
-    """The words after the executable (and vLLM's ``serve``), and whether there was one."""
+def _strip_executable(spec: BackendSpec, words: list[str]) -> tuple[list[str], bool]:
+    """The words after the executable (and a subcommand such as vLLM's ``serve``), and
+    whether there was one."""
     first = words[0]
     if _ENV_ASSIGNMENT.match(first):
         name = first.partition("=")[0]
@@ -106,10 +101,11 @@ def _strip_executable(backend_type: BackendType, words: list[str]) -> tuple[list
             f"put {name} in the instance's environment instead"
         )
     is_python = _PYTHON.fullmatch(_basename(first)) is not None
-    if backend_type is BackendType.MLX_LM and is_python and words[1:3] == ["-m", "mlx_lm.server"]:
+    module = spec.python_module
+    if module is not None and is_python and words[1:3] == ["-m", module]:
         return words[3:], True
-    rest = words[1:] if _basename(first).lower() in _EXECUTABLES[backend_type] else words
-    if backend_type is BackendType.VLLM and rest[:1] == ["serve"]:
+    rest = words[1:] if _basename(first).lower() in spec.executables else words
+    if spec.subcommand is not None and rest[:1] == [spec.subcommand]:
         rest = rest[1:]
     return rest, len(rest) < len(words)
 
@@ -161,6 +157,7 @@ class _Parser(Generic[_Options]):
 
     def __init__(self, cls: type[_Options], words: list[str], *, named: bool) -> None:
         self.cls = cls
+        self.spec = spec_for(cls.BACKEND_TYPE)
         self.words = words
         self.named_executable = named
         self.index = 0
@@ -190,14 +187,14 @@ class _Parser(Generic[_Options]):
         return None
 
     def _positional(self, word: str) -> None:
-        if self.cls.BACKEND_TYPE is BackendType.VLLM and self.positional_model is None:
+        if self.spec.positional_model and self.positional_model is None:
             self.positional_model = word
             return
         hint = ""
         if word.lower() in _BOOLEANS:
             hint = " (switch flags take no value; write --flag=true or --flag=false)"
         elif self.index == 1 and not self.named_executable:
-            names = " or ".join(sorted(_EXECUTABLES[self.cls.BACKEND_TYPE]))
+            names = " or ".join(sorted(self.spec.executables))
             hint = f" (a command starts with {names} or with a flag)"
         raise CommandParseError(f"unexpected argument {word!r}{hint}")
 
@@ -256,7 +253,7 @@ class _Parser(Generic[_Options]):
         if following in words:
             self.index += 1
             return following
-        if following is not None and self.cls.BACKEND_TYPE is not BackendType.VLLM:
+        if following is not None and not self.spec.positional_model:
             # No positional argument is valid here, so this word was meant as the value.
             detail = f"expected {accepted_forms(words)}, got {describe(following)}"
             raise invalid(flag.text, detail, following)
@@ -359,5 +356,11 @@ def parse_command(backend_type: BackendType | str, text: str) -> BackendOptions:
     for a value of the wrong type or range; both name the flag or word at fault.
     """
     cls = options_class(backend_type)
-    args, named = _strip_executable(cls.BACKEND_TYPE, split_command(text))
+    spec = spec_for(backend_type)
+    if not spec.executables:
+        raise CommandParseError(
+            f"the {spec.backend_type} backend has no command line to read: its program and "
+            "arguments are configured, and an instance adds its own in backend_options"
+        )
+    args, named = _strip_executable(spec, split_command(text))
     return _Parser(cls, args, named=named).parse()

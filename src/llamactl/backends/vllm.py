@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 from llamactl.backends.base import BackendOptionsBase, BackendType
+from llamactl.backends.spec import ArgvStyle, BackendSpec
 
-__all__ = ["VllmOptions"]
+__all__ = ["SPEC", "VllmOptions"]
 
 
 class VllmOptions(BackendOptionsBase):
@@ -154,3 +155,33 @@ class VllmOptions(BackendOptionsBase):
     # newer vllm options
     served_model_name: list[str] | None = None
     reasoning_parser: str | None = None
+
+
+def _api_key(options: BackendOptionsBase) -> str | None:
+    """None: ``--api-key`` may be given several times, and llamactl sends no guess."""
+    return None
+
+
+def _served_model_name(options: BackendOptionsBase) -> str | None:
+    assert isinstance(options, VllmOptions)
+    if options.served_model_name:
+        return options.served_model_name[0]
+    return options.model
+
+
+SPEC = BackendSpec(
+    backend_type=BackendType.VLLM,
+    config_key="vllm",
+    label="vLLM (vllm serve)",
+    executables=frozenset({"vllm"}),
+    options_class=VllmOptions,
+    argv_style=ArgvStyle.ARGPARSE,
+    positional_model=True,  # natively; the container image takes --model
+    supports_docker=True,
+    rewrites_model=True,
+    health_path="/health",
+    api_key=_api_key,
+    served_model_name=_served_model_name,
+    subcommand="serve",
+    top_fields=("model", "tensor_parallel_size", "gpu_memory_utilization", "max_model_len"),
+)

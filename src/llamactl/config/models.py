@@ -53,13 +53,18 @@ class DockerConfig(_Frozen):
 
 
 class BackendConfig(_Frozen):
-    """How one backend's server process is started."""
+    """How one backend's server process is started.
+
+    ``health_path`` is the readiness endpoint when the section names one; ``None`` means
+    the backend's own (its spec's).
+    """
 
     command: str
     args: list[str] = Field(default_factory=list)
     environment: dict[str, str] = Field(default_factory=dict)
     docker: DockerConfig | None = None
     response_headers: dict[str, str] = Field(default_factory=dict)
+    health_path: str | None = None
 
 
 class LlamaCppConfig(BackendConfig):
@@ -74,6 +79,15 @@ class BackendsConfig(_Frozen):
     llama_cpp: LlamaCppConfig = Field(alias="llama-cpp")
     vllm: BackendConfig
     mlx: BackendConfig
+
+    def section(self, key: str) -> BackendConfig:
+        """The section ``backends.<key>``, by its configuration key (``llama-cpp``)."""
+        for name, info in type(self).model_fields.items():
+            if key in (name, info.alias):
+                section = getattr(self, name)
+                assert isinstance(section, BackendConfig)
+                return section
+        raise KeyError(f"no backends.{key} section")
 
 
 class InstancesConfig(_Frozen):

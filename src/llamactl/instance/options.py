@@ -21,6 +21,7 @@ from llamactl.backends import (
     BackendType,
     parse_backend_options,
     parse_backend_type,
+    spec_for,
 )
 from llamactl.backends.values import (
     check_bool,
@@ -55,6 +56,7 @@ _KEYS = (
     "command_override",
 )
 _KEY_LIST = ", ".join(_KEYS)
+_BACKEND_CHOICES = "one of " + ", ".join(repr(str(kind)) for kind in BackendType)
 _FORBIDDEN_IN_ENV_NAME = frozenset("=\x00")
 _NO_ENVIRONMENT: MappingProxyType[str, str] = MappingProxyType({})
 
@@ -138,8 +140,8 @@ class Options:
             raise expected("idle_timeout", what, self.idle_timeout)
 
     def _check_combinations(self) -> None:
-        if self.docker_enabled and self.backend_type is BackendType.MLX_LM:
-            detail = "the mlx_lm backend cannot run in docker, got true"
+        if self.docker_enabled and not spec_for(self.backend_type).supports_docker:
+            detail = f"the {self.backend_type} backend cannot run in docker, got true"
             raise invalid("docker_enabled", detail, True)
         if self.docker_enabled and self.command_override is not None:
             detail = f"cannot be combined with docker_enabled true, got {self.command_override!r}"
@@ -156,7 +158,7 @@ class Options:
         if bad_text is not None:
             raise invalid(*bad_text, None)
         _reject_unknown_keys(data)
-        _require(data, "backend_type", "one of 'llama_cpp', 'mlx_lm', 'vllm'")
+        _require(data, "backend_type", _BACKEND_CHOICES)
         backend_type = parse_backend_type(data["backend_type"])
         _require(data, "backend_options", "an object of backend options ({} for none)")
         return cls(
@@ -195,12 +197,12 @@ class Options:
     def with_defaults(self, defaults: InstanceDefaults) -> Options:
         """A copy with every unset setting taken from ``defaults``; set values are kept.
 
-        ``docker_enabled`` stays off for mlx_lm (it has no docker mode) and for an
+        ``docker_enabled`` stays off for a backend without docker mode (mlx_lm) and for an
         instance with a ``command_override`` (an explicit command means a native run).
         """
         docker = self.docker_enabled
         if docker is None:
-            runs_native = self.backend_type is BackendType.MLX_LM or self.command_override
+            runs_native = not spec_for(self.backend_type).supports_docker or self.command_override
             docker = False if runs_native else defaults.docker_enabled
         return dataclasses.replace(
             self,

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from llamactl.backends import BackendType
+from llamactl.backends import BackendType, instance_section
 from llamactl.config import AppConfig
 from llamactl.database import Database
 from llamactl.errors import (
@@ -611,6 +611,7 @@ class InstanceManager:
     def _complete(self, options: Options | Mapping[str, object]) -> Options:
         if not isinstance(options, Options):
             options = Options.from_json(options)
+        instance_section(self._config.backends, options.backend_options)  # refuses if none
         return options.with_defaults(self.defaults_for(options.backend_type))
 
     def _claim_port(self, name: str, port: int | None) -> int:

@@ -19,11 +19,11 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, Protocol
 
-from llamactl.backends import BackendType
+from llamactl.backends import BackendType, instance_section, spec_for
 from llamactl.backends.command import build_command, render
 from llamactl.config import AppConfig, BackendConfig
 from llamactl.database.processes import ProcessRecord
-from llamactl.errors import BackendFailed
+from llamactl.errors import BackendFailed, InvalidOptions
 from llamactl.instance import Instance, Options, Status
 from llamactl.manager.logs import InstanceLog
 from llamactl.manager.persistence import Persistence
@@ -40,23 +40,12 @@ logger = logging.getLogger(__name__)
 events = logging.getLogger("llamactl")
 
 LOOPBACK = "127.0.0.1"
-HEALTH_PATH = "/health"
 FAILURE_LINES = 20
-_CONFIG_KEYS = {
-    BackendType.LLAMA_CPP: "llama-cpp",
-    BackendType.VLLM: "vllm",
-    BackendType.MLX_LM: "mlx",
-}
 
 
 def backend_config(config: AppConfig, backend_type: BackendType) -> BackendConfig:
     """The ``backends.<type>`` section for ``backend_type``."""
-    backends = config.backends
-    return {
-        BackendType.LLAMA_CPP: backends.llama_cpp,
-        BackendType.VLLM: backends.vllm,
-        BackendType.MLX_LM: backends.mlx,
-    }[backend_type]
+    return config.backends.section(spec_for(backend_type).config_key)
 
 
 def log_stopped(name: str, reason: str | None, took: float | None = None) -> None:
@@ -173,7 +162,7 @@ class Supervisor:
         port = options.backend_options.port
         assert port is not None, "every instance holds a port"
         host = options.backend_options.host or LOOPBACK
-        backend = backend_config(self._config, options.backend_type)
+        backend = instance_section(self._config.backends, options.backend_options)
         command = build_command(options, backend, port=port, host=LOOPBACK, name=name)
         log = self._open_log(name)
         log.write(f"$ {render(command.argv)}\n".encode())
@@ -233,7 +222,7 @@ class Supervisor:
     def _hint(self, options: Options) -> str:
         if options.command_override:
             return "command_override"
-        return f"backends.{_CONFIG_KEYS[options.backend_type]}.command"
+        return f"backends.{spec_for(options.backend_type).config_key}.command"
 
     async def _supervise(self, name: str, process: BackendProcess) -> None:
         """Wait for the process to end; decide between stopped, restarting and failed."""
@@ -310,10 +299,11 @@ class Supervisor:
         ``began`` is when the process was spawned (``time.monotonic``), for the log line.
         """
         runtime = self._host.runtime(name)
+        path, statuses = self._health_check(self._host.instance(name).options)
         failures = 0
         while runtime.process is process:
-            status = await self._transport.probe(connect_host(host), port, HEALTH_PATH, 2.0)
-            healthy = status == 200
+            status = await self._transport.probe(connect_host(host), port, path, 2.0)
+            healthy = status in statuses
             if runtime.process is not process:
                 return
             failures = 0 if healthy else failures + 1
@@ -322,6 +312,15 @@ class Supervisor:
             await asyncio.sleep(
                 self._timings.health_poll if starting else self._timings.health_interval
             )
+
+    def _health_check(self, options: Options) -> tuple[str, range]:
+        """The readiness endpoint of an instance and the statuses that mean ready."""
+        spec = spec_for(options.backend_type)
+        try:
+            section = instance_section(self._config.backends, options.backend_options)
+        except InvalidOptions:  # its entry went in a reload while it runs: the default
+            return spec.health_path, spec.healthy_statuses
+        return section.health_path or spec.health_path, spec.healthy_statuses
 
     def _record_health(
         self, name: str, runtime: Runtime, healthy: bool, failures: int, began: float

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import unquote_to_bytes
 
 from llamactl import auth
-from llamactl.backends import BackendType
+from llamactl.backends import BackendType, spec_for
 from llamactl.config import AppConfig
 from llamactl.errors import (
     InstanceNotFound,
@@ -61,9 +61,6 @@ _MULTIPART_MODEL = re.compile(
     rb'content-disposition:[^\r\n]*name="model"[^\r\n]*\r\n(?:[^\r\n]+\r\n)*\r\n([^\r\n]*)\r\n',
     re.IGNORECASE,
 )
-# Backends that read the body's "model" themselves get their own model name there.
-_REWRITE_MODEL = frozenset({BackendType.VLLM, BackendType.MLX_LM})
-
 # Bodies up to this size are parsed whole to find their model (faster than the scan).
 _PARSED_WHOLE = 64 * 1024
 
@@ -333,13 +330,14 @@ class ProxyApp:
         }
 
     def _body_for(self, inst: Instance, body: bytes, is_json: bool) -> bytes:
-        """The body to send: vLLM and MLX get their own model name in a JSON body's
-        ``model`` (its value replaced, every other byte kept)."""
+        """The body to send: a backend that checks the name (its spec's ``rewrites_model``:
+        vLLM, MLX) gets its own model name in a JSON body's ``model`` (its value replaced,
+        every other byte kept)."""
         options = inst.options
-        if not is_json or options.backend_type not in _REWRITE_MODEL:
+        spec = spec_for(options.backend_type)
+        if not is_json or not spec.rewrites_model:
             return body
-        served = getattr(options.backend_options, "served_model_name", None)
-        model = served[0] if served else options.backend_options.model
+        model = spec.served_model_name(options.backend_options)
         span = jsonscan.model_span(body)
         if not model or span is None:
             return body
@@ -377,8 +375,8 @@ class _DisconnectWatch:
 
 def _backend_key(inst: Instance) -> str | None:
     """The key the instance's backend itself requires, if it has one."""
-    api_key = getattr(inst.options.backend_options, "api_key", None)
-    return api_key if isinstance(api_key, str) else None
+    options = inst.options
+    return spec_for(options.backend_type).api_key(options.backend_options)
 
 
 def _target(scope: Scope, name: str) -> bytes:

@@ -19,7 +19,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import PlainTextResponse
 
-from llamactl.backends import BackendType, parse_command
+from llamactl.backends import SPECS, parse_command, spec_for_config_key
 from llamactl.config import AppConfig
 from llamactl.errors import BackendFailed, InvalidInput, NotFound
 from llamactl.server.bodies import read_object
@@ -33,12 +33,14 @@ router = APIRouter(tags=["backends"])
 COMMAND_TIMEOUT = 30.0  # seconds before a llama-server --help (etc.) is killed
 _OUTPUT_IN_ERRORS = 4000  # characters of output quoted when the command fails
 
-# The backend segment of the URL, as the original API spells it.
-_SEGMENTS: Mapping[str, BackendType] = {
-    "llama-cpp": BackendType.LLAMA_CPP,
-    "mlx": BackendType.MLX_LM,
-    "vllm": BackendType.VLLM,
-}
+
+def _segment_choices() -> str:
+    """``llama-cpp, mlx or vllm``: the backend segment of the URL is the configuration key."""
+    keys = [spec.config_key for spec in SPECS.values()]
+    return ", ".join(keys[:-1]) + f" or {keys[-1]}"
+
+
+_SEGMENTS = _segment_choices()
 _COMMAND_BODY = {
     "requestBody": {
         "required": True,
@@ -62,12 +64,13 @@ _COMMAND_BODY = {
     responses=error_responses(400, 404),
 )
 async def parse_backend_command(
-    backend: Annotated[str, Path(description="llama-cpp, mlx or vllm")], request: Request
+    backend: Annotated[str, Path(description=_SEGMENTS)], request: Request
 ) -> JSONResponse:
     """Read a command line as the backend's options, ready for a create body."""
-    backend_type = _SEGMENTS.get(backend)
-    if backend_type is None:
-        raise NotFound(f"unknown backend {backend!r}: expected llama-cpp, mlx or vllm")
+    spec = spec_for_config_key(backend)
+    if spec is None:
+        raise NotFound(f"unknown backend {backend!r}: expected {_SEGMENTS}")
+    backend_type = spec.backend_type
     body = await read_object(request)
     options = parse_command(backend_type, _command(body))
     return JSONResponse({"backend_type": backend_type.value, "backend_options": options.to_json()})

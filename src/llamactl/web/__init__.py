@@ -19,7 +19,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.staticfiles import StaticFiles
 
 from llamactl import __version__
-from llamactl.backends import OPTIONS_CLASSES, BackendType
+from llamactl.backends import SPECS, BackendType
 
 __all__ = ["TOP_FIELDS", "backend_catalog", "mount_dashboard", "render_page"]
 
@@ -27,46 +27,21 @@ _HERE = Path(__file__).parent
 
 # The fields shown up front in the form; every other field is reached by searching.
 TOP_FIELDS: Mapping[BackendType, tuple[str, ...]] = MappingProxyType(
-    {
-        BackendType.LLAMA_CPP: (
-            "model",
-            "ctx_size",
-            "gpu_layers",
-            "threads",
-            "flash_attn",
-            "alias",
-        ),
-        BackendType.MLX_LM: ("model", "temp", "max_tokens"),
-        BackendType.VLLM: (
-            "model",
-            "tensor_parallel_size",
-            "gpu_memory_utilization",
-            "max_model_len",
-        ),
-    }
-)
-
-# How each backend is named in the form, and its segment in /api/v1/backends/{segment}.
-_LABELS: Mapping[BackendType, tuple[str, str]] = MappingProxyType(
-    {
-        BackendType.LLAMA_CPP: ("llama.cpp (llama-server)", "llama-cpp"),
-        BackendType.MLX_LM: ("MLX-LM (mlx_lm.server)", "mlx"),
-        BackendType.VLLM: ("vLLM (vllm serve)", "vllm"),
-    }
+    {backend_type: spec.top_fields for backend_type, spec in SPECS.items()}
 )
 
 
 def backend_catalog() -> list[dict[str, object]]:
     """Every backend with its typed fields in command-line order, as the page embeds it."""
     catalog: list[dict[str, object]] = []
-    for backend_type, cls in OPTIONS_CLASSES.items():
-        label, segment = _LABELS[backend_type]
+    for backend_type, spec in SPECS.items():
+        cls = spec.options_class
         catalog.append(
             {
                 "type": backend_type.value,
-                "label": label,
-                "segment": segment,
-                "top": [name for name in TOP_FIELDS[backend_type] if name in cls.FIELD_KINDS],
+                "label": spec.label,
+                "segment": spec.config_key,
+                "top": [name for name in spec.top_fields if name in cls.FIELD_KINDS],
                 "fields": [[name, cls.FIELD_KINDS[name].value] for name in cls.FIELD_ORDER],
             }
         )
