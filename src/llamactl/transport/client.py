@@ -415,17 +415,15 @@ class ConnectionPool:
         headers: Sequence[tuple[bytes, bytes]],
         body: bytes,
         sent: Callable[[], None] | None = None,
+        last: bool = False,
     ) -> Response:
         """Send one request; a reused connection that died unanswered is retried once.
         ``sent`` is called once the request is written (again if it is retried).
 
         ``target`` is written as it is: the caller makes sure it holds no CR, LF or space.
-        A request with ``Connection: close`` among ``headers`` is its connection's last.
+        ``last``: ``headers`` say ``Connection: close``, so the connection is not reused.
         """
         payload = encode_request(host, port, method, target, headers, body)
-        last = any(
-            name.lower() == b"connection" and b"close" in value.lower() for name, value in headers
-        )
         exchange = self.idle(host, port) or await self._connect(host, port)
         try:
             return await self._send(exchange, payload, method, sent, last)
@@ -495,7 +493,7 @@ class ConnectionPool:
         requests, and no idle connection of the probe's goes stale between probes."""
         try:
             async with asyncio.timeout(timeout):
-                response = await self.request(host, port, "GET", path, _CLOSE, b"")
+                response = await self.request(host, port, "GET", path, _CLOSE, b"", last=True)
                 async for _chunk in response.body():
                     pass
         except (UpstreamError, TimeoutError):
