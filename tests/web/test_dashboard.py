@@ -226,6 +226,25 @@ def test_a_validation_error_is_shown_next_to_its_field_and_the_form_is_kept(
     assert server.api("DELETE", "instances/valid").status_code == 204
 
 
+def test_the_form_is_shown_only_once_what_it_needs_has_arrived(page: Page, server: Server) -> None:
+    held: list[Route] = []
+    page.route(f"{server.url}api/v1/config", lambda route: held.append(route))
+    log_in(page, server)
+    with page.expect_request(f"{server.url}api/v1/config"):
+        page.goto(f"{server.url}#/new")
+    while not held:  # each round trip to the page lets the route handler run
+        page.evaluate("1")
+    expect(page.locator("#view-form")).to_be_hidden()  # nothing to type into yet
+    held[0].continue_()
+    expect(page.locator("#view-form")).to_be_visible()
+    page.fill("#f-name", "typed")
+    page.fill("#b-llama_cpp-model", "/models/typed.gguf")
+    page.wait_for_load_state("networkidle")
+    expect(page.locator("#f-name")).to_have_value("typed")
+    expect(page.locator("#b-llama_cpp-model")).to_have_value("/models/typed.gguf")
+    expect(page.locator("#c-max_restarts")).to_have_value("3")
+
+
 def test_edit_export_and_import(page: Page, server: Server, tmp_path: Path) -> None:
     created = server.api(
         "POST",

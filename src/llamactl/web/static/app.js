@@ -33,6 +33,7 @@
     lastUpdate: null, // when the list last came from the server
     openMenu: null, // the row-actions element whose menu is open
     editingActive: false, // the instance being edited is running: saving restarts it
+    route: 0, // counts routings, so a view that finishes loading late knows it was left
   };
 
   // -- small helpers ----------------------------------------------------------------------
@@ -267,6 +268,7 @@
   }
 
   function route() {
+    state.route += 1;
     if (!key()) {
       showView("login");
       $("login-key").focus();
@@ -860,13 +862,32 @@
     $("form-restart-note").hidden = !active;
   }
 
+  // Everything the form needs is fetched before it is shown, so nothing typed into it
+  // is overwritten by defaults or the stored instance arriving late.
   async function openForm(name) {
+    const route = state.route;
+    state.editing = name;
+    let failure = null;
+    let inst = null;
+    try {
+      await loadConfig();
+      if (name) inst = await api("GET", "instances/" + enc(name));
+    } catch (err) {
+      failure = err;
+    }
+    if (route !== state.route) return; // another view was opened meanwhile
+    resetForm(name);
+    if (inst) fillFromInstance(inst);
+    if (failure) showFormError(failure);
+  }
+
+  function resetForm(name) {
     showView("form", name ? "instances" : "form");
     clearFormErrors();
-    state.editing = name;
     setEditingActive(false);
     $("form-title").textContent = name ? "Edit " + name : "New instance";
     $("f-name").disabled = Boolean(name);
+    $("f-name").value = name || "";
     $("command-text").value = "";
     $("import-command").open = !name;
     for (const block of document.querySelectorAll(".backend-block")) {
@@ -875,34 +896,20 @@
       block.querySelector('[id^="show-all-"]').checked = false;
     }
     fillKv($("env-editor"), null, ENV_PLACEHOLDERS);
-    try {
-      await loadConfig();
-    } catch (err) {
-      showFormError(err);
-    }
-    if (!name) {
-      $("f-name").value = "";
-      $("f-backend").value = CATALOG[0].type;
-      fillCommon(configDefaults());
-      $("c-docker_enabled").checked = false;
-      showBackend();
-      fillBackendOptions($("f-backend").value, null);
-      return;
-    }
-    try {
-      const inst = await api("GET", "instances/" + enc(name));
-      if (state.editing !== name) return; // another form was opened meanwhile
-      const options = inst.options || {};
-      setEditingActive(["running", "restarting"].includes(inst.status));
-      $("f-name").value = inst.name;
-      $("f-backend").value = options.backend_type;
-      showBackend();
-      fillBackendOptions(options.backend_type, options.backend_options || {});
-      fillCommon({ ...configDefaults(), ...options, command_override: options.command_override || "" });
-      fillKv($("env-editor"), options.environment, ENV_PLACEHOLDERS);
-    } catch (err) {
-      showFormError(err);
-    }
+    $("f-backend").value = CATALOG[0].type;
+    fillCommon(configDefaults());
+    $("c-docker_enabled").checked = false;
+    showBackend();
+  }
+
+  function fillFromInstance(inst) {
+    const options = inst.options || {};
+    setEditingActive(["running", "restarting"].includes(inst.status));
+    $("f-backend").value = options.backend_type;
+    showBackend();
+    fillBackendOptions(options.backend_type, options.backend_options || {});
+    fillCommon({ ...configDefaults(), ...options, command_override: options.command_override || "" });
+    fillKv($("env-editor"), options.environment, ENV_PLACEHOLDERS);
   }
 
   function formBody() {
