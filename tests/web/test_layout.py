@@ -54,6 +54,7 @@ def assert_inside_viewport(page: Page, locator: Locator) -> None:
 
 def action(page: Page, inst: Locator, css: str) -> Locator:
     """The action ``css`` of the row, opening its menu first when the actions are collapsed."""
+    expect(inst).to_be_visible()  # the list is shown (after a view change, that takes a moment)
     menu = inst.locator(".act-menu")
     if menu.is_visible():
         assert_inside_viewport(page, menu)
