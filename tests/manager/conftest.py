@@ -10,6 +10,7 @@ import pytest
 from llamactl import database
 from llamactl.database import DatabaseSettings
 from llamactl.manager import InstanceManager
+from llamactl.proxy import Scheduler
 from tests.support.clock import FakeClock
 from tests.support.config import FAST, fake_config, fake_options
 
@@ -45,3 +46,9 @@ async def manager(
     built.load()
     yield built
     await built.shutdown()
+
+
+@pytest.fixture
+def scheduler(tmp_path: Path, manager: InstanceManager) -> Scheduler:
+    """The proxy's scheduler over ``manager``: it counts requests, and stops idle instances."""
+    return Scheduler(manager, fake_config(tmp_path))

@@ -17,6 +17,7 @@ from llamactl.instance import Instance, Status
 from llamactl.manager import InstanceManager
 from llamactl.manager.reaper import is_alive
 from llamactl.manager.runtime import Readiness
+from llamactl.proxy import Scheduler
 from tests.support.clock import FakeClock
 from tests.support.config import FAST, SESSION_PORTS, fake_config, fake_options
 from tests.support.records import stored_status
@@ -281,7 +282,7 @@ async def test_very_long_output_lines_are_logged_whole(manager: InstanceManager)
 
 
 async def test_idle_timeout_stops_an_idle_instance_and_spares_a_busy_one(
-    manager: InstanceManager, clock: FakeClock, db_path: Path
+    manager: InstanceManager, scheduler: Scheduler, clock: FakeClock, db_path: Path
 ) -> None:
     for name in ("idle", "busy", "forever"):
         minutes = 0 if name == "forever" else 1
@@ -290,54 +291,59 @@ async def test_idle_timeout_stops_an_idle_instance_and_spares_a_busy_one(
         await manager.wait_ready(name, timeout=10)
 
     clock.now += 30
-    assert await manager.check_idle() == []
+    assert await scheduler.check_idle() == []
     assert manager.info("idle").idle_seconds == pytest.approx(30)
-    manager.begin_request("busy")
+    scheduler.begin("busy")
     assert manager.info("busy").idle_seconds is None  # a request is in flight
     clock.now += 90
-    assert await manager.check_idle() == ["idle"]
+    assert await scheduler.check_idle() == ["idle"]
     assert stored_status(db_path, "idle") == "stopped"
-    manager.end_request("busy")  # idle time counts from the end of the request
+    scheduler.end("busy")  # idle time counts from the end of the request
     clock.now += 59
-    assert await manager.check_idle() == []
+    assert await scheduler.check_idle() == []
     clock.now += 2
-    assert await manager.check_idle() == ["busy"]
+    assert await scheduler.check_idle() == ["busy"]
     clock.now += 24 * 3600
-    assert await manager.check_idle() == []
+    assert await scheduler.check_idle() == []
     assert manager.get("forever").status is Status.RUNNING
 
 
-async def stop_with_a_request_in_flight(manager: InstanceManager) -> asyncio.Task[Instance]:
+async def stop_with_a_request_in_flight(
+    manager: InstanceManager, scheduler: Scheduler
+) -> asyncio.Task[Instance]:
     """Start "draining", begin a request on it and ask for a stop; return once it drains."""
     await manager.create("draining", fake_options())
     await manager.start("draining")
     await manager.wait_ready("draining", timeout=10)
-    manager.begin_request("draining")
+    scheduler.begin("draining")
     stopping = asyncio.create_task(manager.stop("draining"))
     await until(manager, "draining", status_is(Status.SHUTTING_DOWN))
     return stopping
 
 
-async def test_stop_waits_for_requests_in_flight(manager: InstanceManager, db_path: Path) -> None:
-    stopping = await stop_with_a_request_in_flight(manager)
+async def test_stop_waits_for_requests_in_flight(
+    manager: InstanceManager, scheduler: Scheduler, db_path: Path
+) -> None:
+    stopping = await stop_with_a_request_in_flight(manager, scheduler)
     await manager.flush()  # status changes are written behind the manager's memory
     assert stored_status(db_path, "draining") == "shutting_down"
     assert manager.info("draining").pid is not None
-    manager.end_request("draining")
+    scheduler.end("draining")
     assert (await stopping).status is Status.STOPPED
 
 
 async def test_a_stop_does_not_wait_for_requests_queued_behind_it(
-    manager: InstanceManager,
+    manager: InstanceManager, scheduler: Scheduler
 ) -> None:
-    stopping = await stop_with_a_request_in_flight(manager)
-    manager.begin_request("draining")  # arrives during the stop: it waits for the stop
-    manager.enter_queue("draining")
-    manager.end_request("draining")  # the one forwarded request ends: the drain is over
+    stopping = await stop_with_a_request_in_flight(manager, scheduler)
+    scheduler.begin("draining")  # arrives during the stop: it waits for the stop
+    scheduler.requests.enter_queue("draining")
+    scheduler.end("draining")  # the one forwarded request ends: the drain is over
     # Well before the drain timeout (FAST: 2 s), which a queued request must not hold up.
     stopped = await asyncio.wait_for(stopping, timeout=FAST.drain_timeout / 2)
     assert stopped.status is Status.STOPPED
-    assert (manager.info("draining").in_flight, manager.queued("draining")) == (1, 1)
+    info = manager.info("draining")
+    assert (info.in_flight, info.queued) == (1, 1)
 
 
 async def test_limits_refuse_with_clear_errors(tmp_path: Path, db: database.DB) -> None:

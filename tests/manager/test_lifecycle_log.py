@@ -13,7 +13,7 @@ from llamactl import database
 from llamactl.errors import BackendFailed
 from llamactl.instance import Status
 from llamactl.manager import InstanceManager
-from llamactl.proxy import OnDemand
+from llamactl.proxy import Scheduler
 from tests.support.clock import FakeClock
 from tests.support.config import FAST, fake_config, fake_options
 from tests.support.waiting import status_is, until
@@ -104,13 +104,16 @@ async def test_a_start_that_cannot_spawn_is_logged_as_failed(
 
 
 async def test_an_idle_stop_says_how_long_it_was_idle(
-    manager: InstanceManager, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    manager: InstanceManager,
+    scheduler: Scheduler,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     await manager.create("sleepy", fake_options(idle_timeout=5))
     await manager.start("sleepy")
     await manager.wait_ready("sleepy", timeout=10)
     clock.now += 300
-    assert await manager.check_idle() == ["sleepy"]
+    assert await scheduler.check_idle() == ["sleepy"]
     assert re.fullmatch(
         r"stopped \(idle for 300 s\); took \d+\.\d\d s", lines(caplog, "sleepy")[-1]
     )
@@ -122,12 +125,12 @@ async def test_an_eviction_names_the_instance_it_makes_room_for(
     config = fake_config(tmp_path, LLAMACTL_MAX_RUNNING_INSTANCES="1")
     manager = InstanceManager(config, db, timings=FAST)
     manager.load()
-    ondemand = OnDemand(manager, config)
+    scheduler = Scheduler(manager, config)
     try:
         for name in ("a", "b"):
             await manager.create(name, fake_options(on_demand_start=True))
-        await ondemand.ready("a")
-        await ondemand.ready("b")
+        await scheduler.ready("a")
+        await scheduler.ready("b")
     finally:
         await manager.shutdown()
     assert re.fullmatch(

@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from llamactl.instance import Status
-from llamactl.proxy import ondemand
+from llamactl.proxy import scheduler
 from tests.support.live import INFERENCE_KEY, MANAGEMENT_KEY, Running, chat, headers
 
 pytestmark = pytest.mark.anyio
@@ -51,7 +51,7 @@ async def test_the_same_failure_is_answered_at_once_with_retry_after(serve: Serv
         assert answer.status_code == 502
         assert answer.json()["error"]["message"].startswith(message)
         assert answer.json()["error"]["code"] == "backend_failed"
-        assert 1 <= int(answer.headers["retry-after"]) <= ondemand.FAILED_START_COOLDOWN
+        assert 1 <= int(answer.headers["retry-after"]) <= scheduler.FAILED_START_COOLDOWN
         assert answer.headers["x-should-retry"] == "false"
     assert start_attempts(server, "broken") == 1
 
@@ -76,7 +76,7 @@ async def test_after_the_cooldown_a_request_starts_it_again(
     await server.create("broken", environment=BROKEN)
     async with httpx.AsyncClient(base_url=server.url, headers=headers(), timeout=30) as client:
         assert (await client.post("/v1/chat/completions", json=chat("broken"))).status_code == 502
-        monkeypatch.setattr(ondemand, "FAILED_START_COOLDOWN", 0.0)  # the cooldown is over
+        monkeypatch.setattr(scheduler, "FAILED_START_COOLDOWN", 0.0)  # the cooldown is over
         again = await client.post("/v1/chat/completions", json=chat("broken"))
     assert again.status_code == 502
     assert "retry-after" not in again.headers

@@ -2,7 +2,7 @@
 
 Each case is a snapshot (the target, the other instances holding slots, the limit,
 eviction on or off, whether a hold for this start is still on) and the decision expected.
-The last test runs the policy through ``OnDemand`` over real instances.
+The last test runs the policy through the ``Scheduler`` over real instances.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 
 from llamactl.instance import Status
 from llamactl.manager import InstanceManager
-from llamactl.proxy import OnDemand
+from llamactl.proxy import Scheduler
 from llamactl.proxy.policy import Admit, Decision, Evict, Hold, Refuse, Slot, Snapshot, Wait, decide
 from tests.support.clock import FakeClock
 from tests.support.config import FAST, fake_config, fake_options
@@ -206,19 +206,19 @@ async def test_on_demand_evicts_the_least_recently_used_instance_with_nothing_in
     db = migrated(data_db(tmp_path))
     manager = InstanceManager(config, db, clock=clock, timings=FAST)
     manager.load()
-    ondemand = OnDemand(manager, config)
+    scheduler = Scheduler(manager, config)
     try:
         for name in ("a", "b", "c"):
             await manager.create(name, fake_options(on_demand_start=True))
-            await ondemand.ready(name)
+            await scheduler.ready(name)
             clock.now += 10
-            manager.begin_request(name)
-            manager.end_request(name)
-        manager.begin_request("a")  # the least recently used, but serving
+            scheduler.begin(name)
+            scheduler.end(name)
+        scheduler.begin("a")  # the least recently used, but serving
         await manager.create("d", fake_options(on_demand_start=True))
-        await ondemand.ready("d")
+        await scheduler.ready("d")
         statuses = {inst.name: inst.status for inst in manager.list()}
-        manager.end_request("a")
+        scheduler.end("a")
     finally:
         await manager.shutdown()
         db.close()

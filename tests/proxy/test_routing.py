@@ -199,7 +199,7 @@ async def test_a_swap_waits_for_a_busy_instance_instead_of_refusing(serve: Serve
         ) as streaming:
             assert streaming.status_code == 200
             other = asyncio.create_task(client.post("/v1/chat/completions", json=chat("other")))
-            assert await manager.wait_until("busy", lambda *_: manager.is_held("busy"), 5)
+            assert await manager.wait_any(lambda: server.scheduler.is_held("busy"), 5)
             # A request for the held instance queues behind the swap, not on the backend.
             again = asyncio.create_task(client.post("/v1/chat/completions", json=chat("busy", "2")))
             assert await manager.wait_until("busy", lambda _, info: info.queued == 1, 5)
@@ -210,7 +210,7 @@ async def test_a_swap_waits_for_a_busy_instance_instead_of_refusing(serve: Serve
         assert (await again).status_code == 200
     served = [entry["body"]["model"] for entry in server.backend_requests("/v1/chat/completions")]
     assert served == ["busy", "other", "busy"]
-    assert not manager.is_held("busy") and manager.running_count() == 1
+    assert not server.scheduler.is_held("busy") and manager.running_count() == 1
 
 
 async def test_a_swap_nobody_waits_for_any_more_lets_go_of_the_busy_instance(
@@ -225,9 +225,9 @@ async def test_a_swap_nobody_waits_for_any_more_lets_go_of_the_busy_instance(
         client.stream("POST", "/v1/chat/completions", json=chat("busy", stream=True)) as streaming,
     ):
         other = asyncio.create_task(client.post("/v1/chat/completions", json=chat("other")))
-        assert await manager.wait_until("busy", lambda *_: manager.is_held("busy"), 5)
+        assert await manager.wait_any(lambda: server.scheduler.is_held("busy"), 5)
         other.cancel()  # its client leaves: nobody waits for "other" any more
-        assert await manager.wait_until("busy", lambda *_: not manager.is_held("busy"), 5)
+        assert await manager.wait_any(lambda: not server.scheduler.is_held("busy"), 5)
         reply = await client.post("/v1/chat/completions", json=chat("busy", "more"))
         assert reply.status_code == 200  # served at once, beside the running stream
         assert manager.info("busy").in_flight == 1
@@ -240,21 +240,21 @@ async def test_a_request_right_after_a_called_off_swap_gets_a_new_start(serve: S
     server: Running = await serve(LLAMACTL_MAX_RUNNING_INSTANCES="1")
     await server.create("busy")
     await server.create("other")
-    manager, ondemand = server.manager, server.ondemand
+    manager, scheduler = server.manager, server.scheduler
     await manager.start("busy")
     await manager.wait_ready("busy", 10)
-    manager.begin_request("busy")  # one the backend is serving
-    first = asyncio.create_task(ondemand.ready("other"))
+    scheduler.begin("busy")  # one the backend is serving
+    first = asyncio.create_task(scheduler.ready("other"))
     second: asyncio.Task[None] | None = None
     try:
-        assert await manager.wait_until("busy", lambda *_: manager.is_held("busy"), 5)
+        assert await manager.wait_any(lambda: server.scheduler.is_held("busy"), 5)
         first.cancel()  # the only waiter leaves: its start is called off ...
-        second = asyncio.create_task(ondemand.ready("other"))  # ... as the next one arrives
+        second = asyncio.create_task(scheduler.ready("other"))  # ... as the next one arrives
         await asyncio.wait({first}, timeout=5)
         assert first.cancelled()
-        assert await manager.wait_until("busy", lambda *_: manager.is_held("busy"), 5)
+        assert await manager.wait_any(lambda: server.scheduler.is_held("busy"), 5)
     finally:
-        manager.end_request("busy")
+        scheduler.end("busy")
     # Waited on, not awaited: a CancelledError must show as a failure, not cancel the test.
     assert second is not None
     await asyncio.wait({second}, timeout=10)
@@ -496,7 +496,7 @@ async def test_a_waiter_whose_client_leaves_frees_its_place(serve: Serve) -> Non
     async with httpx.AsyncClient(base_url=server.url, headers=headers(), timeout=30) as client:
         leaving = asyncio.create_task(client.post("/v1/chat/completions", json=chat("slow")))
         await manager.wait_until("slow", lambda inst, _: inst.status is Status.RUNNING, 5)
-        assert manager.queued("slow") == 1
+        assert manager.info("slow").queued == 1
         leaving.cancel()  # the client goes away while it waits
         left = await manager.wait_until("slow", lambda _, info: info.queued == 0, 5)
         assert left, "the waiter stayed in the queue"

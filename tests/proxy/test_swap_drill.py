@@ -62,7 +62,7 @@ async def one_request(
 async def test_mixed_load_with_leaving_clients(
     serve: Serve, seed: int, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="llamactl.proxy.ondemand")
+    caplog.set_level(logging.INFO, logger="llamactl.proxy.scheduler")
     server: Running = await serve(
         LLAMACTL_MAX_RUNNING_INSTANCES=str(LIMIT), LLAMACTL_MAX_QUEUED_REQUESTS="100"
     )
@@ -99,4 +99,4 @@ async def test_mixed_load_with_leaving_clients(
     assert any(": held until its requests end" in message for message in swaps), "no busy swap"
     for name in MODELS:
         info = manager.info(name)
-        assert (info.in_flight, info.queued, manager.is_held(name)) == (0, 0, False), name
+        assert (info.in_flight, info.queued, server.scheduler.is_held(name)) == (0, 0, False), name

@@ -13,7 +13,7 @@ import uvicorn
 from llamactl import auth
 from llamactl.database import DatabaseSettings
 from llamactl.manager import InstanceManager
-from llamactl.proxy import OnDemand
+from llamactl.proxy import Scheduler
 from llamactl.server.app import create_app
 from llamactl.server.lifecycle import Services
 from llamactl.server.protocol import http_protocol
@@ -34,7 +34,7 @@ class Running:
     url: str
     services: Services
     request_log: Path
-    ondemand: OnDemand
+    scheduler: Scheduler
 
     @property
     def manager(self) -> InstanceManager:
@@ -93,7 +93,7 @@ class LiveServers:
             f"http://127.0.0.1:{port}",
             services,
             self._tmp_path / "backend-requests.jsonl",
-            app.app.ondemand,
+            app.app.scheduler,
         )
 
     async def aclose(self) -> None:

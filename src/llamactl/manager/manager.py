@@ -36,6 +36,7 @@ from llamactl.manager.ports import PortAllocator, connect_host
 from llamactl.manager.reaper import reap
 from llamactl.manager.runtime import Event, Readiness, Runtime, RuntimeInfo, Signal, Timings
 from llamactl.manager.supervisor import LOOPBACK, Supervisor, backend_config
+from llamactl.manager.traffic import NoTraffic, Traffic
 from llamactl.transport import ConnectionPool, Transport
 
 __all__ = ["InstanceManager", "instance_defaults"]
@@ -90,7 +91,7 @@ class InstanceManager:
         self._runtimes: dict[str, Runtime] = {}
         self._changes = Signal()  # notified whenever any instance changes
         self._ports = PortAllocator(config.instances.port_range)
-        self._idle_task: asyncio.Task[None] | None = None
+        self._traffic: Traffic = NoTraffic()
         self._loaded = False
         self._transport = transport or ConnectionPool()
         self._supervisor = Supervisor(
@@ -162,6 +163,29 @@ class InstanceManager:
         self._config = config
         self._supervisor.reconfigure(config)
 
+    def use_traffic(self, traffic: Traffic) -> None:
+        """Read the requests of the instances from ``traffic`` (the proxy's scheduler):
+        stops wait for those a backend serves, and ``info`` shows them."""
+        self._traffic = traffic
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        return self._clock
+
+    @property
+    def timings(self) -> Timings:
+        return self._timings
+
+    @property
+    def changes(self) -> Signal:
+        """Notified whenever any instance changes: notify it too when something a waiter
+        of ``wait_any`` looks at changes."""
+        return self._changes
+
+    async def drained(self, name: str, timeout: float) -> bool:
+        """(For the supervisor.) Wait until the backend of ``name`` serves no request."""
+        return await self._traffic.drained(name, timeout)
+
     def defaults_for(self, backend_type: BackendType) -> InstanceDefaults:
         return instance_defaults(self._config, backend_type)
 
@@ -183,10 +207,6 @@ class InstanceManager:
             and runtime.readiness is Readiness.READY
         )
 
-    def accepts_requests(self, name: str) -> bool:
-        """Whether a new proxied request may go to ``name`` now: ready and not held."""
-        return self.is_ready(name) and not self._runtimes[name].held
-
     def address(self, name: str) -> tuple[str, int]:
         """Where the backend of ``name`` listens, from its current options (never cached)."""
         options = self._require(name).options.backend_options
@@ -202,7 +222,7 @@ class InstanceManager:
     def info(self, name: str) -> RuntimeInfo:
         """Readiness, process, failure and request accounting of an instance."""
         self._require(name)
-        return self._runtime(name).snapshot(self._clock())
+        return self._runtime(name).snapshot(self._traffic.info(name), self._clock())
 
     def log_path(self, name: str) -> Path:
         return self._supervisor.log_path(name)
@@ -289,6 +309,7 @@ class InstanceManager:
                 del self._instances[name]
                 self._ports.release(name)
                 self._runtimes.pop(name, None)
+                self._traffic.forget(name)
                 runtime.publish("deleted", {"name": name})
                 runtime.end_followers()  # their streams end: nothing more will come
 
@@ -361,91 +382,27 @@ class InstanceManager:
         self, name: str, condition: Callable[[Instance, RuntimeInfo], bool], timeout: float
     ) -> bool:
         """Wait until ``condition(instance, info)`` holds; False if ``timeout`` passes first."""
-        runtime = self._runtime(name)
-        return await runtime.wait_for(
-            lambda: condition(self._require(name), runtime.snapshot(self._clock())), timeout
+        return await self._changes.wait_for(
+            lambda: condition(self._require(name), self.info(name)), timeout
         )
-
-    # -- request accounting (used by the proxy) -----------------------------------------
-
-    def begin_request(self, name: str) -> None:
-        """A request for ``name`` is in flight: the instance is not idle until it ends."""
-        self._runtime(name).in_flight += 1
-
-    def end_request(self, name: str) -> None:
-        """The request ended (response complete or client gone): idle time counts from now."""
-        runtime = self._runtime(name)
-        runtime.in_flight = max(0, runtime.in_flight - 1)
-        runtime.last_activity = self._clock()
-        if runtime.forwarded == 0:  # a drain or a swap may wait for this
-            runtime.notify()
-
-    def queued(self, name: str) -> int:
-        """How many requests for ``name`` wait for it to start and become ready."""
-        return self._runtime(name).queued
-
-    def enter_queue(self, name: str) -> None:
-        """A request (already counted in flight) starts waiting for ``name`` to be ready."""
-        runtime = self._runtime(name)
-        runtime.queued += 1
-        runtime.notify()
-
-    def leave_queue(self, name: str) -> None:
-        """The request stopped waiting: the instance is ready, or the wait failed."""
-        runtime = self._runtime(name)
-        runtime.queued = max(0, runtime.queued - 1)
-        runtime.notify()
-
-    def hold(self, name: str) -> None:
-        """Queue new requests for ``name`` instead of forwarding them, until it stops or
-        ``release``: the requests it serves end, and its slot can go to another instance."""
-        runtime = self._runtime(name)
-        runtime.held = True
-        runtime.notify()
-
-    def release(self, name: str) -> None:
-        """Forward requests to ``name`` again (the instance that wanted its slot gave up)."""
-        runtime = self._runtimes.get(name)
-        if runtime is not None and runtime.held:
-            runtime.held = False
-            runtime.notify()
-
-    def is_held(self, name: str) -> bool:
-        runtime = self._runtimes.get(name)
-        return runtime is not None and runtime.held
 
     async def wait_any(self, condition: Callable[[], bool], timeout: float) -> bool:
         """Wait until ``condition()`` holds, looking again whenever any instance changes;
         False if ``timeout`` passes first."""
         return await self._changes.wait_for(condition, timeout)
 
-    async def check_idle(self) -> builtins.list[str]:
-        """Stop every instance idle for longer than its ``idle_timeout``; return their names."""
-        stopped = []
-        for name in [name for name in sorted(self._instances) if self._is_idle(name)]:
-            runtime = self._runtime(name)
-            async with runtime.lock:
-                if name in self._instances and self._is_idle(name):
-                    idle = self._clock() - (runtime.last_activity or self._clock())
-                    try:
-                        await self._stop_locked(name, f"(idle for {idle:.0f} s)")
-                    finally:
-                        await self._settle(name)
-                    stopped.append(name)
-        return stopped
-
-    def _is_idle(self, name: str) -> bool:
-        inst = self._instances[name]
+    async def stop_if(self, name: str, condition: Callable[[Instance], bool], reason: str) -> bool:
+        """Stop ``name`` if ``condition(instance)`` still holds once its lock is taken;
+        whether it did (not if it was deleted meanwhile)."""
         runtime = self._runtime(name)
-        minutes = inst.options.idle_timeout or 0
-        return (
-            minutes > 0
-            and inst.status is Status.RUNNING
-            and runtime.readiness is Readiness.READY
-            and runtime.in_flight == 0
-            and runtime.last_activity is not None
-            and self._clock() - runtime.last_activity >= minutes * 60
-        )
+        async with runtime.lock:
+            if name not in self._instances or not condition(self._instances[name]):
+                return False
+            try:
+                await self._stop_locked(name, reason)
+            finally:
+                await self._settle(name)
+            return True
 
     # -- boot and shutdown --------------------------------------------------------------
 
@@ -464,7 +421,6 @@ class InstanceManager:
             except (BackendFailed, LimitReached, DatabaseError) as exc:
                 logger.error("could not resume %s: %s", name, exc.message)
         await self._store.flush()  # what boot changed is on disk before serving
-        self._idle_task = asyncio.create_task(self._idle_loop())
 
     def _resume_or_stop(self) -> builtins.list[str]:
         """Mark what cannot resume as stopped; return the instances to start again."""
@@ -481,8 +437,6 @@ class InstanceManager:
 
     async def shutdown(self) -> None:
         """Stop every backend concurrently. Rows keep their status, so a boot resumes them."""
-        if self._idle_task is not None:
-            self._idle_task.cancel()
         await asyncio.gather(*(self._supervisor.halt(name) for name in list(self._runtimes)))
         self._transport.close()
         await self._store.close()
@@ -502,14 +456,6 @@ class InstanceManager:
         the retries (and reported by ``persistence``), not raised: the lifecycle operation
         itself went through and the process stays supervised."""
         await self._store.flush(name)
-
-    async def _idle_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._timings.idle_check)
-            try:
-                await self.check_idle()
-            except Exception:  # one failing stop must not end the idle checks
-                logger.exception("idle check failed")
 
     # -- starting and stopping processes ------------------------------------------------
 
@@ -580,7 +526,7 @@ class InstanceManager:
         inst = self._require(name)
         runtime = self._runtime(name)
         if status is not Status.RUNNING:
-            runtime.held = False  # a hold ends when the instance stops running
+            self._traffic.stopped(name)
         changed = inst.status is not status
         if changed or inst.failure != runtime.failure:
             moved = (inst.with_status(status) if changed else inst).with_failure(runtime.failure)

@@ -1,9 +1,8 @@
 """What the manager knows about an instance beyond its stored row: never persisted.
 
 Readiness (from the backend's health endpoint), the process, the failure reason (the one
-exception: the manager stores it with every status change, and restores it at load), the
-consecutive automatic restarts, and the request accounting that idle stop and LRU
-eviction use.
+exception: the manager stores it with every status change, and restores it at load) and
+the consecutive automatic restarts. The requests are the scheduler's (``traffic``).
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ from enum import StrEnum
 from llamactl.instance import Failure
 from llamactl.manager.logs import InstanceLog
 from llamactl.manager.process import BackendProcess
+from llamactl.manager.traffic import TrafficInfo
 
 __all__ = ["FOLLOW_BACKLOG", "Event", "Failure", "Readiness", "Runtime", "RuntimeInfo", "Timings"]
 
@@ -96,26 +96,18 @@ class Runtime:
     # waiters wake up and look again.
     changed: Signal = field(default_factory=Signal)
     ready_since: float | None = None
+    # Clock time of the start of the process, then of its first readiness: idle time
+    # counts from it (or from the end of a later request).
+    active_since: float | None = None
     failure: Failure | None = None
     restarts: int = 0
     stopping: bool = False
-    in_flight: int = 0
-    queued: int = 0
-    # Set while another instance waits for this one's slot: new requests queue instead
-    # of reaching the backend, so that the ones it serves can end and it can be stopped.
-    held: bool = False
-    last_activity: float | None = None
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     restart_task: asyncio.Task[None] | None = None
     # Followers of the instance's log and status (see ``publish``).
     followers: set[asyncio.Queue[Event | None]] = field(default_factory=set)
     # Called on every ``notify``: the manager's signal that some instance changed.
     on_change: Callable[[], None] | None = None
-
-    @property
-    def forwarded(self) -> int:
-        """Requests in flight that are past the queue: the backend is serving them."""
-        return max(0, self.in_flight - self.queued)
 
     def publish(self, kind: str, data: dict[str, object]) -> None:
         """Hand an event to every follower. One that is ``FOLLOW_BACKLOG`` events behind
@@ -152,13 +144,12 @@ class Runtime:
         """Wait until ``done()``, looking again at every change; False after ``timeout`` s."""
         return await self.changed.wait_for(done, timeout)
 
-    def snapshot(self, now: float | None = None) -> RuntimeInfo:
+    def snapshot(self, traffic: TrafficInfo, now: float) -> RuntimeInfo:
+        times = [t for t in (self.active_since, traffic.last_end) if t is not None]
+        last_activity = max(times) if times else None
         idle = (
-            max(0.0, now - self.last_activity)
-            if now is not None
-            and self.last_activity is not None
-            and self.in_flight == 0
-            and self.process is not None
+            max(0.0, now - last_activity)
+            if last_activity is not None and traffic.in_flight == 0 and self.process is not None
             else None
         )
         return RuntimeInfo(
@@ -166,8 +157,8 @@ class Runtime:
             pid=self.process.pid if self.process else None,
             failure=self.failure,
             restarts=self.restarts,
-            in_flight=self.in_flight,
-            queued=self.queued,
-            last_activity=self.last_activity,
+            in_flight=traffic.in_flight,
+            queued=traffic.queued,
+            last_activity=last_activity,
             idle_seconds=idle,
         )

@@ -71,6 +71,9 @@ class Host(Protocol):
     def publish_status(self, name: str) -> None:
         """Tell waiters and followers that the status or readiness of ``name`` changed."""
 
+    async def drained(self, name: str, timeout: float) -> bool:
+        """Wait until the backend of ``name`` serves no request; False after ``timeout``."""
+
 
 class Supervisor:
     """Starts backends and watches them until they end."""
@@ -142,7 +145,7 @@ class Supervisor:
         self._host.set_status(name, Status.SHUTTING_DOWN)
         # Requests queued meanwhile wait for this stop (then start the instance again):
         # the drain waits only for those the backend is serving.
-        await runtime.wait_for(lambda: runtime.forwarded == 0, self._timings.drain_timeout)
+        await self._host.drained(name, self._timings.drain_timeout)
         await process.stop(self._timings.stop_timeout)
         await runtime.wait_for(lambda: runtime.process is None, 5.0)
         runtime.failure = None
@@ -191,7 +194,7 @@ class Supervisor:
         runtime.process, runtime.log = process, log
         runtime.readiness, runtime.ready_since = Readiness.STARTING, None
         runtime.stopping, runtime.failure = False, None
-        runtime.last_activity = self._clock()
+        runtime.active_since = self._clock()
         entry = ProcessRecord(name, process.pid, process_start_ticks(process.pid), int(time.time()))
         self._store.defer_record(entry)
         self._host.set_status(name, Status.RUNNING)
@@ -328,7 +331,7 @@ class Supervisor:
         if healthy and runtime.readiness is not Readiness.READY:
             if runtime.ready_since is None:
                 runtime.ready_since = self._clock()
-                runtime.last_activity = self._clock()
+                runtime.active_since = self._clock()
                 events.info("instance %s: ready in %.2f s", name, time.monotonic() - began)
             else:
                 events.info("instance %s: healthy again", name)

@@ -45,7 +45,7 @@ from llamactl.proxy.asgi import (
     send_error,
     send_json,
 )
-from llamactl.proxy.ondemand import OnDemand
+from llamactl.proxy.scheduler import Scheduler
 from llamactl.proxy.upstream import Relay, Responder, Upstream, request_headers
 from llamactl.rendering import openai_error_body
 
@@ -76,11 +76,11 @@ class ProxyApp:
         config: AppConfig,
         keys: auth.Keys,
         upstream: Upstream,
-        ondemand: OnDemand,
+        scheduler: Scheduler,
     ) -> None:
         self._manager = manager
         self._upstream = upstream
-        self._ondemand = ondemand
+        self._scheduler = scheduler
         self.reconfigure(config, keys)
 
     def reconfigure(self, config: AppConfig, keys: auth.Keys) -> None:
@@ -137,7 +137,7 @@ class ProxyApp:
         if not auth.inference_allowed(self._keys, scope, remembered):
             return None
         name = _small_json_model(body)
-        if name is None or not self._manager.accepts_requests(name):
+        if name is None or not self._scheduler.accepts(name):
             return None  # no model, unknown, starting, held: the ordinary path decides
         try:
             inst = self._manager.get(name)
@@ -151,7 +151,7 @@ class ProxyApp:
         name = inst.name
         host, port = self._manager.address(name)
         target = _target(scope, name)
-        self._manager.begin_request(name)
+        self._scheduler.begin(name)
         relay = self._upstream.relay_now(
             responder,
             method="POST",
@@ -162,10 +162,10 @@ class ProxyApp:
             body=body,
             extra_headers=self._response_headers[inst.options.backend_type],
             name=name,
-            done=lambda: self._manager.end_request(name),
+            done=lambda: self._scheduler.end(name),
         )
         if relay is None:
-            self._manager.end_request(name)
+            self._scheduler.end(name)
         return relay
 
     # -- routes -------------------------------------------------------------------------
@@ -250,14 +250,14 @@ class ProxyApp:
         backend (or before a wait for the instance), so that it costs the request nothing.
         """
         name = inst.name
-        self._manager.begin_request(name)
+        self._scheduler.begin(name)
         current = asyncio.current_task()
         assert current is not None
         watch = _DisconnectWatch(receive, current)
         try:
-            if on_demand and not self._manager.accepts_requests(name):
+            if on_demand and not self._scheduler.accepts(name):
                 watch.start()
-                await self._ondemand.ready(name)
+                await self._scheduler.ready(name)
             await self._relay(scope, send, self._manager.get(name), path, body, watch.start)
         except asyncio.CancelledError:
             if not watch.gone:
@@ -265,7 +265,7 @@ class ProxyApp:
             current.uncancel()  # the client left: nothing more to send
         finally:
             watch.stop()
-            self._manager.end_request(name)
+            self._scheduler.end(name)
 
     async def _relay(
         self,

@@ -1,6 +1,6 @@
 """What to do so that an instance can start under ``max_running_instances``.
 
-A pure function of a snapshot: no clock, no process, no socket. ``OnDemand`` takes a
+A pure function of a snapshot: no clock, no process, no socket. ``Scheduler`` takes a
 snapshot, asks ``decide`` and carries the decision out, then asks again, until the answer
 is ``Admit`` or ``Refuse`` (or it has waited too long).
 

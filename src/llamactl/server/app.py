@@ -18,7 +18,7 @@ from starlette.types import ASGIApp
 from llamactl import auth
 from llamactl.config import AppConfig
 from llamactl.errors import Unauthorized
-from llamactl.proxy import LastResort, OnDemand, ProxyApp, Upstream
+from llamactl.proxy import LastResort, ProxyApp, Scheduler, Upstream
 from llamactl.proxy.asgi import Receive, Scope, Send
 from llamactl.server.guards import ManagementGuard, OriginPolicy, refuse
 from llamactl.server.lifecycle import Services, stop_services
@@ -33,9 +33,9 @@ class LlamactlApp:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.upstream = Upstream(services.config.instances.response_header_timeout)
-        self.ondemand = OnDemand(services.manager, services.config)
+        self.scheduler = Scheduler(services.manager, services.config)
         self.proxy = ProxyApp(
-            services.manager, services.config, services.keys, self.upstream, self.ondemand
+            services.manager, services.config, services.keys, self.upstream, self.scheduler
         )
         self.guarded_proxy = LastResort(self.proxy)
         server = services.config.server
@@ -52,7 +52,7 @@ class LlamactlApp:
         """Apply a reloaded configuration and keys to every part that can take them."""
         self.services.config, self.services.keys = config, keys
         self.services.manager.reconfigure(config)
-        self.ondemand.reconfigure(config)
+        self.scheduler.reconfigure(config)
         self.proxy.reconfigure(config, keys)
         # The origin rule holds while management auth is off; CORS itself needs a restart.
         self.origins.enforced = not keys.require_management
@@ -61,7 +61,7 @@ class LlamactlApp:
     def begin_shutdown(self) -> None:
         """A stop signal arrived: end follow streams, answer requests waiting for a start."""
         self.services.manager.end_followers()
-        self.ondemand.close()
+        self.scheduler.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -83,12 +83,14 @@ class LlamactlApp:
         try:
             await self.upstream.open()
             await self.services.manager.boot()
+            self.scheduler.start_idle_checks()
         except Exception as exc:  # reported to the server, which stops
             await send({"type": "lifespan.startup.failed", "message": str(exc)})
             return
         await send({"type": "lifespan.startup.complete"})
         await receive()  # lifespan.shutdown
         try:
+            self.scheduler.close()
             await self.services.manager.shutdown()
             await self.upstream.aclose()
         finally:

@@ -1,12 +1,17 @@
-"""On-demand start: hold a request until its instance is ready, starting it if allowed.
+"""The scheduler: the requests of every instance, and bringing instances up for them.
 
-Every request for an instance that is not ready waits in that instance's bounded queue
-(``instances.max_queued_requests``; beyond it, 503 with ``Retry-After``). The first one
-starts a stopped instance (once, for all of them); none is let through before the
-backend answers its health check. A waiter whose client goes away is cancelled and
-leaves the queue. When ``max_running_instances`` is reached, the least recently used
-instance with no request in flight is stopped to make room (``enable_lru_eviction``); if
-every one is busy, one is held until its requests end (see ``OnDemand._make_room``).
+It counts each instance's requests (in flight, queued, held, when the last one ended),
+which the manager reads to drain a stop and to report, and stops instances idle for
+longer than their ``idle_timeout``.
+
+On-demand start: every request for an instance that is not ready waits in that
+instance's bounded queue (``instances.max_queued_requests``; beyond it, 503 with
+``Retry-After``). The first one starts a stopped instance (once, for all of them); none
+is let through before the backend answers its health check. A waiter whose client goes
+away is cancelled and leaves the queue. When ``max_running_instances`` is reached, the
+least recently used instance with no request in flight is stopped to make room
+(``enable_lru_eviction``); if every one is busy, one is held until its requests end (see
+``Scheduler._make_room``).
 
 A start that failed is not tried again by requests for ``FAILED_START_COOLDOWN`` seconds:
 they get the same failure at once, with ``Retry-After`` (clients such as the OpenAI SDKs
@@ -17,10 +22,12 @@ through the management API is not affected.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import math
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from llamactl.config import AppConfig
 from llamactl.errors import (
@@ -32,10 +39,11 @@ from llamactl.errors import (
 )
 from llamactl.instance import Instance, Status
 from llamactl.manager import InstanceManager
-from llamactl.manager.runtime import Failure, Readiness
+from llamactl.manager.runtime import Failure, Readiness, Signal
+from llamactl.manager.traffic import TrafficInfo
 from llamactl.proxy.policy import Admit, Evict, Hold, Refuse, Slot, Snapshot, Wait, decide
 
-__all__ = ["FAILED_START_COOLDOWN", "OnDemand"]
+__all__ = ["FAILED_START_COOLDOWN", "Requests", "Scheduler"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,44 +71,195 @@ class _Start:
         self.waiters = 0
 
 
-class OnDemand:
-    """Brings instances up for the proxy."""
+@dataclass
+class _Count:
+    """The requests of one instance."""
+
+    in_flight: int = 0
+    queued: int = 0
+    # Set while another instance waits for this one's slot: new requests queue instead
+    # of reaching the backend, so that the ones it serves can end and it can be stopped.
+    held: bool = False
+    last_end: float | None = None
+
+    @property
+    def serving(self) -> int:
+        """Requests in flight that are past the queue: the backend is serving them."""
+        return max(0, self.in_flight - self.queued)
+
+
+@dataclass
+class Requests:
+    """The requests of every instance: what the manager reads as its ``Traffic``.
+
+    ``changes`` is notified whenever a wait may be over: a request queued or unqueued, a
+    hold on or off, the last request the backend serves ended.
+    """
+
+    clock: Callable[[], float]
+    changes: Signal
+    _counts: dict[str, _Count] = field(default_factory=dict)
+
+    def count(self, name: str) -> _Count:
+        found = self._counts.get(name)
+        if found is None:
+            found = self._counts[name] = _Count()
+        return found
+
+    def info(self, name: str) -> TrafficInfo:
+        found = self._counts.get(name)
+        if found is None:
+            return TrafficInfo()
+        return TrafficInfo(found.in_flight, found.queued, found.last_end)
+
+    def begin(self, name: str) -> None:
+        self.count(name).in_flight += 1
+
+    def end(self, name: str) -> None:
+        found = self.count(name)
+        found.in_flight = max(0, found.in_flight - 1)
+        found.last_end = self.clock()
+        if found.serving == 0:  # a drain or a swap may wait for this
+            self.changes.notify()
+
+    def enter_queue(self, name: str) -> None:
+        self.count(name).queued += 1
+        self.changes.notify()
+
+    def leave_queue(self, name: str) -> None:
+        found = self.count(name)
+        found.queued = max(0, found.queued - 1)
+        self.changes.notify()
+
+    def hold(self, name: str) -> None:
+        self.count(name).held = True
+        self.changes.notify()
+
+    def release(self, name: str) -> None:
+        found = self._counts.get(name)
+        if found is not None and found.held:
+            found.held = False
+            self.changes.notify()
+
+    def is_held(self, name: str) -> bool:
+        found = self._counts.get(name)
+        return found is not None and found.held
+
+    async def drained(self, name: str, timeout: float) -> bool:
+        return await self.changes.wait_for(lambda: self.count(name).serving == 0, timeout)
+
+    def stopped(self, name: str) -> None:
+        self.release(name)  # a hold ends when the instance stops running
+
+    def forget(self, name: str) -> None:
+        self._counts.pop(name, None)
+
+
+class Scheduler:
+    """Counts the proxy's requests and brings instances up for them."""
 
     def __init__(self, manager: InstanceManager, config: AppConfig) -> None:
         self._manager = manager
         self._settings = config.instances
+        self.requests = Requests(manager.clock, manager.changes)
+        manager.use_traffic(self.requests)
         self._closing = False  # the server is stopping: no more starts, waiters answered
         self._waiting: set[asyncio.Task[None]] = set()
         self._admission = asyncio.Lock()  # one start (with its eviction) at a time
         self._starts: dict[str, _Start] = {}
         self._failed: dict[str, _FailedStart] = {}
+        self._idle_task: asyncio.Task[None] | None = None
 
     def reconfigure(self, config: AppConfig) -> None:
         """Use new limits from now on (a configuration reload)."""
         self._settings = config.instances
 
+    def start_idle_checks(self) -> None:
+        """Look for idle instances every ``Timings.idle_check`` seconds, until ``close``."""
+        self._idle_task = asyncio.create_task(self._idle_loop())
+
     def close(self) -> None:
         """The server is stopping: every request waiting for a start is answered 503 now,
-        and later ones at once, instead of waiting out the server's grace period."""
+        and later ones at once, instead of waiting out the server's grace period; the
+        idle checks end."""
         self._closing = True
+        if self._idle_task is not None:
+            self._idle_task.cancel()
         for work in list(self._waiting):
             work.cancel()
 
+    # -- request accounting -------------------------------------------------------------
+
+    def accepts(self, name: str) -> bool:
+        """Whether a new request may go to ``name`` now: ready and not held (cheap: the
+        proxy asks for every request)."""
+        return self._manager.is_ready(name) and not self.requests.is_held(name)
+
+    def begin(self, name: str) -> None:
+        """A request for ``name`` is in flight: the instance is not idle until it ends."""
+        self.requests.begin(name)
+
+    def end(self, name: str) -> None:
+        """The request ended (response complete or client gone): idle time counts from now."""
+        self.requests.end(name)
+
+    def is_held(self, name: str) -> bool:
+        return self.requests.is_held(name)
+
+    # -- idle stop ----------------------------------------------------------------------
+
+    async def check_idle(self) -> builtins.list[str]:
+        """Stop every instance idle for longer than its ``idle_timeout``; return their names."""
+        stopped = []
+        for inst in self._manager.list():
+            idle = self._idle_for(inst)
+            if idle is None:
+                continue
+            reason = f"(idle for {idle:.0f} s)"
+            if await self._manager.stop_if(inst.name, self._is_idle, reason=reason):
+                stopped.append(inst.name)
+        return stopped
+
+    def _is_idle(self, inst: Instance) -> bool:
+        return self._idle_for(inst) is not None
+
+    def _idle_for(self, inst: Instance) -> float | None:
+        """How long ``inst`` has been idle, if longer than its ``idle_timeout``."""
+        minutes = inst.options.idle_timeout or 0
+        if minutes <= 0 or inst.status is not Status.RUNNING:
+            return None
+        info = self._manager.info(inst.name)
+        if info.readiness is not Readiness.READY or info.in_flight or info.idle_seconds is None:
+            return None
+        return info.idle_seconds if info.idle_seconds >= minutes * 60 else None
+
+    async def _idle_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._manager.timings.idle_check)
+            try:
+                await self.check_idle()
+            except Exception:  # one failing stop must not end the idle checks
+                logger.exception("idle check failed")
+
+    # -- on-demand start ----------------------------------------------------------------
+
     async def ready(self, name: str) -> None:
-        """Return once ``name`` is ready for requests, or raise why it cannot be."""
-        if self._manager.accepts_requests(name):
+        """Return once ``name`` is ready for requests, or raise why it cannot be: the
+        request (already counted in flight) waits in its queue, and the instance is
+        started, room made for it, as the configuration allows."""
+        if self.accepts(name):
             return
         if self._closing:
             raise self._shutting_down(name)
         limit = self._settings.max_queued_requests
-        if self._manager.queued(name) >= limit:
+        if self.requests.count(name).queued >= limit:
             raise QueueFull(
                 f"{limit} requests already wait for instance {name} "
                 "(instances.max_queued_requests)",
                 retry_after=_QUEUE_RETRY_AFTER,
             )
         timeout = self._settings.on_demand_start_timeout or _DEFAULT_TIMEOUT
-        self._manager.enter_queue(name)
+        self.requests.enter_queue(name)
         work = asyncio.create_task(self._bring_up(name, timeout))
         self._waiting.add(work)
         try:
@@ -125,7 +284,7 @@ class OnDemand:
         finally:
             self._waiting.discard(work)
             work.cancel()
-            self._manager.leave_queue(name)
+            self.requests.leave_queue(name)
 
     @staticmethod
     def _shutting_down(name: str) -> Unavailable:
@@ -136,14 +295,14 @@ class OnDemand:
 
     async def _bring_up(self, name: str, timeout: float) -> None:
         manager = self._manager
-        while not manager.accepts_requests(name):
+        while not self.accepts(name):
             inst = manager.get(name)
             if inst.status is Status.SHUTTING_DOWN:
                 await manager.wait_until(
                     name, lambda inst, _info: inst.status is not Status.SHUTTING_DOWN, timeout
                 )
-            elif manager.is_held(name):  # another instance waits for its slot
-                await manager.wait_until(name, lambda *_: not manager.is_held(name), timeout)
+            elif self.is_held(name):  # another instance waits for its slot
+                await manager.wait_any(lambda: not self.is_held(name), timeout)
             elif inst.status in _OCCUPYING:
                 await self._manager.wait_ready(name, timeout)
             elif not inst.options.on_demand_start:
@@ -255,12 +414,12 @@ class OnDemand:
                             name,
                             self._settings.max_running_instances,
                         )
-                        manager.hold(busy)
+                        self.requests.hold(busy)
                         held.append(busy)
                 await self._wait_for_room(name, timeout, held)
         finally:
             for other in held:
-                manager.release(other)  # nothing to do for those that stopped
+                self.requests.release(other)  # nothing to do for those that stopped
 
     async def _wait_for_room(self, name: str, timeout: float, held: list[str]) -> None:
         """Wait until the policy has something to do other than wait."""
@@ -288,7 +447,7 @@ class OnDemand:
             ),
             limit=self._settings.max_running_instances,
             eviction=self._settings.enable_lru_eviction,
-            holding=any(manager.is_held(other) for other in held),
+            holding=any(self.is_held(other) for other in held),
         )
 
     def _slot(self, inst: Instance) -> Slot:
@@ -299,6 +458,6 @@ class OnDemand:
             ready=info.readiness is Readiness.READY,
             serving=max(0, info.in_flight - info.queued),
             queued=info.queued,
-            held=self._manager.is_held(inst.name),
+            held=self.is_held(inst.name),
             last_activity=info.last_activity,
         )
