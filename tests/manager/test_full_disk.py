@@ -99,12 +99,12 @@ async def test_a_full_disk_drops_output_but_the_backend_keeps_answering(
         assert manager.get("loud").status is Status.RUNNING
 
         filler.unlink()  # space is back
-        queue = manager.follow("loud")
+        queue = manager.owner("loud").follow()
         try:
             assert await get_health(client, port, "afterwards") == 200
             await wait_for_output(queue, "afterwards=")  # type: ignore[arg-type]
         finally:
-            manager.unfollow("loud", queue)
+            manager.owner("loud").unfollow(queue)
 
     text = log_path.read_text()
     notice = re.search(r"\[llamactl\] (\d+) bytes of output dropped: no space left on device", text)

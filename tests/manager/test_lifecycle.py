@@ -436,13 +436,8 @@ async def test_boot_reaps_leftovers_and_resumes(tmp_path: Path, db_path: Path) -
         await first.start(name)
         await first.wait_ready(name, timeout=10)
     old = {name: first.info(name).pid for name in ("kept", "plain")}
-    first._idle_task = None
-    for runtime in first._runtimes.values():  # forget the processes without stopping them
-        for task in runtime.tasks:
-            task.cancel()
-        runtime.process = None
-        if runtime.log is not None:
-            runtime.log.close()
+    for owner in first._processes.values():  # forget the processes without stopping them
+        owner.abandon()
     first_db.close()
 
     second_db = database.open(database.DatabaseSettings(path=str(db_path)))

@@ -74,7 +74,7 @@ async def test_follow_sends_past_lines_then_live_output_and_status(serve: Serve)
         )
         await stopping
     reached = await server.manager.wait_until(
-        "chatty", lambda *_: not server.manager._runtime("chatty").followers, 5
+        "chatty", lambda *_: not server.manager._process("chatty").following, 5
     )
     assert reached, "the follower was not removed after its client left"
 

@@ -1,12 +1,12 @@
 """The instance manager: the registry of instances and the backends behind them.
 
-Owns the rules (names, limits, defaults, ports, what may be deleted) and the lifecycle of
-backend processes: start, stop, restart, crash restarts, idle stop, boot and shutdown.
-Every status change is written to the injected ``Database`` (see ``persistence``: on one
+Owns the rules (names, limits, defaults, ports, what may be deleted) and the registry of
+``InstanceProcess`` owners, one per instance, which run the backends. Every status change
+an owner reports is written to the injected ``Database`` (see ``persistence``: on one
 writer thread, never on the event loop; configuration changes are awaited, status changes
 follow the manager's memory and are retried while the database refuses them). All methods
-run on one asyncio event loop; each instance has a lock, so operations on one instance
-are serialised and different instances proceed in parallel.
+run on one asyncio event loop; operations on one instance hold its owner's lock, so they
+are serialised, and different instances proceed in parallel.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import builtins
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 
-from llamactl.backends import BackendType, instance_section
 from llamactl.config import AppConfig
 from llamactl.database import Database
 from llamactl.errors import (
@@ -30,16 +30,17 @@ from llamactl.errors import (
     InstanceNotFound,
     LimitReached,
 )
-from llamactl.instance import Instance, InstanceDefaults, Options, Status, validate_name
+from llamactl.instance import Instance, Options, Status, validate_name
+from llamactl.manager import rules
+from llamactl.manager.instance_process import LOOPBACK, Environment, InstanceProcess
 from llamactl.manager.persistence import RETRY_DELAY, Persistence, PersistenceState
-from llamactl.manager.ports import PortAllocator, connect_host
+from llamactl.manager.ports import PortAllocator, connect_host, log_portless, with_port
 from llamactl.manager.reaper import reap
-from llamactl.manager.runtime import Event, Readiness, Runtime, RuntimeInfo, Signal, Timings
-from llamactl.manager.supervisor import LOOPBACK, Supervisor, backend_config
-from llamactl.manager.traffic import NoTraffic, Traffic
+from llamactl.manager.runtime import RuntimeInfo, Signal, Timings
+from llamactl.manager.traffic import Traffic
 from llamactl.transport import ConnectionPool, Transport
 
-__all__ = ["InstanceManager", "instance_defaults"]
+__all__ = ["InstanceManager"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,20 +48,6 @@ logger = logging.getLogger(__name__)
 _ACTIVE = frozenset({Status.RUNNING, Status.RESTARTING, Status.SHUTTING_DOWN})
 # These hold a slot of max_running_instances.
 _OCCUPYING = frozenset({Status.RUNNING, Status.RESTARTING})
-
-
-def instance_defaults(config: AppConfig, backend_type: BackendType) -> InstanceDefaults:
-    """The ``instances.default_*`` settings, and the backend's docker default."""
-    settings = config.instances
-    docker = backend_config(config, backend_type).docker
-    return InstanceDefaults(
-        auto_restart=settings.default_auto_restart,
-        max_restarts=settings.default_max_restarts,
-        restart_delay=settings.default_restart_delay,
-        on_demand_start=settings.default_on_demand_start,
-        idle_timeout=settings.default_idle_timeout,
-        docker_enabled=docker is not None and docker.enabled,
-    )
 
 
 class InstanceManager:
@@ -81,100 +68,55 @@ class InstanceManager:
         transport: Transport | None = None,
     ) -> None:
         """``transport``: how backends' health is probed (default: a pool of its own)."""
-        self._config = config
         self._db = db
         self._store = Persistence(db, retry_delay=db_retry_delay)
-        self._clock = clock
-        self._timings = timings or Timings()
+        self._env = Environment(
+            config=config,
+            store=self._store,
+            clock=clock,
+            timings=timings or Timings(),
+            logs_dir=Path(config.instances.logs_dir),
+            transport=transport or ConnectionPool(),
+        )
         self._instances: dict[str, Instance] = {}
+        self._processes: dict[str, InstanceProcess] = {}
         self._creating: set[str] = set()  # names whose row is being written
-        self._runtimes: dict[str, Runtime] = {}
         self._changes = Signal()  # notified whenever any instance changes
         self._ports = PortAllocator(config.instances.port_range)
-        self._traffic: Traffic = NoTraffic()
         self._loaded = False
-        self._transport = transport or ConnectionPool()
-        self._supervisor = Supervisor(
-            config,
-            self._store,
-            self,
-            clock=clock,
-            timings=self._timings,
-            logs_dir=Path(config.instances.logs_dir),
-            transport=self._transport,
-        )
 
     # -- registry -----------------------------------------------------------------------
 
     def load(self) -> None:
-        """Read every stored instance and reserve its port (no process is started).
-
-        Runs before serving, so it calls the database directly.
-        """
+        """Read every stored instance and reserve its port (no process is started); before
+        serving, so it calls the database directly."""
         self._instances = {inst.name: inst for inst in self._db.load_all()}
         for inst in self._instances.values():
-            if inst.failure is not None:  # the reason of a failure before a restart
-                self._supervisor.restore_failure(inst.name, inst.failure)
-            port = inst.options.backend_options.port
-            if port is not None and self._ports.owner(port) is None:
-                self._ports.reserve(inst.name, port)
-        portless = []
-        for name in list(self._instances):
-            try:
-                fixed = self._port_fix(name)
-                if fixed is not None:
-                    self._db.save(fixed)
-                    self._instances[name] = fixed
-            except LimitReached:  # it gets a port when it starts, if one is free then
-                portless.append(name)
-        if portless:
-            first, last = self._config.instances.port_range
-            shown = ", ".join(portless[:5]) + (", ..." if len(portless) > 5 else "")
-            logger.error(
-                "%d instances have no port because instances.port_range %d-%d is full (%s); "
-                "each gets one when it starts, if one is free by then",
-                len(portless),
-                first,
-                last,
-                shown,
-            )
+            self._processes[inst.name] = self._owner(inst)
+        fixed, portless = self._ports.settle(list(self._instances.values()))
+        for inst in fixed:
+            self._db.save(inst)
+            self._instances[inst.name] = inst
+        log_portless(portless, self._config.instances.port_range)
         self._loaded = True
 
-    def _port_fix(self, name: str) -> Instance | None:
-        """``name`` with a newly allocated port if it has none (or shares one), else None;
-        ``LimitReached``."""
-        inst = self._require(name)
-        port = inst.options.backend_options.port
-        if port is None or self._ports.owner(port) != name:
-            return self._with_port(inst, self._ports.allocate(name))
-        return None
-
-    async def _ensure_port(self, name: str) -> None:
-        """Give ``name`` a port of its own, written before anything starts on it."""
-        fixed = self._port_fix(name)
-        if fixed is None:
-            return
-        await self._persist(fixed, undo=lambda: self._ports.release(name))
-
     def reconfigure(self, config: AppConfig) -> None:
-        """Use new settings from now on: limits and defaults at once, backend commands and
-        log rotation at each instance's next start. The port range and the folders stay
-        as they were at start."""
-        self._config = config
-        self._supervisor.reconfigure(config)
+        """Use new settings: limits and defaults at once, backend commands and log rotation
+        at each next start. The port range and the folders stay as they were."""
+        self._env.config = config
 
     def use_traffic(self, traffic: Traffic) -> None:
         """Read the requests of the instances from ``traffic`` (the proxy's scheduler):
         stops wait for those a backend serves, and ``info`` shows them."""
-        self._traffic = traffic
+        self._env.traffic = traffic
 
     @property
     def clock(self) -> Callable[[], float]:
-        return self._clock
+        return self._env.clock
 
     @property
     def timings(self) -> Timings:
-        return self._timings
+        return self._env.timings
 
     @property
     def changes(self) -> Signal:
@@ -182,34 +124,31 @@ class InstanceManager:
         of ``wait_any`` looks at changes."""
         return self._changes
 
-    async def drained(self, name: str, timeout: float) -> bool:
-        """(For the supervisor.) Wait until the backend of ``name`` serves no request."""
-        return await self._traffic.drained(name, timeout)
-
-    def defaults_for(self, backend_type: BackendType) -> InstanceDefaults:
-        return instance_defaults(self._config, backend_type)
+    @property
+    def _config(self) -> AppConfig:
+        return self._env.config
 
     def list(self) -> list[Instance]:
         """Every instance, sorted by name."""
         return [self._instances[name] for name in sorted(self._instances)]
 
     def get(self, name: str) -> Instance:
-        return self._require(name)
+        try:
+            return self._instances[name]
+        except KeyError:
+            raise InstanceNotFound(name) from None
+
+    def exists(self, name: str) -> bool:
+        return name in self._instances
 
     def is_ready(self, name: str) -> bool:
         """Whether requests may be forwarded to ``name`` now (cheap: the proxy asks often)."""
-        inst = self._instances.get(name)
-        runtime = self._runtimes.get(name)
-        return (
-            inst is not None
-            and inst.status is Status.RUNNING
-            and runtime is not None
-            and runtime.readiness is Readiness.READY
-        )
+        owner = self._processes.get(name)
+        return owner is not None and owner.ready
 
     def address(self, name: str) -> tuple[str, int]:
         """Where the backend of ``name`` listens, from its current options (never cached)."""
-        options = self._require(name).options.backend_options
+        options = self.get(name).options.backend_options
         assert options.port is not None, "every instance holds a port"
         return connect_host(options.host or LOOPBACK), options.port
 
@@ -221,30 +160,30 @@ class InstanceManager:
 
     def info(self, name: str) -> RuntimeInfo:
         """Readiness, process, failure and request accounting of an instance."""
-        self._require(name)
-        return self._runtime(name).snapshot(self._traffic.info(name), self._clock())
+        return self._process(name).info(self.clock())
 
     def log_path(self, name: str) -> Path:
-        return self._supervisor.log_path(name)
+        return self._env.logs_dir / f"{name}.log"
 
     async def create(self, name: str, options: Options | Mapping[str, object]) -> Instance:
         """Create a stopped instance with the configured defaults and a port."""
         validate_name(name)
-        completed = self._complete(options)
+        completed = rules.complete(self._config, options)
         if name in self._instances or name in self._creating:
             raise InstanceExists(name)
-        self._check_instance_limit()
-        port = self._claim_port(name, completed.backend_options.port)
+        rules.check_instance_limit(self._config, len(self._instances) + len(self._creating))
+        port = self._ports.claim(name, completed.backend_options.port)
         inst = Instance(
             name=name,
             created=int(time.time()),
             status=Status.STOPPED,
-            options=self._with_port_options(completed, port),
+            options=with_port(completed, port),
         )
 
         def created() -> None:
             self._creating.discard(name)
             self._instances[name] = inst
+            self._processes[name] = self._owner(inst)
 
         def refused() -> None:
             self._creating.discard(name)
@@ -259,47 +198,36 @@ class InstanceManager:
 
         Leaving the port out keeps the current one.
         """
-        completed = self._complete(options)
-        runtime = self._runtime(name)
-        async with runtime.lock:
-            current = self._require(name)
+        completed = rules.complete(self._config, options)
+        async with self._locked(name) as owner:
+            current = self.get(name)
             was_active = current.status in _OCCUPYING
-            port = completed.backend_options.port or current.options.backend_options.port
-            if port is None:  # it never got one (the range was full when it was loaded)
-                port = self._ports.allocate(name)
-            elif port != current.options.backend_options.port:
-                self._ports.reserve(name, port)
-            new_options = dataclasses.replace(
-                self._with_port_options(completed, port), nodes=current.options.nodes
-            )
             old_port = current.options.backend_options.port
+            port = self._ports.claim(name, completed.backend_options.port or old_port)
+            new_options = dataclasses.replace(
+                with_port(completed, port), nodes=current.options.nodes
+            )
             try:
                 if was_active:
-                    await self._stop_locked(name, "to restart with its new options")
-            except BaseException:
-                self._release_other_ports(name, keep=old_port)
-                await self._settle(name)
-                raise
-            try:
+                    await owner.stop("to restart with its new options")
                 await self._persist(
-                    self._require(name).with_options(new_options),
-                    then=lambda: self._release_other_ports(name, keep=port),
-                    undo=lambda: self._release_other_ports(name, keep=old_port),
+                    self.get(name).with_options(new_options),
+                    then=lambda: self._ports.keep_only(name, port),
+                    undo=lambda: self._ports.keep_only(name, old_port),
                 )
+            except BaseException:
+                self._ports.keep_only(name, old_port)
+                raise
             finally:
                 await self._settle(name)
             if was_active:
-                try:
-                    await self._supervisor.launch(name, fresh=True)
-                finally:
-                    await self._settle(name)
-            return self._require(name)
+                await self._launch(owner)
+            return self.get(name)
 
     async def delete(self, name: str) -> None:
         """Delete an instance; refused while its backend may be running."""
-        runtime = self._runtime(name)
-        async with runtime.lock:
-            inst = self._require(name)
+        async with self._locked(name) as owner:
+            inst = self.get(name)
             if inst.status in _ACTIVE:
                 raise Conflict(
                     f"instance {name} is {inst.status.value}: stop it before deleting it"
@@ -307,11 +235,10 @@ class InstanceManager:
 
             def deleted() -> None:
                 del self._instances[name]
+                del self._processes[name]
                 self._ports.release(name)
-                self._runtimes.pop(name, None)
-                self._traffic.forget(name)
-                runtime.publish("deleted", {"name": name})
-                runtime.end_followers()  # their streams end: nothing more will come
+                self._env.traffic.forget(name)
+                owner.deleted()  # follow streams end: nothing more will come
 
             await self._store.delete(name, then=deleted)
 
@@ -319,20 +246,14 @@ class InstanceManager:
 
     async def start(self, name: str) -> Instance:
         """Start the backend; returns once the process is up (not when it is ready)."""
-        runtime = self._runtime(name)
-        async with runtime.lock:
-            inst = self._require(name)
+        async with self._locked(name) as owner:
+            inst = self.get(name)
             if inst.status in _OCCUPYING:
                 return inst
             if inst.status is Status.SHUTTING_DOWN:
                 raise Conflict(f"instance {name} is shutting down: wait until it has stopped")
-            self._check_running_limit()
-            await self._ensure_port(name)
-            try:
-                await self._supervisor.launch(name, fresh=True)
-            finally:
-                await self._settle(name)
-            return self._require(name)
+            await self._launch(owner)
+            return self.get(name)
 
     async def stop(self, name: str, *, reason: str | None = None) -> Instance:
         """Stop the backend (waiting for requests in flight, within bounds). It stops even
@@ -340,50 +261,39 @@ class InstanceManager:
 
         ``reason`` completes the log line ("stopped to make room for b").
         """
-        runtime = self._runtime(name)
-        async with runtime.lock:
-            self._require(name)
-            try:
-                await self._stop_locked(name, reason)
-            finally:
-                await self._settle(name)
-            return self._require(name)
+        async with self._locked(name) as owner:
+            await self._stop(owner, reason)
+            return self.get(name)
+
+    async def stop_if(self, name: str, condition: Callable[[Instance], bool], reason: str) -> bool:
+        """Stop ``name`` if ``condition(instance)`` still holds once its lock is taken;
+        whether it did (not if it was deleted meanwhile)."""
+        try:
+            async with self._locked(name) as owner:
+                if condition(self.get(name)):
+                    await self._stop(owner, reason)
+                    return True
+        except InstanceNotFound:
+            pass
+        return False
 
     async def restart(self, name: str) -> Instance:
-        runtime = self._runtime(name)
-        async with runtime.lock:
-            self._require(name)
-            try:
-                await self._stop_locked(name, "to restart")
-                self._check_running_limit()
-                await self._ensure_port(name)
-                await self._supervisor.launch(name, fresh=True)
-            finally:
-                await self._settle(name)
-            return self._require(name)
+        async with self._locked(name) as owner:
+            await self._stop(owner, "to restart")
+            await self._launch(owner)
+            return self.get(name)
 
     async def wait_ready(self, name: str, timeout: float) -> Instance:
         """Wait until the backend answers its health check; ``BackendFailed`` if it cannot."""
-        runtime = self._runtime(name)
-
-        def settled() -> bool:
-            inst = self._require(name)
-            return inst.status not in _OCCUPYING or runtime.readiness is Readiness.READY
-
-        if not await runtime.wait_for(settled, timeout):
-            raise BackendFailed(f"instance {name} did not become ready within {timeout:g} s")
-        inst = self._require(name)
-        if inst.status is not Status.RUNNING:
-            failure = runtime.failure.reason if runtime.failure else inst.status.value
-            raise BackendFailed(f"instance {name} is not running: {failure}")
-        return inst
+        await self._process(name).wait_ready(timeout)
+        return self.get(name)
 
     async def wait_until(
         self, name: str, condition: Callable[[Instance, RuntimeInfo], bool], timeout: float
     ) -> bool:
         """Wait until ``condition(instance, info)`` holds; False if ``timeout`` passes first."""
         return await self._changes.wait_for(
-            lambda: condition(self._require(name), self.info(name)), timeout
+            lambda: condition(self.get(name), self.info(name)), timeout
         )
 
     async def wait_any(self, condition: Callable[[], bool], timeout: float) -> bool:
@@ -391,30 +301,16 @@ class InstanceManager:
         False if ``timeout`` passes first."""
         return await self._changes.wait_for(condition, timeout)
 
-    async def stop_if(self, name: str, condition: Callable[[Instance], bool], reason: str) -> bool:
-        """Stop ``name`` if ``condition(instance)`` still holds once its lock is taken;
-        whether it did (not if it was deleted meanwhile)."""
-        runtime = self._runtime(name)
-        async with runtime.lock:
-            if name not in self._instances or not condition(self._instances[name]):
-                return False
-            try:
-                await self._stop_locked(name, reason)
-            finally:
-                await self._settle(name)
-            return True
-
     # -- boot and shutdown --------------------------------------------------------------
 
     async def boot(self) -> None:
-        """Load, reap what a crashed run left, resume instances, start the idle check."""
+        """Load, reap what a crashed run left, resume instances."""
         if not self._loaded:
             self.load()
         recorded = await self._store.call(self._db.recorded_processes)
-        for name in await reap(recorded, self._timings.reap_timeout):
+        for name in await reap(recorded, self.timings.reap_timeout):
             logger.warning("reaped the backend of %s left by a previous run", name)
-        for entry in recorded:
-            self._store.defer_forget(entry.instance_name)
+        self._store.forget_all(recorded)
         for name in self._resume_or_stop():
             try:
                 await self.start(name)
@@ -429,16 +325,16 @@ class InstanceManager:
             if inst.status not in _ACTIVE:
                 continue
             if inst.status in _OCCUPYING and inst.options.auto_restart:
-                self._instances[name] = inst.with_status(Status.STOPPED)  # not persisted
+                # Stopped in memory only: the row says "running" until the start writes.
+                self._instances[name] = inst.with_status(Status.STOPPED)
                 resume.append(name)
-            else:
-                self._set_status(name, Status.STOPPED)
+            self._processes[name].mark_stopped()
         return resume
 
     async def shutdown(self) -> None:
         """Stop every backend concurrently. Rows keep their status, so a boot resumes them."""
-        await asyncio.gather(*(self._supervisor.halt(name) for name in list(self._runtimes)))
-        self._transport.close()
+        await asyncio.gather(*(owner.halt() for owner in list(self._processes.values())))
+        self._env.transport.close()
         await self._store.close()
 
     def persistence(self) -> PersistenceState:
@@ -451,91 +347,77 @@ class InstanceManager:
         if error is not None:
             raise error
 
-    async def _settle(self, name: str) -> None:
-        """Write the pending changes of ``name`` before answering; a failure is kept for
-        the retries (and reported by ``persistence``), not raised: the lifecycle operation
-        itself went through and the process stays supervised."""
-        await self._store.flush(name)
-
-    # -- starting and stopping processes ------------------------------------------------
-
-    async def _stop_locked(self, name: str, reason: str | None = None) -> None:
-        """Stop ``name`` with its lock held (see ``Supervisor.stop``)."""
-        await self._supervisor.stop(name, reason)
-
-    # -- helpers ------------------------------------------------------------------------
-
-    # The supervisor's view of the manager (its Host).
-
-    def exists(self, name: str) -> bool:
-        return name in self._instances
-
-    def instance(self, name: str) -> Instance:
-        return self._require(name)
-
-    def runtime(self, name: str) -> Runtime:
-        return self._runtime(name)
-
-    def set_status(self, name: str, status: Status) -> None:
-        self._set_status(name, status)
-
-    def publish_status(self, name: str) -> None:
-        runtime = self._runtime(name)
-        runtime.notify()
-        runtime.publish("status", self._status_event(name))
-
-    def _status_event(self, name: str) -> dict[str, object]:
-        readiness = self._runtime(name).readiness
-        return {
-            "status": self._require(name).status.value,
-            "readiness": readiness.value if readiness else None,
-        }
-
-    # Following an instance's log and status.
-
-    def follow(self, name: str) -> asyncio.Queue[Event | None]:
-        """A queue of ``("log", {"text"})`` and ``("status", {...})`` events for ``name``,
-        and a last ``("deleted", {"name"})`` if it is deleted; ``None`` ends it (deleted,
-        the server is stopping, or the follower fell too far behind). Call ``unfollow``
-        after."""
-        self._require(name)
-        return self._runtime(name).follow()
-
-    def unfollow(self, name: str, queue: asyncio.Queue[Event | None]) -> None:
-        runtime = self._runtimes.get(name)
-        if runtime is not None:
-            runtime.unfollow(queue)
+    def owner(self, name: str) -> InstanceProcess:
+        """The owner of the backend of ``name``, to follow its log and status (start and
+        stop go through the manager, which keeps the limits and the ports)."""
+        return self._process(name)
 
     def end_followers(self) -> None:
         """End every follow stream (the server is stopping)."""
-        for runtime in self._runtimes.values():
-            runtime.end_followers()
+        for owner in self._processes.values():
+            owner.end_followers()
 
-    def status_event(self, name: str) -> dict[str, object]:
-        """The current status and readiness, as a follower's ``status`` event carries them."""
-        return self._status_event(name)
+    # -- helpers ------------------------------------------------------------------------
 
-    def _runtime(self, name: str) -> Runtime:
-        runtime = self._runtimes.get(name)
-        if runtime is None:
-            runtime = self._runtimes[name] = Runtime(on_change=self._changes.notify)
-        return runtime
+    def _owner(self, inst: Instance) -> InstanceProcess:
+        return InstanceProcess(
+            inst.name, self._env, self._changed, status=inst.status, failure=inst.failure
+        )
 
-    def _set_status(self, name: str, status: Status) -> None:
-        """Persist ``status`` with the runtime's failure (so that it survives a restart)."""
-        inst = self._require(name)
-        runtime = self._runtime(name)
-        if status is not Status.RUNNING:
-            self._traffic.stopped(name)
-        changed = inst.status is not status
-        if changed or inst.failure != runtime.failure:
-            moved = (inst.with_status(status) if changed else inst).with_failure(runtime.failure)
-            self._instances[name] = moved
-            self._store.defer_save(moved)
-        if changed:
-            self.publish_status(name)
-        else:
-            runtime.notify()
+    def _process(self, name: str) -> InstanceProcess:
+        try:
+            return self._processes[name]
+        except KeyError:
+            raise InstanceNotFound(name) from None
+
+    @asynccontextmanager
+    async def _locked(self, name: str) -> AsyncIterator[InstanceProcess]:
+        """The owner of ``name`` with its lock held; ``InstanceNotFound`` if it is gone
+        (before, or while waiting for the lock)."""
+        owner = self._process(name)
+        async with owner.lock:
+            if self._processes.get(name) is not owner:
+                raise InstanceNotFound(name)
+            yield owner
+
+    def _changed(self, owner: InstanceProcess) -> None:
+        """An owner's report: store its status and failure (so that they survive a
+        restart) when they moved, and wake everything waiting."""
+        name = owner.name
+        inst = self._instances.get(name)
+        if inst is not None and self._processes.get(name) is owner:
+            if owner.status is not Status.RUNNING:
+                self._env.traffic.stopped(name)
+            if inst.status is not owner.status:
+                inst = inst.with_status(owner.status)
+            if inst is not self._instances[name] or inst.failure != owner.failure:
+                self._instances[name] = inst = inst.with_failure(owner.failure)
+                self._store.defer_save(inst)
+        self._changes.notify()
+
+    async def _launch(self, owner: InstanceProcess) -> None:
+        """Start the backend of ``owner`` (lock held) within the limits, on a port of its
+        own (written before anything starts on it)."""
+        name = owner.name
+        try:
+            rules.check_running_limit(self._config, self.running_count())
+            fixed = self._ports.fix(self.get(name))
+            if fixed is not None:
+                await self._persist(fixed, undo=lambda: self._ports.release(name))
+            await owner.start(self.get(name).options)
+        finally:
+            await self._settle(name)
+
+    async def _stop(self, owner: InstanceProcess, reason: str | None) -> None:
+        try:
+            await owner.stop(reason)
+        finally:
+            await self._settle(owner.name)
+
+    async def _settle(self, name: str) -> None:
+        """Write the pending changes of ``name`` before answering; a failure is kept for
+        the retries (reported by ``persistence``), not raised: the operation went through."""
+        await self._store.flush(name)
 
     async def _persist(
         self,
@@ -553,47 +435,3 @@ class InstanceManager:
                 then()
 
         await self._store.save(inst, then=written, undo=undo)
-
-    def _complete(self, options: Options | Mapping[str, object]) -> Options:
-        if not isinstance(options, Options):
-            options = Options.from_json(options)
-        instance_section(self._config.backends, options.backend_options)  # refuses if none
-        return options.with_defaults(self.defaults_for(options.backend_type))
-
-    def _claim_port(self, name: str, port: int | None) -> int:
-        if port is None:
-            return self._ports.allocate(name)
-        self._ports.reserve(name, port)
-        return port
-
-    def _release_other_ports(self, name: str, keep: int | None) -> None:
-        self._ports.release(name)
-        if keep is not None:
-            self._ports.reserve(name, keep)
-
-    @staticmethod
-    def _with_port_options(options: Options, port: int) -> Options:
-        return dataclasses.replace(
-            options, backend_options=options.backend_options.replace(port=port)
-        )
-
-    def _with_port(self, inst: Instance, port: int) -> Instance:
-        return inst.with_options(self._with_port_options(inst.options, port))
-
-    def _require(self, name: str) -> Instance:
-        try:
-            return self._instances[name]
-        except KeyError:
-            raise InstanceNotFound(name) from None
-
-    def _check_instance_limit(self) -> None:
-        limit = self._config.instances.max_instances
-        if limit >= 0 and len(self._instances) + len(self._creating) >= limit:
-            raise LimitReached(f"maximum number of instances ({limit}) reached")
-
-    def _check_running_limit(self) -> None:
-        limit = self._config.instances.max_running_instances
-        if limit >= 0 and self.running_count() >= limit:
-            raise LimitReached(
-                f"maximum number of running instances ({limit}) reached: stop one first"
-            )

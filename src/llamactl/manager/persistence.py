@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
@@ -176,6 +176,10 @@ class Persistence:
     def defer_forget(self, name: str) -> None:
         self._processes[name] = (next(self._generations), None)
         self._kick()
+
+    def forget_all(self, entries: Iterable[ProcessRecord]) -> None:
+        for entry in entries:
+            self.defer_forget(entry.instance_name)
 
     def state(self) -> PersistenceState:
         error = self._error.message if self._error is not None else None

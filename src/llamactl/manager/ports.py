@@ -6,12 +6,17 @@ across restarts. An explicit port may lie outside the range; it only has to be u
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from llamactl.errors import Conflict, LimitReached
+from llamactl.instance import Instance, Options
 
-__all__ = ["PortAllocator", "is_port_free"]
+__all__ = ["PortAllocator", "connect_host", "is_port_free", "log_portless", "with_port"]
+
+logger = logging.getLogger(__name__)
 
 
 def is_port_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -61,6 +66,64 @@ class PortAllocator:
         """Free every port that ``name`` holds."""
         for port in [port for port, holder in self._owners.items() if holder == name]:
             del self._owners[port]
+
+    def claim(self, name: str, port: int | None) -> int:
+        """Reserve ``port`` for ``name``, or allocate one if it is ``None``."""
+        if port is None:
+            return self.allocate(name)
+        self.reserve(name, port)
+        return port
+
+    def keep_only(self, name: str, port: int | None) -> None:
+        """Free the ports of ``name`` other than ``port``."""
+        self.release(name)
+        if port is not None:
+            self.reserve(name, port)
+
+    def fix(self, inst: Instance) -> Instance | None:
+        """``inst`` with a newly allocated port if it has none (or shares one), else
+        ``None``; ``LimitReached`` if the range is full."""
+        port = inst.options.backend_options.port
+        if port is None or self.owner(port) != inst.name:
+            return inst.with_options(with_port(inst.options, self.allocate(inst.name)))
+        return None
+
+    def settle(self, instances: Sequence[Instance]) -> tuple[list[Instance], list[str]]:
+        """Reserve the stored ports (the first instance to hold one keeps it) and give
+        the others one: the instances whose port changed, and those left without one
+        because the range is full (each gets one when it starts, if one is free then)."""
+        for inst in instances:
+            port = inst.options.backend_options.port
+            if port is not None and self.owner(port) is None:
+                self.reserve(inst.name, port)
+        fixed, portless = [], []
+        for inst in instances:
+            try:
+                moved = self.fix(inst)
+            except LimitReached:
+                portless.append(inst.name)
+                continue
+            if moved is not None:
+                fixed.append(moved)
+        return fixed, portless
+
+
+def with_port(options: Options, port: int) -> Options:
+    return dataclasses.replace(options, backend_options=options.backend_options.replace(port=port))
+
+
+def log_portless(names: Sequence[str], port_range: tuple[int, int]) -> None:
+    """Say which instances have no port because the range is full (if any)."""
+    if not names:
+        return
+    shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+    logger.error(
+        "%d instances have no port because instances.port_range %d-%d is full (%s); "
+        "each gets one when it starts, if one is free by then",
+        len(names),
+        *port_range,
+        shown,
+    )
 
 
 def connect_host(host: str) -> str:

@@ -1,23 +1,29 @@
-"""What the manager knows about an instance beyond its stored row: never persisted.
+"""The vocabulary of what is known about an instance beyond its stored row.
 
-Readiness (from the backend's health endpoint), the process, the failure reason (the one
-exception: the manager stores it with every status change, and restores it at load) and
-the consecutive automatic restarts. The requests are the scheduler's (``traffic``).
+Readiness (from the backend's health endpoint), the snapshot the API shows, the
+intervals the manager works with, a change signal, and the followers of an instance's
+log and status. ``instance_process`` owns the values; the requests are the scheduler's.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 from llamactl.instance import Failure
-from llamactl.manager.logs import InstanceLog
-from llamactl.manager.process import BackendProcess
-from llamactl.manager.traffic import TrafficInfo
 
-__all__ = ["FOLLOW_BACKLOG", "Event", "Failure", "Readiness", "Runtime", "RuntimeInfo", "Timings"]
+__all__ = [
+    "FOLLOW_BACKLOG",
+    "Event",
+    "Failure",
+    "Followers",
+    "Readiness",
+    "RuntimeInfo",
+    "Signal",
+    "Timings",
+]
 
 FOLLOW_BACKLOG = 1000
 Event = tuple[str, dict[str, object]]
@@ -84,81 +90,35 @@ class RuntimeInfo:
     idle_seconds: float | None  # since then; None while a request is in flight or stopped
 
 
-@dataclass
-class Runtime:
-    """The mutable state of one instance, owned by the manager's event loop."""
+class Followers:
+    """The followers of an instance's log and status, each with its queue of events."""
 
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    process: BackendProcess | None = None
-    log: InstanceLog | None = None
-    readiness: Readiness | None = None
-    # Notified on every change of status, readiness or requests in flight, so that
-    # waiters wake up and look again.
-    changed: Signal = field(default_factory=Signal)
-    ready_since: float | None = None
-    # Clock time of the start of the process, then of its first readiness: idle time
-    # counts from it (or from the end of a later request).
-    active_since: float | None = None
-    failure: Failure | None = None
-    restarts: int = 0
-    stopping: bool = False
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    restart_task: asyncio.Task[None] | None = None
-    # Followers of the instance's log and status (see ``publish``).
-    followers: set[asyncio.Queue[Event | None]] = field(default_factory=set)
-    # Called on every ``notify``: the manager's signal that some instance changed.
-    on_change: Callable[[], None] | None = None
+    def __init__(self) -> None:
+        self._queues: set[asyncio.Queue[Event | None]] = set()
 
     def publish(self, kind: str, data: dict[str, object]) -> None:
         """Hand an event to every follower. One that is ``FOLLOW_BACKLOG`` events behind
         is dropped (it gets ``None``, the end of its stream) rather than holding memory."""
-        for queue in list(self.followers):
+        for queue in list(self._queues):
             if queue.qsize() >= FOLLOW_BACKLOG:
-                self.followers.discard(queue)
+                self._queues.discard(queue)
                 queue.put_nowait(None)
             else:
                 queue.put_nowait((kind, data))
 
+    def __len__(self) -> int:
+        return len(self._queues)
+
     def follow(self) -> asyncio.Queue[Event | None]:
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
-        self.followers.add(queue)
+        self._queues.add(queue)
         return queue
 
     def unfollow(self, queue: asyncio.Queue[Event | None]) -> None:
-        self.followers.discard(queue)
-        self.notify()
+        self._queues.discard(queue)
 
-    def end_followers(self) -> None:
+    def end(self) -> None:
         """End every follower's stream (``None``) and forget them."""
-        for queue in list(self.followers):
+        for queue in list(self._queues):
             queue.put_nowait(None)
-        self.followers.clear()
-
-    def notify(self) -> None:
-        """Wake everything waiting for a change of this instance."""
-        self.changed.notify()
-        if self.on_change is not None:
-            self.on_change()
-
-    async def wait_for(self, done: Callable[[], bool], timeout: float) -> bool:
-        """Wait until ``done()``, looking again at every change; False after ``timeout`` s."""
-        return await self.changed.wait_for(done, timeout)
-
-    def snapshot(self, traffic: TrafficInfo, now: float) -> RuntimeInfo:
-        times = [t for t in (self.active_since, traffic.last_end) if t is not None]
-        last_activity = max(times) if times else None
-        idle = (
-            max(0.0, now - last_activity)
-            if last_activity is not None and traffic.in_flight == 0 and self.process is not None
-            else None
-        )
-        return RuntimeInfo(
-            readiness=self.readiness,
-            pid=self.process.pid if self.process else None,
-            failure=self.failure,
-            restarts=self.restarts,
-            in_flight=traffic.in_flight,
-            queued=traffic.queued,
-            last_activity=last_activity,
-            idle_seconds=idle,
-        )
+        self._queues.clear()

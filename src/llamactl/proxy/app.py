@@ -34,7 +34,7 @@ from llamactl.errors import (
 )
 from llamactl.instance import Instance, validate_name
 from llamactl.manager import InstanceManager
-from llamactl.manager.supervisor import backend_config
+from llamactl.manager.instance_process import backend_config
 from llamactl.proxy import jsonscan
 from llamactl.proxy.asgi import (
     ClientGone,

@@ -181,15 +181,15 @@ async def follow_logs(
     until the client leaves, the server stops, or the instance is deleted (after an
     ``event: deleted``).
     """
-    manager = services.manager
+    owner = services.manager.owner(name)
     count = _FOLLOW_LINES if lines is None else _line_count(lines)
-    queue = manager.follow(name)  # before reading the past: nothing is missed between
+    queue = owner.follow()  # before reading the past: nothing is missed between
 
     async def events() -> AsyncIterator[bytes]:
         try:
-            past = await anyio.to_thread.run_sync(tail_lines, manager.log_path(name), count)
+            past = await anyio.to_thread.run_sync(tail_lines, owner.log_path(), count)
             yield _sse("log", {"text": past + "\n" if past else ""})
-            yield _sse("status", manager.status_event(name))
+            yield _sse("status", owner.status_event())
             while True:
                 try:
                     event = await asyncio.wait_for(queue.get(), _KEEP_ALIVE)
@@ -200,7 +200,7 @@ async def follow_logs(
                     return
                 yield _sse(*event)
         finally:
-            manager.unfollow(name, queue)
+            owner.unfollow(queue)
 
     return StreamingResponse(
         events(),
