@@ -31,7 +31,7 @@ from llamactl.errors import BackendFailed, InvalidOptions
 from llamactl.instance import Options, Status
 from llamactl.manager.logs import InstanceLog
 from llamactl.manager.persistence import Persistence
-from llamactl.manager.ports import connect_host, is_port_free
+from llamactl.manager.ports import LOOPBACK, connect_host, is_port_free
 from llamactl.manager.process import BackendProcess, ExitStatus, spawn
 from llamactl.manager.processinfo import process_start_ticks
 from llamactl.manager.runtime import (
@@ -52,7 +52,6 @@ logger = logging.getLogger(__name__)
 # One INFO line per lifecycle event of an instance (start, ready, exit, restart, stop).
 events = logging.getLogger("llamactl")
 
-LOOPBACK = "127.0.0.1"
 FAILURE_LINES = 20
 _OCCUPYING = frozenset({Status.RUNNING, Status.RESTARTING})
 

@@ -32,10 +32,11 @@ from llamactl.errors import (
 )
 from llamactl.instance import Instance, Options, Status, validate_name
 from llamactl.manager import rules
-from llamactl.manager.instance_process import LOOPBACK, Environment, InstanceProcess
+from llamactl.manager.instance_process import Environment, InstanceProcess
 from llamactl.manager.persistence import RETRY_DELAY, Persistence, PersistenceState
-from llamactl.manager.ports import PortAllocator, connect_host, log_portless, with_port
+from llamactl.manager.ports import with_port
 from llamactl.manager.reaper import reap
+from llamactl.manager.registry import OCCUPYING, Registry
 from llamactl.manager.runtime import RuntimeInfo, Signal, Timings
 from llamactl.manager.traffic import Traffic
 from llamactl.transport import ConnectionPool, Transport
@@ -46,8 +47,7 @@ logger = logging.getLogger(__name__)
 
 # A backend process may be alive in these statuses: such an instance cannot be deleted.
 _ACTIVE = frozenset({Status.RUNNING, Status.RESTARTING, Status.SHUTTING_DOWN})
-# These hold a slot of max_running_instances.
-_OCCUPYING = frozenset({Status.RUNNING, Status.RESTARTING})
+_OCCUPYING = OCCUPYING  # these hold a slot of max_running_instances
 
 
 class InstanceManager:
@@ -78,11 +78,9 @@ class InstanceManager:
             logs_dir=Path(config.instances.logs_dir),
             transport=transport or ConnectionPool(),
         )
-        self._instances: dict[str, Instance] = {}
+        self._registry = Registry(db, self._store, config.instances.port_range)
         self._processes: dict[str, InstanceProcess] = {}
-        self._creating: set[str] = set()  # names whose row is being written
         self._changes = Signal()  # notified whenever any instance changes
-        self._ports = PortAllocator(config.instances.port_range)
         self._loaded = False
 
     # -- registry -----------------------------------------------------------------------
@@ -90,14 +88,7 @@ class InstanceManager:
     def load(self) -> None:
         """Read every stored instance and reserve its port (no process is started); before
         serving, so it calls the database directly."""
-        self._instances = {inst.name: inst for inst in self._db.load_all()}
-        for inst in self._instances.values():
-            self._processes[inst.name] = self._owner(inst)
-        fixed, portless = self._ports.settle(list(self._instances.values()))
-        for inst in fixed:
-            self._db.save(inst)
-            self._instances[inst.name] = inst
-        log_portless(portless, self._config.instances.port_range)
+        self._processes = {inst.name: self._owner(inst) for inst in self._registry.load()}
         self._loaded = True
 
     def reconfigure(self, config: AppConfig) -> None:
@@ -130,16 +121,13 @@ class InstanceManager:
 
     def list(self) -> list[Instance]:
         """Every instance, sorted by name."""
-        return [self._instances[name] for name in sorted(self._instances)]
+        return self._registry.list()
 
     def get(self, name: str) -> Instance:
-        try:
-            return self._instances[name]
-        except KeyError:
-            raise InstanceNotFound(name) from None
+        return self._registry.get(name)
 
     def exists(self, name: str) -> bool:
-        return name in self._instances
+        return self._registry.exists(name)
 
     def is_ready(self, name: str) -> bool:
         """Whether requests may be forwarded to ``name`` now (cheap: the proxy asks often)."""
@@ -148,15 +136,11 @@ class InstanceManager:
 
     def address(self, name: str) -> tuple[str, int]:
         """Where the backend of ``name`` listens, from its current options (never cached)."""
-        options = self.get(name).options.backend_options
-        assert options.port is not None, "every instance holds a port"
-        return connect_host(options.host or LOOPBACK), options.port
+        return self._registry.address(name)
 
     def running_count(self, exclude: str | None = None) -> int:
         """Instances holding a slot of ``max_running_instances`` (running or restarting)."""
-        return sum(
-            inst.status in _OCCUPYING for name, inst in self._instances.items() if name != exclude
-        )
+        return self._registry.running_count(exclude)
 
     def info(self, name: str) -> RuntimeInfo:
         """Readiness, process, failure and request accounting of an instance."""
@@ -169,29 +153,14 @@ class InstanceManager:
         """Create a stopped instance with the configured defaults and a port."""
         validate_name(name)
         completed = rules.complete(self._config, options)
-        if name in self._instances or name in self._creating:
+        if self._registry.taken(name):
             raise InstanceExists(name)
-        rules.check_instance_limit(self._config, len(self._instances) + len(self._creating))
-        port = self._ports.claim(name, completed.backend_options.port)
-        inst = Instance(
-            name=name,
-            created=int(time.time()),
-            status=Status.STOPPED,
-            options=with_port(completed, port),
-        )
+        rules.check_instance_limit(self._config, self._registry.count())
 
-        def created() -> None:
-            self._creating.discard(name)
-            self._instances[name] = inst
+        def created(inst: Instance) -> None:
             self._processes[name] = self._owner(inst)
 
-        def refused() -> None:
-            self._creating.discard(name)
-            self._ports.release(name)
-
-        self._creating.add(name)
-        await self._store.save(inst, then=created, undo=refused)
-        return inst
+        return await self._registry.add(name, completed, then=created)
 
     async def update(self, name: str, options: Options | Mapping[str, object]) -> Instance:
         """Replace the options (nodes are kept); a running instance restarts with them.
@@ -203,20 +172,21 @@ class InstanceManager:
             current = self.get(name)
             was_active = current.status in _OCCUPYING
             old_port = current.options.backend_options.port
-            port = self._ports.claim(name, completed.backend_options.port or old_port)
+            ports = self._registry.ports
+            port = ports.claim(name, completed.backend_options.port or old_port)
             new_options = dataclasses.replace(
                 with_port(completed, port), nodes=current.options.nodes
             )
             try:
                 if was_active:
                     await owner.stop("to restart with its new options")
-                await self._persist(
+                await self._registry.write(
                     self.get(name).with_options(new_options),
-                    then=lambda: self._ports.keep_only(name, port),
-                    undo=lambda: self._ports.keep_only(name, old_port),
+                    then=lambda: ports.keep_only(name, port),
+                    undo=lambda: ports.keep_only(name, old_port),
                 )
             except BaseException:
-                self._ports.keep_only(name, old_port)
+                ports.keep_only(name, old_port)
                 raise
             finally:
                 await self._settle(name)
@@ -234,13 +204,11 @@ class InstanceManager:
                 )
 
             def deleted() -> None:
-                del self._instances[name]
                 del self._processes[name]
-                self._ports.release(name)
                 self._env.traffic.forget(name)
                 owner.deleted()  # follow streams end: nothing more will come
 
-            await self._store.delete(name, then=deleted)
+            await self._registry.remove(name, then=deleted)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -321,14 +289,13 @@ class InstanceManager:
     def _resume_or_stop(self) -> builtins.list[str]:
         """Mark what cannot resume as stopped; return the instances to start again."""
         resume = []
-        for name, inst in sorted(self._instances.items()):
+        for inst in self.list():
             if inst.status not in _ACTIVE:
                 continue
             if inst.status in _OCCUPYING and inst.options.auto_restart:
-                # Stopped in memory only: the row says "running" until the start writes.
-                self._instances[name] = inst.with_status(Status.STOPPED)
-                resume.append(name)
-            self._processes[name].mark_stopped()
+                self._registry.forget_status(inst.name)  # "running" on disk until it starts
+                resume.append(inst.name)
+            self._processes[inst.name].mark_stopped()
         return resume
 
     async def shutdown(self) -> None:
@@ -383,16 +350,10 @@ class InstanceManager:
     def _changed(self, owner: InstanceProcess) -> None:
         """An owner's report: store its status and failure (so that they survive a
         restart) when they moved, and wake everything waiting."""
-        name = owner.name
-        inst = self._instances.get(name)
-        if inst is not None and self._processes.get(name) is owner:
+        if self._processes.get(owner.name) is owner:
             if owner.status is not Status.RUNNING:
-                self._env.traffic.stopped(name)
-            if inst.status is not owner.status:
-                inst = inst.with_status(owner.status)
-            if inst is not self._instances[name] or inst.failure != owner.failure:
-                self._instances[name] = inst = inst.with_failure(owner.failure)
-                self._store.defer_save(inst)
+                self._env.traffic.stopped(owner.name)
+            self._registry.take_status(owner.name, owner.status, owner.failure)
         self._changes.notify()
 
     async def _launch(self, owner: InstanceProcess) -> None:
@@ -401,9 +362,7 @@ class InstanceManager:
         name = owner.name
         try:
             rules.check_running_limit(self._config, self.running_count())
-            fixed = self._ports.fix(self.get(name))
-            if fixed is not None:
-                await self._persist(fixed, undo=lambda: self._ports.release(name))
+            await self._registry.ensure_port(name)
             await owner.start(self.get(name).options)
         finally:
             await self._settle(name)
@@ -418,20 +377,3 @@ class InstanceManager:
         """Write the pending changes of ``name`` before answering; a failure is kept for
         the retries (reported by ``persistence``), not raised: the operation went through."""
         await self._store.flush(name)
-
-    async def _persist(
-        self,
-        inst: Instance,
-        *,
-        then: Callable[[], None] | None = None,
-        undo: Callable[[], None] | None = None,
-    ) -> None:
-        """Write ``inst``, then make it the manager's truth (and run ``then``); raise if the
-        write fails (after running ``undo``). Both run even if the caller is cancelled."""
-
-        def written() -> None:
-            self._instances[inst.name] = inst
-            if then is not None:
-                then()
-
-        await self._store.save(inst, then=written, undo=undo)

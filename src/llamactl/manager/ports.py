@@ -14,7 +14,9 @@ from collections.abc import Callable, Sequence
 from llamactl.errors import Conflict, LimitReached
 from llamactl.instance import Instance, Options
 
-__all__ = ["PortAllocator", "connect_host", "is_port_free", "log_portless", "with_port"]
+__all__ = ["LOOPBACK", "PortAllocator", "connect_host", "is_port_free", "log_portless", "with_port"]
+
+LOOPBACK = "127.0.0.1"  # where backends listen unless their options say otherwise
 
 logger = logging.getLogger(__name__)
 
