@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from llamactl.backends import BackendType
-from llamactl.cli_instances import BACKENDS
-from llamactl.cli_tables import columns, format_idle
+from llamactl.cli.instances import BACKENDS
+from llamactl.cli.tables import columns, format_idle
 from tests.support.cli import Server, api_get, create
 
 SERVER_STACK = ("sqlalchemy", "alembic", "fastapi", "starlette", "uvicorn")

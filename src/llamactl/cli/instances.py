@@ -1,9 +1,9 @@
 """``llamactl instances ...``: the management API of a running server, from a shell.
 
 Each command parses its options, makes one or two ``ApiClient`` calls and prints the
-answer: aligned columns for people (``cli_tables``), ``--json`` for scripts (the server's
+answer: aligned columns for people (``tables``), ``--json`` for scripts (the server's
 JSON, indented). It holds no rules of its own: the server validates; what ``--set`` and
-``--unset`` mean is ``cli_options``. Nothing heavy is imported until a command runs (httpx
+``--unset`` mean is ``options``. Nothing heavy is imported until a command runs (httpx
 with the first request, the option tables only for create and edit), so that ``--help``
 and ``list`` start quickly. ``reports_client_errors`` is the one
 place where failures become one line on stderr and an exit code:
@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 import click
 from click.core import ParameterSource
 
-from llamactl.cli_options import Changes, apply_unsets, instance_settings
+from llamactl.cli.options import Changes, apply_unsets, instance_settings
 from llamactl.errors import ApiError, ClientError, LlamactlError, Unreachable
 
 if TYPE_CHECKING:
@@ -257,7 +257,7 @@ def instances_group(ctx: click.Context, url: str | None, api_key: str | None) ->
 @reports_client_errors
 def list_command(url: str | None, api_key: str | None, as_json: bool) -> None:
     """List every instance."""
-    from llamactl.cli_tables import instances_lines
+    from llamactl.cli.tables import instances_lines
 
     with _client(url, api_key) as api:
         instances = api.list_instances()
@@ -275,7 +275,7 @@ def list_command(url: str | None, api_key: str | None, as_json: bool) -> None:
 @reports_client_errors
 def ps_command(url: str | None, api_key: str | None, as_json: bool) -> None:
     """List the running instances: model, readiness, requests in flight, idle time."""
-    from llamactl.cli_tables import running_lines
+    from llamactl.cli.tables import running_lines
 
     with _client(url, api_key) as api:
         running = [body for body in api.list_instances() if body.get("status") == "running"]
@@ -294,7 +294,7 @@ def ps_command(url: str | None, api_key: str | None, as_json: bool) -> None:
 @reports_client_errors
 def get_command(name: str, url: str | None, api_key: str | None, as_json: bool) -> None:
     """Show one instance: status, options and, if it failed, why."""
-    from llamactl.cli_tables import instance_lines
+    from llamactl.cli.tables import instance_lines
 
     with _client(url, api_key) as api:
         body = api.get(name)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import click
 
-from llamactl.cli_instances import instances_group, ps_command
+from llamactl.cli.instances import instances_group, ps_command
 from llamactl.errors import LlamactlError
 
 if TYPE_CHECKING:
