@@ -45,17 +45,17 @@ class ExitCode(IntEnum):
         member.meaning = meaning
         return member
 
-    OK = 0, "done"
+    OK = 0, "done (`logs -f` too, when Ctrl-C ends it)"
     ERROR = (
         1,
         "the command failed: the server refused it (unknown instance, name taken, wrong key,"
         " invalid options, a backend that failed to start), something local failed (the"
-        " configuration, the database, a port in use), or a confirmation was declined",
+        " configuration, the database, a port in use), or a confirmation was declined or"
+        " Ctrl-C pressed",
     )
     USAGE = (
         2,
-        "usage error: an unknown command or option, a missing argument or a bad value,"
-        " found before any request is made",
+        "usage error: an unknown command or option, a missing argument, a bad value or key",
     )
     UNREACHABLE = (
         3,
