@@ -40,8 +40,10 @@ __all__ = ["BACKENDS", "instances_group", "ps_command"]
 F = TypeVar("F", bound=Callable[..., object])
 
 # The values of ``backends.BackendType``, spelled out so that the CLI starts without
-# importing the option tables (a test holds the two equal). Everything else about a
-# backend is read from its spec, once a command needs it.
+# importing the option tables: even ``llamactl.backends.base`` loads the whole package,
+# pydantic and the configuration (0.15-0.3 s, more than the CLI's own start). A test
+# holds the two equal; --backend's choices and messages are built from this tuple only.
+# Everything else about a backend is read from its spec, once a command needs it.
 BACKENDS = ("llama_cpp", "mlx_lm", "vllm")
 _ENV_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 
@@ -210,7 +212,7 @@ def create_command(
 ) -> None:
     """Create a stopped instance NAME."""
     if backend is None and from_command is None:
-        raise click.UsageError("pass --backend (llama_cpp, mlx_lm, vllm) or --from-command")
+        raise click.UsageError(f"pass --backend ({', '.join(BACKENDS)}) or --from-command")
     backend_type = backend or _infer_backend(from_command or "")
     changes = Changes.read(params)
     options: JsonObject = {"backend_type": backend_type, "backend_options": {}}
