@@ -3,7 +3,7 @@
 ``llamactl`` alone starts the server (``serve``). ``config`` and ``db`` work on this
 machine's configuration and database; ``instances`` and ``ps`` talk to a running server
 through ``llamactl.client``. Every command ends with a code of the one table in
-``exits``:
+``exits``. The modules, from the top down (an import-linter contract holds the order):
 
     __init__     the group: --config, --host/--port, --version; the commands
     serve        serve: run the server
@@ -17,8 +17,8 @@ through ``llamactl.client``. Every command ends with a code of the one table in
     exits        the exit codes, and the one place a failure gets its code
 
 Only click is imported with this package: the configuration, the database layer, the
-server, httpx and Rich are imported by the commands that use them, so that ``--help`` and
-the client commands do not pay for SQLAlchemy, FastAPI or uvicorn.
+server and Rich are imported by the commands that use them, so that ``--help`` and the
+client commands do not pay for SQLAlchemy, FastAPI or uvicorn.
 """
 
 from __future__ import annotations
