@@ -2,7 +2,7 @@
 
 ``ApiClient`` sends one request per method and returns the parsed JSON body. It knows the
 routes and the error bodies, nothing about terminals or exit codes: the CLI
-(``cli_instances``) turns what it raises into messages. Every failure is one of two
+(``cli.instances``) turns what it raises into messages. Every failure is one of two
 ``LlamactlError`` subclasses, translated here from ``OSError`` and ``http.client``'s
 exceptions once:
 

@@ -17,9 +17,9 @@ import httpx
 import pytest
 
 from llamactl.backends import BackendType
-from llamactl.cli_instances import BACKENDS
-from llamactl.cli_tables import columns, format_idle
-from tests.support.cli import Server, api_get, create
+from llamactl.cli.instances import BACKENDS
+from llamactl.cli.tables import columns, format_idle
+from tests.support.cli import Server, api_get, create, invoke
 
 SERVER_STACK = ("sqlalchemy", "alembic", "fastapi", "starlette", "uvicorn")
 SUBPROCESS_SECONDS = 60
@@ -81,6 +81,15 @@ def test_list_against_a_server_imports_nothing_of_the_server(
 
 def test_the_backend_choices_are_the_backend_types() -> None:
     assert tuple(kind.value for kind in BackendType) == BACKENDS
+
+
+def test_the_backend_messages_list_every_backend_type() -> None:
+    names = [kind.value for kind in BackendType]
+    usage = invoke("instances", "create", "x")
+    assert usage.exit_code == 2
+    assert f"pass --backend ({', '.join(names)}) or --from-command" in usage.stderr
+    shown = invoke("instances", "create", "--help")
+    assert f"--backend [{'|'.join(names)}]" in shown.stdout
 
 
 # -- tables ------------------------------------------------------------------------------

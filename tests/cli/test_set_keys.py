@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from llamactl.backends import LlamaCppOptions, backend_args, parse_backend_options
-from llamactl.cli_options import INSTANCE_SETTINGS
+from llamactl.cli.options import INSTANCE_SETTINGS
 from llamactl.instance import Options
 from tests.support.cli import Server, api_get, create
 
