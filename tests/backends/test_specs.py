@@ -10,6 +10,7 @@ import pytest
 from llamactl.backends import (
     OPTIONS_CLASSES,
     SPECS,
+    ArgvStyle,
     BackendSpec,
     BackendType,
     LlamaCppOptions,
@@ -24,7 +25,13 @@ from llamactl.config.models import BackendsConfig
 from llamactl.config.registry import find_setting
 
 # Fields that may be left at their defaults: not every backend has a subcommand.
-OPTIONAL = {"served_name_field", "subcommand", "python_module", "section_of"}
+OPTIONAL = {
+    "served_name_field",
+    "subcommand",
+    "python_module",
+    "section_of",
+    "template_args",
+}
 
 
 @pytest.mark.parametrize("backend_type", list(BackendType), ids=str)
@@ -42,6 +49,7 @@ def test_every_backend_type_has_a_complete_spec(backend_type: BackendType) -> No
     assert all(name in spec.options_class.FIELD_KINDS for name in spec.top_fields)
     if spec.served_name_field is not None:
         assert spec.served_name_field in spec.options_class.FIELD_KINDS
+    assert (spec.argv_style is ArgvStyle.TEMPLATE) is (spec.template_args is not None)
 
 
 def test_specs_are_frozen() -> None:

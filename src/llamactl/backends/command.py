@@ -139,6 +139,9 @@ def build_command(
     2. ``command_override`` split into words + ``backend.args`` + the backend's flags;
     3. ``backend.command`` + ``backend.args`` + the backend's flags.
 
+    A backend whose spec has ``template_args`` gets what that gives in place of
+    ``backend.args`` and the flags (in docker mode too).
+
     With ``name`` (the instance name), a backend whose responses name the model by a
     field (its spec's ``served_name_field``: llama.cpp's ``--alias``) gets ``name`` there
     when the instance leaves it unset, so that responses carry the name the client asked
@@ -159,9 +162,20 @@ def build_command(
     if docker is not None and runs_in_docker(options, backend):
         return _docker_command(typed, options.environment, backend, docker)
     executable = _split_override(options.command_override) or [backend.command]
-    argv = (*executable, *backend.args, *backend_args(typed))
+    argv = (*executable, *_server_args(typed, backend, docker=False))
     environment = {**backend.environment, **options.environment}
     return Command(argv, MappingProxyType(environment))
+
+
+def _server_args(typed: BackendOptions, backend: BackendConfig, *, docker: bool) -> list[str]:
+    """What follows the program: natively the section's ``args`` then the flags; in the
+    container image the flags alone; for a template backend, what its spec gives."""
+    template = spec_for(typed.BACKEND_TYPE).template_args
+    if template is not None:
+        return template(typed, backend)
+    if docker:
+        return backend_args(typed, docker=True)
+    return [*backend.args, *backend_args(typed)]
 
 
 def _with_served_name(typed: BackendOptions, name: str) -> BackendOptions:
@@ -197,7 +211,8 @@ def _docker_command(
         raise ConfigError(f"{key}: docker mode needs an image, got ''", key=key, value="")
     variables = {**backend.environment, **docker.environment, **instance_environment}
     env_args = [arg for name in sorted(variables) for arg in ("-e", f"{name}={variables[name]}")]
-    argv = ("docker", *docker.args, *env_args, docker.image, *backend_args(typed, docker=True))
+    server_args = _server_args(typed, backend, docker=True)
+    argv = ("docker", *docker.args, *env_args, docker.image, *server_args)
     return Command(argv, MappingProxyType({}))
 
 

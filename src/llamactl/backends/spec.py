@@ -24,6 +24,8 @@ class ArgvStyle(StrEnum):
     SEPARATE = "separate"
     # ``--flag=VALUE`` when the value starts with "-": argparse would take it for a flag.
     ARGPARSE = "argparse"
+    # Not flags of typed options: the spec's ``template_args`` gives every argument.
+    TEMPLATE = "template"
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,9 @@ class BackendSpec:
     - ``top_fields``: the options the dashboard's form shows up front;
     - ``section_of``: the configuration section that runs an instance, for a backend
       whose instances each name their own (``None``: the one ``backends.<config_key>``);
-      it raises ``InvalidOptions`` naming the problem when there is no usable one.
+      it raises ``InvalidOptions`` naming the problem when there is no usable one;
+    - ``template_args``: for ``ArgvStyle.TEMPLATE``, the arguments after the program (or
+      the image) from the options and the section, the section's own ``args`` included.
 
     A backend with no ``executables`` has no command line for parse-command to read.
     """
@@ -74,3 +78,4 @@ class BackendSpec:
     top_fields: tuple[str, ...] = ()
     healthy_statuses: range = range(200, 201)
     section_of: Callable[[BackendsConfig, BackendOptionsBase], BackendConfig] | None = None
+    template_args: Callable[[BackendOptionsBase, BackendConfig], list[str]] | None = None
