@@ -1,4 +1,5 @@
-"""The spec's hooks for a backend unlike the built-ins, tried on the llama.cpp spec with
+"""The spec's hooks for a backend unlike the built-ins (an argv template, a section key of
+its own, a docker part its instances cannot go without), tried on the llama.cpp spec with
 the hooks set (a backend that has them registers its own spec the same way)."""
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from llamactl.backends import (
     LlamaCppOptions,
     build_command,
     registry,
+    section_key,
 )
 from llamactl.config.models import BackendConfig, DockerConfig
+from llamactl.errors import ConfigError
 from llamactl.instance.options import Options
 
 LLAMA = BackendType.LLAMA_CPP
@@ -31,7 +34,13 @@ def templated(options: BackendOptionsBase, section: BackendConfig) -> list[str]:
 @pytest.fixture
 def hooked(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The llama.cpp spec with its hooks set, as ``spec_for`` answers it."""
-    spec = dataclasses.replace(SPECS[LLAMA], argv_style=ArgvStyle.TEMPLATE, template_args=templated)
+    spec = dataclasses.replace(
+        SPECS[LLAMA],
+        argv_style=ArgvStyle.TEMPLATE,
+        template_args=templated,
+        section_key_of=lambda options: "backends.llama-cpp.entries.mine",
+        docker_section_required=True,
+    )
     monkeypatch.setattr(registry, "SPECS", {**SPECS, LLAMA: spec})
     yield
 
@@ -67,3 +76,28 @@ def test_without_hooks_the_flags_follow_the_sections_arguments() -> None:
     command = build_command(instance(), section(), port=8001)
     assert command.argv[:3] == ("server", "serve", "-v")
     assert "--ctx-size" in command.argv
+    assert section_key(instance().backend_options) == "backends.llama-cpp"
+
+
+@pytest.mark.usefixtures("hooked")
+def test_the_docker_image_error_names_the_instances_section() -> None:
+    with pytest.raises(ConfigError, match=r"^backends\.llama-cpp\.entries\.mine\.docker\.image: "):
+        build_command(instance(docker_enabled=True), section(DockerConfig()), port=8001)
+
+
+@pytest.mark.usefixtures("hooked")
+def test_docker_asked_for_without_a_docker_part_is_refused_naming_it() -> None:
+    with pytest.raises(ConfigError) as caught:
+        build_command(instance(docker_enabled=True), section(), port=8001)
+    assert caught.value.key == "backends.llama-cpp.entries.mine.docker"
+    assert caught.value.message.startswith("backends.llama-cpp.entries.mine.docker: ")
+    assert "docker_enabled: true" in caught.value.message
+    # Not asked for: it runs natively.
+    for docker_enabled in (False, None):
+        argv = build_command(instance(docker_enabled=docker_enabled), section(), port=8001).argv
+        assert argv[0] == "server"
+
+
+def test_without_the_requirement_docker_asked_for_runs_natively() -> None:
+    argv = build_command(instance(docker_enabled=True), section(), port=8001).argv
+    assert argv[0] == "server"

@@ -30,6 +30,7 @@ OPTIONAL = {
     "subcommand",
     "python_module",
     "section_of",
+    "section_key_of",
     "template_args",
 }
 

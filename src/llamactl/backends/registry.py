@@ -23,6 +23,7 @@ __all__ = [
     "options_class",
     "parse_backend_options",
     "parse_backend_type",
+    "section_key",
     "spec_for",
     "spec_for_config_key",
     "to_json",
@@ -73,6 +74,14 @@ def instance_section(backends: BackendsConfig, options: BackendOptionsBase) -> B
     if spec.section_of is not None:
         return spec.section_of(backends, options)
     return backends.section(spec.config_key)
+
+
+def section_key(options: BackendOptionsBase) -> str:
+    """The dotted key of the section ``instance_section`` gives (``backends.llama-cpp``)."""
+    spec = spec_for(options.BACKEND_TYPE)
+    if spec.section_key_of is not None:
+        return spec.section_key_of(options)
+    return f"backends.{spec.config_key}"
 
 
 def options_class(backend_type: BackendType | str) -> type[BackendOptions]:

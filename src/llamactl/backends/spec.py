@@ -41,6 +41,9 @@ class BackendSpec:
     - ``argv_style``, ``positional_model``: how the options become argv (the model as the
       first, positional argument when run natively);
     - ``supports_docker``: whether it may run in a container;
+      ``docker_section_required``: whether an instance asking for docker
+      (``docker_enabled: true``) is refused when its section has no ``docker`` part (the
+      built-ins, whose loaded sections always have one, run natively without it);
     - ``rewrites_model``: whether the proxy puts the backend's own model name into the
       ``model`` of a JSON body (the server checks it against what it serves);
     - ``served_name_field``: the option naming the model in responses, which llamactl
@@ -54,6 +57,8 @@ class BackendSpec:
     - ``section_of``: the configuration section that runs an instance, for a backend
       whose instances each name their own (``None``: the one ``backends.<config_key>``);
       it raises ``InvalidOptions`` naming the problem when there is no usable one;
+    - ``section_key_of``: the dotted key of that section, for messages about its settings
+      (``None``: ``backends.<config_key>``);
     - ``template_args``: for ``ArgvStyle.TEMPLATE``, the arguments after the program (or
       the image) from the options and the section, the section's own ``args`` included.
 
@@ -77,5 +82,7 @@ class BackendSpec:
     python_module: str | None = None
     top_fields: tuple[str, ...] = ()
     healthy_statuses: range = range(200, 201)
+    docker_section_required: bool = False
     section_of: Callable[[BackendsConfig, BackendOptionsBase], BackendConfig] | None = None
+    section_key_of: Callable[[BackendOptionsBase], str] | None = None
     template_args: Callable[[BackendOptionsBase, BackendConfig], list[str]] | None = None
