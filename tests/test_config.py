@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from llamactl.config import (
     CONFIG_PATH_ENV,
@@ -25,6 +25,7 @@ from llamactl.config import (
     public_config,
 )
 from llamactl.config.describe import settings_markdown
+from llamactl.config.models import BackendConfig, BackendsConfig
 from llamactl.errors import ConfigError
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
@@ -674,6 +675,27 @@ def test_public_config_has_no_secret(load: Loader, cwd: Path) -> None:
     assert isinstance(database, dict) and database["connection_max_lifetime"] == "5m"
     backends = public["backends"]
     assert isinstance(backends, dict) and "docker" not in backends["mlx"]
+
+
+class _WithEntries(BackendsConfig):
+    """Backends with one whose instances each name an entry of their own."""
+
+    named: dict[str, BackendConfig] = Field(default_factory=dict)
+
+
+def test_a_backend_of_named_entries_has_an_empty_shared_section(load: Loader) -> None:
+    backends = load().backends
+    document = {**backends.model_dump(by_alias=True), "named": {"a": {"command": "srv"}}}
+    extended = _WithEntries.model_validate(document)
+    shared = extended.section("named")
+    assert (shared.command, shared.args, shared.docker, shared.response_headers) == (
+        "",
+        [],
+        None,
+        {},
+    )
+    assert extended.named["a"].command == "srv"
+    assert extended.section("llama-cpp") == backends.llama_cpp
 
 
 # --- durations -----------------------------------------------------------------------
