@@ -190,7 +190,9 @@ def test_a_validation_error_is_shown_next_to_its_field_and_the_form_is_kept(
     page.click("#form-submit")
 
     message = "backend_options.gpu_layers: expected an integer, 'auto' or 'all', got 'lots'"
-    expect(page.locator('[data-field="gpu_layers"] .field-error')).to_have_text(message)
+    expect(page.locator('[data-field="backend_options.gpu_layers"] .field-error')).to_have_text(
+        message
+    )
     expect(page.locator("#form-error")).to_have_text(message)
     expect(page.locator("#view-form")).to_be_visible()
     expect(page.locator("#f-name")).to_have_value("invalid")
@@ -207,7 +209,7 @@ def test_a_validation_error_is_shown_next_to_its_field_and_the_form_is_kept(
     expect(page.locator('[data-field="max_restarts"] .field-error')).to_contain_text(
         "expected an integer"
     )
-    expect(page.locator('[data-field="gpu_layers"] .field-error')).to_be_hidden()
+    expect(page.locator('[data-field="backend_options.gpu_layers"] .field-error')).to_be_hidden()
     page.fill("#c-max_restarts", "2")
     page.fill("#f-name", "not a name")
     page.click("#form-submit")
@@ -458,14 +460,14 @@ def test_editing_a_running_instance_says_that_saving_restarts_it(
         page.fill("#b-llama_cpp-ctx_size", "-5")
         page.click("#form-submit")
         message = "backend_options.ctx_size: expected an integer >= 0, got -5"
-        field_error = page.locator('[data-field="ctx_size"] .field-error')
+        field_error = page.locator('[data-field="backend_options.ctx_size"] .field-error')
         expect(field_error).to_have_text(message)
         expect(page.locator("#form-error")).to_have_text(message)
         assert server.api("GET", "instances/edited-live").json()["pid"] == first_pid
         page.fill("#b-llama_cpp-ctx_size", "4096")
         expect(field_error).to_be_hidden()
         expect(page.locator("#form-error")).to_be_hidden()
-        expect(page.locator('[data-field="ctx_size"]')).not_to_have_class(
+        expect(page.locator('[data-field="backend_options.ctx_size"]')).not_to_have_class(
             re.compile(r"\bhas-error\b")
         )
 
