@@ -13,10 +13,12 @@ from llamactl.backends import (
     ArgvStyle,
     BackendSpec,
     BackendType,
+    CommandParseError,
     LlamaCppOptions,
     MlxLmOptions,
     VllmOptions,
     instance_section,
+    parse_command,
     spec_for,
     spec_for_config_key,
 )
@@ -25,6 +27,7 @@ from llamactl.config.models import BackendsConfig
 from llamactl.config.registry import find_setting
 
 # Fields that may be left at their defaults: not every backend has a subcommand.
+# A backend with no executables has no command line to paste (custom).
 OPTIONAL = {
     "served_name_field",
     "subcommand",
@@ -32,6 +35,7 @@ OPTIONAL = {
     "section_of",
     "section_key_of",
     "template_args",
+    "executables",
 }
 
 
@@ -51,6 +55,9 @@ def test_every_backend_type_has_a_complete_spec(backend_type: BackendType) -> No
     if spec.served_name_field is not None:
         assert spec.served_name_field in spec.options_class.FIELD_KINDS
     assert (spec.argv_style is ArgvStyle.TEMPLATE) is (spec.template_args is not None)
+    if not spec.executables:
+        with pytest.raises(CommandParseError, match="no command line to read"):
+            parse_command(backend_type, "server --port 1")
 
 
 def test_specs_are_frozen() -> None:
@@ -61,9 +68,14 @@ def test_specs_are_frozen() -> None:
 @pytest.mark.parametrize("spec", list(SPECS.values()), ids=lambda spec: spec.config_key)
 def test_the_config_key_names_a_configuration_section(spec: BackendSpec) -> None:
     assert spec_for_config_key(spec.config_key) is spec
-    assert find_setting(("backends", spec.config_key, "command")) is not None
-    assert find_setting(("backends", spec.config_key, "response_headers")) is not None
-    docker = find_setting(("backends", spec.config_key, "docker", "image"))
+    # A backend whose instances each name their entry has sections backends.<key>.<name>.
+    section = ("backends", spec.config_key, *(("entry",) if spec.section_of else ()))
+    assert find_setting((*section, "command")) is not None
+    assert find_setting((*section, "args")) is not None
+    assert find_setting((*section, "environment")) is not None
+    if spec.section_of is None:
+        assert find_setting((*section, "response_headers")) is not None
+    docker = find_setting((*section, "docker", "image"))
     assert (docker is not None) is spec.supports_docker
     aliases = {info.alias or name for name, info in BackendsConfig.model_fields.items()}
     assert spec.config_key in aliases

@@ -228,6 +228,34 @@ def test_a_validation_error_is_shown_next_to_its_field_and_the_form_is_kept(
     assert server.api("DELETE", "instances/valid").status_code == 204
 
 
+def test_a_custom_instances_name_option_and_the_instance_name_keep_their_own_errors(
+    page: Page, server: Server
+) -> None:
+    log_in(page, server)
+    page.goto(f"{server.url}#/new")
+    expect(page.locator("#view-form")).to_be_visible()
+    page.select_option("#f-backend", "custom")
+    custom = page.locator('.backend-block[data-backend="custom"]')
+    expect(custom).to_be_visible()
+    expect(custom.locator(".flag")).to_have_count(0)  # its options are not flags
+    page.fill("#f-name", "foreign")
+    page.fill("#b-custom-name", "sglang")
+    page.click("#form-submit")
+
+    option_error = custom.locator('[data-field="backend_options.name"] .field-error')
+    name_error = page.locator('[data-field="name"] .field-error')
+    expect(option_error).to_contain_text("backend_options.name: no entry backends.custom.sglang")
+    expect(page.locator("#form-error")).to_contain_text("no entry backends.custom.sglang")
+    expect(name_error).to_be_hidden()
+
+    page.fill("#f-name", "not a name")
+    page.click("#form-submit")
+    expect(name_error).to_contain_text("Invalid instance name")
+    expect(option_error).to_be_hidden()
+    expect(page.locator("#b-custom-name")).to_have_value("sglang")
+    assert server.api("GET", "instances/foreign").status_code == 404
+
+
 def test_the_form_is_shown_only_once_what_it_needs_has_arrived(page: Page, server: Server) -> None:
     held: list[Route] = []
     page.route(f"{server.url}api/v1/config", lambda route: held.append(route))

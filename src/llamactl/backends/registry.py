@@ -6,8 +6,9 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TypeAlias, cast
 
-from llamactl.backends import llama_cpp, mlx_lm, vllm
+from llamactl.backends import custom, llama_cpp, mlx_lm, vllm
 from llamactl.backends.base import BackendOptionsBase, BackendType
+from llamactl.backends.custom import CustomOptions
 from llamactl.backends.llama_cpp import LlamaCppOptions
 from llamactl.backends.mlx_lm import MlxLmOptions
 from llamactl.backends.spec import BackendSpec
@@ -29,10 +30,10 @@ __all__ = [
     "to_json",
 ]
 
-BackendOptions: TypeAlias = LlamaCppOptions | MlxLmOptions | VllmOptions
+BackendOptions: TypeAlias = LlamaCppOptions | MlxLmOptions | VllmOptions | CustomOptions
 
 SPECS: Mapping[BackendType, BackendSpec] = MappingProxyType(
-    {spec.backend_type: spec for spec in (llama_cpp.SPEC, mlx_lm.SPEC, vllm.SPEC)}
+    {spec.backend_type: spec for spec in (llama_cpp.SPEC, mlx_lm.SPEC, vllm.SPEC, custom.SPEC)}
 )
 
 OPTIONS_CLASSES: Mapping[BackendType, type[BackendOptions]] = MappingProxyType(

@@ -78,11 +78,12 @@ _NO_SHARED_SECTION = BackendConfig(command="")
 
 
 class BackendsConfig(_Frozen):
-    """The three supported backends."""
+    """The three built-in backends, and the named entries of the custom one."""
 
     llama_cpp: LlamaCppConfig = Field(alias="llama-cpp")
     vllm: BackendConfig
     mlx: BackendConfig
+    custom: dict[str, BackendConfig] = Field(default_factory=dict)
 
     def section(self, key: str) -> BackendConfig:
         """The section ``backends.<key>``, by its configuration key (``llama-cpp``).
