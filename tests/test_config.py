@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from llamactl.config import (
     CONFIG_PATH_ENV,
@@ -25,6 +25,7 @@ from llamactl.config import (
     public_config,
 )
 from llamactl.config.describe import settings_markdown
+from llamactl.config.models import BackendConfig, BackendsConfig
 from llamactl.errors import ConfigError
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
@@ -674,6 +675,65 @@ def test_public_config_has_no_secret(load: Loader, cwd: Path) -> None:
     assert isinstance(database, dict) and database["connection_max_lifetime"] == "5m"
     backends = public["backends"]
     assert isinstance(backends, dict) and "docker" not in backends["mlx"]
+
+
+def test_custom_backend_entries_are_described_each_with_its_own_parts(
+    load: Loader, cwd: Path
+) -> None:
+    path = write(
+        cwd / "llamactl.yaml",
+        "backends:\n  custom:\n    plain:\n      command: srv\n      args: [--port, '{port}']\n"
+        "    boxed:\n      command: srv\n      docker:\n        image: example/srv\n",
+    )
+    config = load()
+    assert list(config.backends.custom) == ["plain", "boxed"]
+    assert config.backends.custom["plain"].docker is None
+    keys = [row.key for row in describe_config(config) if row.key.startswith("backends.custom.")]
+    assert keys == [
+        "backends.custom.plain.command", "backends.custom.plain.args",
+        "backends.custom.plain.environment", "backends.custom.plain.health_path",
+        "backends.custom.boxed.command", "backends.custom.boxed.args",
+        "backends.custom.boxed.environment", "backends.custom.boxed.health_path",
+        "backends.custom.boxed.docker.image", "backends.custom.boxed.docker.args",
+        "backends.custom.boxed.docker.environment",
+    ]  # fmt: skip
+    rows = {row.key: row for row in describe_config(config)}
+    assert rows["backends.custom.plain.args"].source == f"{path}:5"
+    backends = public_config(config)["backends"]
+    assert isinstance(backends, dict)
+    assert backends["custom"]["plain"] == {
+        "command": "srv", "args": ["--port", "{port}"], "environment": {},
+        "health_path": "/health",
+    }  # fmt: skip
+    assert backends["custom"]["boxed"]["docker"]["image"] == "example/srv"
+
+
+def test_a_misspelt_key_of_a_custom_entry_is_refused(load: Loader, cwd: Path) -> None:
+    write(cwd / "llamactl.yaml", "backends:\n  custom:\n    x:\n      comand: srv\n")
+    error = error_of(load)
+    assert "backends.custom.x.comand" in str(error)
+    assert "did you mean 'command'?" in str(error)
+
+
+class _WithEntries(BackendsConfig):
+    """Backends with one whose instances each name an entry of their own."""
+
+    named: dict[str, BackendConfig] = Field(default_factory=dict)
+
+
+def test_a_backend_of_named_entries_has_an_empty_shared_section(load: Loader) -> None:
+    backends = load().backends
+    document = {**backends.model_dump(by_alias=True), "named": {"a": {"command": "srv"}}}
+    extended = _WithEntries.model_validate(document)
+    shared = extended.section("named")
+    assert (shared.command, shared.args, shared.docker, shared.response_headers) == (
+        "",
+        [],
+        None,
+        {},
+    )
+    assert extended.named["a"].command == "srv"
+    assert extended.section("llama-cpp") == backends.llama_cpp
 
 
 # --- durations -----------------------------------------------------------------------

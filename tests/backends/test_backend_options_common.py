@@ -20,6 +20,7 @@ from llamactl.backends import (
     parse_backend_type,
     to_json,
 )
+from llamactl.backends.custom import CustomOptions
 from llamactl.errors import InvalidOptions
 from tests.support.backend_samples import field_value, full_json
 
@@ -43,11 +44,12 @@ def field_of_kind(backend: BackendType, kind: FieldKind) -> str:
 
 
 def test_backend_type_values() -> None:
-    assert [str(t) for t in BackendType] == ["llama_cpp", "mlx_lm", "vllm"]
+    assert [str(t) for t in BackendType] == ["llama_cpp", "mlx_lm", "vllm", "custom"]
     assert dict(OPTIONS_CLASSES) == {
         BackendType.LLAMA_CPP: LlamaCppOptions,
         BackendType.MLX_LM: MlxLmOptions,
         BackendType.VLLM: VllmOptions,
+        BackendType.CUSTOM: CustomOptions,
     }
     assert options_class("vllm") is VllmOptions
 

@@ -10,12 +10,15 @@ import pytest
 from llamactl.backends import (
     OPTIONS_CLASSES,
     SPECS,
+    ArgvStyle,
     BackendSpec,
     BackendType,
+    CommandParseError,
     LlamaCppOptions,
     MlxLmOptions,
     VllmOptions,
     instance_section,
+    parse_command,
     spec_for,
     spec_for_config_key,
 )
@@ -24,7 +27,16 @@ from llamactl.config.models import BackendsConfig
 from llamactl.config.registry import find_setting
 
 # Fields that may be left at their defaults: not every backend has a subcommand.
-OPTIONAL = {"served_name_field", "subcommand", "python_module", "section_of"}
+# A backend with no executables has no command line to paste (custom).
+OPTIONAL = {
+    "served_name_field",
+    "subcommand",
+    "python_module",
+    "section_of",
+    "section_key_of",
+    "template_args",
+    "executables",
+}
 
 
 @pytest.mark.parametrize("backend_type", list(BackendType), ids=str)
@@ -42,6 +54,10 @@ def test_every_backend_type_has_a_complete_spec(backend_type: BackendType) -> No
     assert all(name in spec.options_class.FIELD_KINDS for name in spec.top_fields)
     if spec.served_name_field is not None:
         assert spec.served_name_field in spec.options_class.FIELD_KINDS
+    assert (spec.argv_style is ArgvStyle.TEMPLATE) is (spec.template_args is not None)
+    if not spec.executables:
+        with pytest.raises(CommandParseError, match="no command line to read"):
+            parse_command(backend_type, "server --port 1")
 
 
 def test_specs_are_frozen() -> None:
@@ -52,9 +68,14 @@ def test_specs_are_frozen() -> None:
 @pytest.mark.parametrize("spec", list(SPECS.values()), ids=lambda spec: spec.config_key)
 def test_the_config_key_names_a_configuration_section(spec: BackendSpec) -> None:
     assert spec_for_config_key(spec.config_key) is spec
-    assert find_setting(("backends", spec.config_key, "command")) is not None
-    assert find_setting(("backends", spec.config_key, "response_headers")) is not None
-    docker = find_setting(("backends", spec.config_key, "docker", "image"))
+    # A backend whose instances each name their entry has sections backends.<key>.<name>.
+    section = ("backends", spec.config_key, *(("entry",) if spec.section_of else ()))
+    assert find_setting((*section, "command")) is not None
+    assert find_setting((*section, "args")) is not None
+    assert find_setting((*section, "environment")) is not None
+    if spec.section_of is None:
+        assert find_setting((*section, "response_headers")) is not None
+    docker = find_setting((*section, "docker", "image"))
     assert (docker is not None) is spec.supports_docker
     aliases = {info.alias or name for name, info in BackendsConfig.model_fields.items()}
     assert spec.config_key in aliases

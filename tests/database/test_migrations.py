@@ -21,6 +21,16 @@ FAILURE_COLUMNS = (
 )
 
 
+# Migration 0004 widens the spec's backend_type CHECK to the custom backend; nothing else.
+NARROW_CHECK = "backend_typein('llama_cpp','mlx_lm','vllm')"
+WIDE_CHECK = "backend_typein('llama_cpp','mlx_lm','vllm','custom')"
+
+
+def widened(checks: frozenset[str]) -> frozenset[str]:
+    assert NARROW_CHECK in checks
+    return (checks - {NARROW_CHECK}) | {WIDE_CHECK}
+
+
 def open_file_db(path: Path) -> database.DB:
     return database.open(DatabaseSettings(path=str(path)))
 
@@ -85,7 +95,7 @@ def test_upgrade_creates_exactly_the_spec_schema(tmp_path: Path) -> None:
     spec_count = len(expected.columns)
     assert built.columns[:spec_count] == expected.columns
     assert built.columns[spec_count:] == FAILURE_COLUMNS
-    assert built.checks == expected.checks
+    assert built.checks == widened(expected.checks)
     assert built.indexes == expected.indexes
     assert built.autoincrement and expected.autoincrement
 
@@ -144,7 +154,7 @@ def test_current_and_head_revision(tmp_path: Path) -> None:
     try:
         assert database.current_revision(db) is None
         database.run_migrations(db)
-        assert database.current_revision(db) == database.head_revision() == "0003"
+        assert database.current_revision(db) == database.head_revision() == "0004"
     finally:
         db.close()
 
@@ -285,7 +295,7 @@ def test_upgrade_from_0002_keeps_the_rows_and_adds_empty_failures(tmp_path: Path
         connection.close()
     assert row == ("older", "stopped", None, None)
     expected = spec_schema()
-    assert (table.checks, table.indexes) == (expected.checks, expected.indexes)
+    assert (table.checks, table.indexes) == (widened(expected.checks), expected.indexes)
     db = open_file_db(path)
     try:
         (inst,) = db.load_all()

@@ -190,7 +190,9 @@ def test_a_validation_error_is_shown_next_to_its_field_and_the_form_is_kept(
     page.click("#form-submit")
 
     message = "backend_options.gpu_layers: expected an integer, 'auto' or 'all', got 'lots'"
-    expect(page.locator('[data-field="gpu_layers"] .field-error')).to_have_text(message)
+    expect(page.locator('[data-field="backend_options.gpu_layers"] .field-error')).to_have_text(
+        message
+    )
     expect(page.locator("#form-error")).to_have_text(message)
     expect(page.locator("#view-form")).to_be_visible()
     expect(page.locator("#f-name")).to_have_value("invalid")
@@ -207,7 +209,7 @@ def test_a_validation_error_is_shown_next_to_its_field_and_the_form_is_kept(
     expect(page.locator('[data-field="max_restarts"] .field-error')).to_contain_text(
         "expected an integer"
     )
-    expect(page.locator('[data-field="gpu_layers"] .field-error')).to_be_hidden()
+    expect(page.locator('[data-field="backend_options.gpu_layers"] .field-error')).to_be_hidden()
     page.fill("#c-max_restarts", "2")
     page.fill("#f-name", "not a name")
     page.click("#form-submit")
@@ -224,6 +226,34 @@ def test_a_validation_error_is_shown_next_to_its_field_and_the_form_is_kept(
     assert stored["backend_options"]["seed"] == 42
     assert stored["backend_options"]["extra_args"] == {"custom-flag": "7"}
     assert server.api("DELETE", "instances/valid").status_code == 204
+
+
+def test_a_custom_instances_name_option_and_the_instance_name_keep_their_own_errors(
+    page: Page, server: Server
+) -> None:
+    log_in(page, server)
+    page.goto(f"{server.url}#/new")
+    expect(page.locator("#view-form")).to_be_visible()
+    page.select_option("#f-backend", "custom")
+    custom = page.locator('.backend-block[data-backend="custom"]')
+    expect(custom).to_be_visible()
+    expect(custom.locator(".flag")).to_have_count(0)  # its options are not flags
+    page.fill("#f-name", "foreign")
+    page.fill("#b-custom-name", "sglang")
+    page.click("#form-submit")
+
+    option_error = custom.locator('[data-field="backend_options.name"] .field-error')
+    name_error = page.locator('[data-field="name"] .field-error')
+    expect(option_error).to_contain_text("backend_options.name: no entry backends.custom.sglang")
+    expect(page.locator("#form-error")).to_contain_text("no entry backends.custom.sglang")
+    expect(name_error).to_be_hidden()
+
+    page.fill("#f-name", "not a name")
+    page.click("#form-submit")
+    expect(name_error).to_contain_text("Invalid instance name")
+    expect(option_error).to_be_hidden()
+    expect(page.locator("#b-custom-name")).to_have_value("sglang")
+    assert server.api("GET", "instances/foreign").status_code == 404
 
 
 def test_the_form_is_shown_only_once_what_it_needs_has_arrived(page: Page, server: Server) -> None:
@@ -458,14 +488,14 @@ def test_editing_a_running_instance_says_that_saving_restarts_it(
         page.fill("#b-llama_cpp-ctx_size", "-5")
         page.click("#form-submit")
         message = "backend_options.ctx_size: expected an integer >= 0, got -5"
-        field_error = page.locator('[data-field="ctx_size"] .field-error')
+        field_error = page.locator('[data-field="backend_options.ctx_size"] .field-error')
         expect(field_error).to_have_text(message)
         expect(page.locator("#form-error")).to_have_text(message)
         assert server.api("GET", "instances/edited-live").json()["pid"] == first_pid
         page.fill("#b-llama_cpp-ctx_size", "4096")
         expect(field_error).to_be_hidden()
         expect(page.locator("#form-error")).to_be_hidden()
-        expect(page.locator('[data-field="ctx_size"]')).not_to_have_class(
+        expect(page.locator('[data-field="backend_options.ctx_size"]')).not_to_have_class(
             re.compile(r"\bhas-error\b")
         )
 

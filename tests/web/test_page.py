@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 import llamactl.web
-from llamactl.backends import OPTIONS_CLASSES
+from llamactl.backends import OPTIONS_CLASSES, SPECS, ArgvStyle
 from llamactl.web import TOP_FIELDS, backend_catalog, mount_dashboard, render_page
 
 STATIC = Path(llamactl.web.__file__).parent / "static"
@@ -22,6 +22,7 @@ def test_the_catalog_lists_every_typed_field_of_every_backend() -> None:
         entry = catalog[backend_type.value]
         assert entry["fields"] == [[name, cls.FIELD_KINDS[name].value] for name in cls.FIELD_ORDER]
         assert entry["top"] == list(TOP_FIELDS[backend_type])  # none was misspelled
+        assert entry["flags"] is (SPECS[backend_type].argv_style is not ArgvStyle.TEMPLATE)
 
 
 def test_the_page_and_its_files_are_served_without_a_key() -> None:

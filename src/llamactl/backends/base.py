@@ -45,6 +45,7 @@ class BackendType(StrEnum):
     LLAMA_CPP = "llama_cpp"  # llama.cpp's llama-server
     MLX_LM = "mlx_lm"  # mlx_lm.server (Apple silicon)
     VLLM = "vllm"  # vllm serve
+    CUSTOM = "custom"  # any OpenAI-compatible server, as a backends.custom entry runs it
 
 
 class FieldKind(StrEnum):

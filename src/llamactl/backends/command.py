@@ -16,7 +16,7 @@ from typing import Protocol
 
 from llamactl.backends.base import MAX_PORT, BackendOptionsBase, FieldKind
 from llamactl.backends.parse import CommandParseError, split_command
-from llamactl.backends.registry import BackendOptions, spec_for
+from llamactl.backends.registry import BackendOptions, section_key, spec_for
 from llamactl.backends.spec import ArgvStyle
 from llamactl.backends.values import invalid
 from llamactl.config.models import BackendConfig, DockerConfig
@@ -139,6 +139,11 @@ def build_command(
     2. ``command_override`` split into words + ``backend.args`` + the backend's flags;
     3. ``backend.command`` + ``backend.args`` + the backend's flags.
 
+    A backend whose spec has ``template_args`` gets what that gives in place of
+    ``backend.args`` and the flags (in docker mode too). A backend whose spec has
+    ``docker_section_required`` refuses an instance with ``docker_enabled: true`` whose
+    section has no ``docker`` part, rather than run it natively.
+
     With ``name`` (the instance name), a backend whose responses name the model by a
     field (its spec's ``served_name_field``: llama.cpp's ``--alias``) gets ``name`` there
     when the instance leaves it unset, so that responses carry the name the client asked
@@ -147,7 +152,9 @@ def build_command(
 
     Natively the process gets the backend's environment, then the instance's, on top of
     what it inherits. Raises ``InvalidOptions`` for a ``command_override`` that cannot be
-    split into words and ``ConfigError`` for docker mode without an image.
+    split into words and ``ConfigError`` for docker mode without an image (or, as above,
+    without a docker section); the key named is the instance's section's
+    (``backends.llama-cpp.docker.image``).
     """
     if not 1 <= port <= MAX_PORT:
         raise ValueError(f"port must be from 1 to {MAX_PORT}, got {port}")
@@ -158,10 +165,29 @@ def build_command(
     docker = backend.docker
     if docker is not None and runs_in_docker(options, backend):
         return _docker_command(typed, options.environment, backend, docker)
+    if options.docker_enabled and spec_for(typed.BACKEND_TYPE).docker_section_required:
+        key = f"{section_key(typed)}.docker"
+        raise ConfigError(
+            f"{key}: the instance asks for docker (docker_enabled: true), but its section has "
+            "no docker part to run it with; add one with an image, or set docker_enabled to "
+            "false",
+            key=key,
+        )
     executable = _split_override(options.command_override) or [backend.command]
-    argv = (*executable, *backend.args, *backend_args(typed))
+    argv = (*executable, *_server_args(typed, backend, docker=False))
     environment = {**backend.environment, **options.environment}
     return Command(argv, MappingProxyType(environment))
+
+
+def _server_args(typed: BackendOptions, backend: BackendConfig, *, docker: bool) -> list[str]:
+    """What follows the program: natively the section's ``args`` then the flags; in the
+    container image the flags alone; for a template backend, what its spec gives."""
+    template = spec_for(typed.BACKEND_TYPE).template_args
+    if template is not None:
+        return template(typed, backend)
+    if docker:
+        return backend_args(typed, docker=True)
+    return [*backend.args, *backend_args(typed)]
 
 
 def _with_served_name(typed: BackendOptions, name: str) -> BackendOptions:
@@ -193,11 +219,12 @@ def _docker_command(
     docker: DockerConfig,
 ) -> Command:
     if not docker.image:
-        key = f"backends.{spec_for(typed.BACKEND_TYPE).config_key}.docker.image"
+        key = f"{section_key(typed)}.docker.image"
         raise ConfigError(f"{key}: docker mode needs an image, got ''", key=key, value="")
     variables = {**backend.environment, **docker.environment, **instance_environment}
     env_args = [arg for name in sorted(variables) for arg in ("-e", f"{name}={variables[name]}")]
-    argv = ("docker", *docker.args, *env_args, docker.image, *backend_args(typed, docker=True))
+    server_args = _server_args(typed, backend, docker=True)
+    argv = ("docker", *docker.args, *env_args, docker.image, *server_args)
     return Command(argv, MappingProxyType({}))
 
 

@@ -6,8 +6,9 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TypeAlias, cast
 
-from llamactl.backends import llama_cpp, mlx_lm, vllm
+from llamactl.backends import custom, llama_cpp, mlx_lm, vllm
 from llamactl.backends.base import BackendOptionsBase, BackendType
+from llamactl.backends.custom import CustomOptions
 from llamactl.backends.llama_cpp import LlamaCppOptions
 from llamactl.backends.mlx_lm import MlxLmOptions
 from llamactl.backends.spec import BackendSpec
@@ -23,15 +24,16 @@ __all__ = [
     "options_class",
     "parse_backend_options",
     "parse_backend_type",
+    "section_key",
     "spec_for",
     "spec_for_config_key",
     "to_json",
 ]
 
-BackendOptions: TypeAlias = LlamaCppOptions | MlxLmOptions | VllmOptions
+BackendOptions: TypeAlias = LlamaCppOptions | MlxLmOptions | VllmOptions | CustomOptions
 
 SPECS: Mapping[BackendType, BackendSpec] = MappingProxyType(
-    {spec.backend_type: spec for spec in (llama_cpp.SPEC, mlx_lm.SPEC, vllm.SPEC)}
+    {spec.backend_type: spec for spec in (llama_cpp.SPEC, mlx_lm.SPEC, vllm.SPEC, custom.SPEC)}
 )
 
 OPTIONS_CLASSES: Mapping[BackendType, type[BackendOptions]] = MappingProxyType(
@@ -73,6 +75,14 @@ def instance_section(backends: BackendsConfig, options: BackendOptionsBase) -> B
     if spec.section_of is not None:
         return spec.section_of(backends, options)
     return backends.section(spec.config_key)
+
+
+def section_key(options: BackendOptionsBase) -> str:
+    """The dotted key of the section ``instance_section`` gives (``backends.llama-cpp``)."""
+    spec = spec_for(options.BACKEND_TYPE)
+    if spec.section_key_of is not None:
+        return spec.section_key_of(options)
+    return f"backends.{spec.config_key}"
 
 
 def options_class(backend_type: BackendType | str) -> type[BackendOptions]:

@@ -24,6 +24,8 @@ class ArgvStyle(StrEnum):
     SEPARATE = "separate"
     # ``--flag=VALUE`` when the value starts with "-": argparse would take it for a flag.
     ARGPARSE = "argparse"
+    # Not flags of typed options: the spec's ``template_args`` gives every argument.
+    TEMPLATE = "template"
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,9 @@ class BackendSpec:
     - ``argv_style``, ``positional_model``: how the options become argv (the model as the
       first, positional argument when run natively);
     - ``supports_docker``: whether it may run in a container;
+      ``docker_section_required``: whether an instance asking for docker
+      (``docker_enabled: true``) is refused when its section has no ``docker`` part (the
+      built-ins, whose loaded sections always have one, run natively without it);
     - ``rewrites_model``: whether the proxy puts the backend's own model name into the
       ``model`` of a JSON body (the server checks it against what it serves);
     - ``served_name_field``: the option naming the model in responses, which llamactl
@@ -51,7 +56,11 @@ class BackendSpec:
     - ``top_fields``: the options the dashboard's form shows up front;
     - ``section_of``: the configuration section that runs an instance, for a backend
       whose instances each name their own (``None``: the one ``backends.<config_key>``);
-      it raises ``InvalidOptions`` naming the problem when there is no usable one.
+      it raises ``InvalidOptions`` naming the problem when there is no usable one;
+    - ``section_key_of``: the dotted key of that section, for messages about its settings
+      (``None``: ``backends.<config_key>``);
+    - ``template_args``: for ``ArgvStyle.TEMPLATE``, the arguments after the program (or
+      the image) from the options and the section, the section's own ``args`` included.
 
     A backend with no ``executables`` has no command line for parse-command to read.
     """
@@ -73,4 +82,7 @@ class BackendSpec:
     python_module: str | None = None
     top_fields: tuple[str, ...] = ()
     healthy_statuses: range = range(200, 201)
+    docker_section_required: bool = False
     section_of: Callable[[BackendsConfig, BackendOptionsBase], BackendConfig] | None = None
+    section_key_of: Callable[[BackendOptionsBase], str] | None = None
+    template_args: Callable[[BackendOptionsBase, BackendConfig], list[str]] | None = None

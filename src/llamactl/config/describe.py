@@ -35,22 +35,35 @@ def _concrete(setting: Setting, name: str) -> Key:
 
 
 def _ordered_keys(config: AppConfig) -> list[tuple[Setting, Key]]:
-    """Registry order; the settings of one node are kept together."""
+    """Registry order, then the settings of each named entry (``nodes.<name>``, any
+    ``<section>.*``) with that entry's kept together. A setting in an optional part that
+    an entry leaves out (a ``docker`` part set to ``None``) is not listed."""
     result: list[tuple[Setting, Key]] = []
-    pending: list[Setting] = []
+    pending: dict[Key, list[Setting]] = {}
     for setting in registry.SETTINGS:
         if WILDCARD in setting.key:
-            pending.append(setting)
+            pending.setdefault(setting.key[: setting.key.index(WILDCARD)], []).append(setting)
         else:
             result.append((setting, setting.key))
-    for name in config.nodes:
-        result.extend((setting, _concrete(setting, name)) for setting in pending)
+    for prefix, settings in pending.items():
+        entries = _lookup(config, prefix)
+        assert isinstance(entries, dict)
+        for name in entries:
+            keys = [(setting, _concrete(setting, name)) for setting in settings]
+            result.extend((setting, key) for setting, key in keys if _present(config, key))
     return result
+
+
+def _present(config: AppConfig, key: Key) -> bool:
+    """Whether the part holding ``key`` is there (an optional part may be ``None``)."""
+    return _lookup(config, key[:-1]) is not None
 
 
 def _lookup(config: AppConfig, key: Key) -> object:
     value: object = config
     for part in key:
+        if value is None:
+            return None
         attribute = part.replace("-", "_")
         value = value[part] if isinstance(value, dict) else getattr(value, attribute)
     return value

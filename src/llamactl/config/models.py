@@ -73,18 +73,30 @@ class LlamaCppConfig(BackendConfig):
     cache_dir: Path
 
 
+# What stands for the one section of a backend whose instances each name an entry.
+_NO_SHARED_SECTION = BackendConfig(command="")
+
+
 class BackendsConfig(_Frozen):
-    """The three supported backends."""
+    """The three built-in backends, and the named entries of the custom one."""
 
     llama_cpp: LlamaCppConfig = Field(alias="llama-cpp")
     vllm: BackendConfig
     mlx: BackendConfig
+    custom: dict[str, BackendConfig] = Field(default_factory=dict)
 
     def section(self, key: str) -> BackendConfig:
-        """The section ``backends.<key>``, by its configuration key (``llama-cpp``)."""
+        """The section ``backends.<key>``, by its configuration key (``llama-cpp``).
+
+        For a backend whose instances each name an entry (a field holding a mapping of
+        sections), an empty section: no docker default, no response headers; an
+        instance's own section is its entry.
+        """
         for name, info in type(self).model_fields.items():
             if key in (name, info.alias):
                 section = getattr(self, name)
+                if isinstance(section, dict):
+                    return _NO_SHARED_SECTION
                 assert isinstance(section, BackendConfig)
                 return section
         raise KeyError(f"no backends.{key} section")

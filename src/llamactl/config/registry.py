@@ -188,6 +188,19 @@ _BACKENDS = [
     _headers("vllm", "VLLM"),
     *_backend("mlx", "MLX", "mlx_lm.server", [], "mlx_lm.server"),
     _headers("mlx", "MLX"),
+    _s("backends.custom.*.command", kinds.STR, "",
+       "program of a custom backend (any OpenAI-compatible server)"),
+    _s("backends.custom.*.args", kinds.ARGS, [],
+       "its arguments, before the instance's; `{port}` (required in one of them), `{host}`"
+       " and `{model}` are replaced"),
+    _s("backends.custom.*.environment", kinds.MAP, {}, "environment of its processes"),
+    _s("backends.custom.*.health_path", kinds.STR, "/health",
+       "its readiness endpoint: any 2xx answer means ready"),
+    _s("backends.custom.*.docker.image", kinds.STR, "",
+       "Docker image, for instances with `docker_enabled: true`"),
+    _s("backends.custom.*.docker.args", kinds.ARGS, [], "arguments of `docker` before the image"),
+    _s("backends.custom.*.docker.environment", kinds.MAP, {},
+       "environment passed to the container"),
 ]  # fmt: skip
 
 _INSTANCES = [

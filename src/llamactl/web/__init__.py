@@ -19,7 +19,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.staticfiles import StaticFiles
 
 from llamactl import __version__
-from llamactl.backends import SPECS, BackendType
+from llamactl.backends import SPECS, ArgvStyle, BackendType
 
 __all__ = ["TOP_FIELDS", "backend_catalog", "mount_dashboard", "render_page"]
 
@@ -32,7 +32,8 @@ TOP_FIELDS: Mapping[BackendType, tuple[str, ...]] = MappingProxyType(
 
 
 def backend_catalog() -> list[dict[str, object]]:
-    """Every backend with its typed fields in command-line order, as the page embeds it."""
+    """Every backend with its typed fields in command-line order, as the page embeds it;
+    ``flags`` says whether those fields are command-line flags (shown beside them)."""
     catalog: list[dict[str, object]] = []
     for backend_type, spec in SPECS.items():
         cls = spec.options_class
@@ -43,6 +44,7 @@ def backend_catalog() -> list[dict[str, object]]:
                 "segment": spec.config_key,
                 "top": [name for name in spec.top_fields if name in cls.FIELD_KINDS],
                 "fields": [[name, cls.FIELD_KINDS[name].value] for name in cls.FIELD_ORDER],
+                "flags": spec.argv_style is not ArgvStyle.TEMPLATE,
             }
         )
     return catalog

@@ -663,16 +663,20 @@
     return el("input", { ...common, type: "text" });
   }
 
-  function fieldBlock(backendType, name, kind) {
-    const input = fieldInput(backendType, name, kind);
-    const flag = "--" + name.replace(/_/g, "-");
-    const error = el("p", { class: "field-error", "data-error-for": name, hidden: true });
-    return el(
-      "div", { class: "field", "data-field": name },
-      el("label", { for: input.id }, label(name) + " ", el("code", { class: "flag", text: flag })),
-      input,
-      error,
-    );
+  // A backend option's field is keyed "backend_options.<name>", as the server's errors
+  // name it, so that it never clashes with a field of the instance itself ("name").
+  function optionKey(name) {
+    return "backend_options." + name;
+  }
+
+  function fieldBlock(backend, name, kind) {
+    const input = fieldInput(backend.type, name, kind);
+    const key = optionKey(name);
+    const error = el("p", { class: "field-error", "data-error-for": key, hidden: true });
+    const caption = el("label", { for: input.id }, label(name));
+    // Options that are not command-line flags (a custom backend's) show no flag.
+    if (backend.flags) caption.append(" ", el("code", { class: "flag", text: "--" + name.replace(/_/g, "-") }));
+    return el("div", { class: "field", "data-field": key }, caption, input, error);
   }
 
   // One block of inputs per backend, built once; switching backends only shows another
@@ -681,11 +685,11 @@
     const container = $("backend-fields");
     for (const backend of CATALOG) {
       const top = el("div", { class: "grid three top-fields" });
-      for (const name of backend.top) top.append(fieldBlock(backend.type, name, backend.kinds[name]));
+      for (const name of backend.top) top.append(fieldBlock(backend, name, backend.kinds[name]));
       const others = backend.fields.filter(([name]) => !backend.top.includes(name));
       const list = el("div", { class: "grid three more-fields" });
       for (const [name, kind] of others) {
-        const block = fieldBlock(backend.type, name, kind);
+        const block = fieldBlock(backend, name, kind);
         block.hidden = true;
         list.append(block);
       }
@@ -724,8 +728,8 @@
     let total = 0;
     for (const field of block.querySelectorAll(".more-fields .field")) {
       total += 1;
-      const name = field.dataset.field;
       const input = field.querySelector("[data-option]");
+      const name = input.dataset.option;
       const matches = needle !== "" && (name.includes(needle) || label(name).includes(query));
       const visible = showAll || matches || hasValue(input) || field.classList.contains("has-error");
       field.hidden = !visible;
@@ -955,26 +959,24 @@
     box.scrollIntoView({ block: "nearest" });
   }
 
+  // The field an error names: "backend_options.<option>: ..." is the option's field in
+  // the shown backend's block (extra_args has its own editor); "<setting>: ..." is the
+  // instance's own field, else (unprefixed) an option of that name.
   function errorField(err) {
     const form = $("instance-form");
     if (err.code === "invalid_instance_name" || /instance name/i.test(err.message)) {
-      return form.querySelector('[data-field="name"]');
+      return form.querySelector('.field[data-field="name"]');
     }
     const match = /^([A-Za-z0-9_.\-]+):\s/.exec(err.message);
     if (!match) return null;
-    let path = match[1].split(".");
-    if (path[0] === "backend_options") path = path.slice(1);
-    if (!path.length) return null;
-    const name = path[0];
-    const block = currentBlock();
-    if (name === "extra_args" || name === "environment") return form.querySelector('[data-field="' + name + '"]');
-    const backend = BACKENDS[$("f-backend").value];
-    const aliased = name in backend.kinds ? name : null;
-    if (aliased) return block.querySelector('[data-field="' + aliased + '"]');
-    const common = form.querySelector('#common-fields [data-field="' + name + '"]');
-    if (common) return common;
-    if (name === "name" || name === "backend_type") return form.querySelector('[data-field="' + name + '"]');
-    return null;
+    const path = match[1].split(".");
+    const option = path[0] === "backend_options" ? path[1] : null;
+    if (option === "extra_args") return form.querySelector('.field[data-field="extra_args"]');
+    if (option) return currentBlock().querySelector('.field[data-field="' + optionKey(option) + '"]');
+    if (path[0] === "backend_options") return null;
+    const own = form.querySelector('.field[data-field="' + path[0] + '"]');
+    if (own) return own;
+    return currentBlock().querySelector('.field[data-field="' + optionKey(path[0]) + '"]');
   }
 
   // Correcting a field clears its error (and the summary at the top, if it was about it).
