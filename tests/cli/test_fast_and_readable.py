@@ -79,10 +79,6 @@ def test_list_against_a_server_imports_nothing_of_the_server(
     assert "pydantic" not in from_file  # the key file was found without the configuration
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the CLI's BACKENDS does not have 'custom' yet: it changes with the cli/ package",
-)
 def test_the_backend_choices_are_the_backend_types() -> None:
     assert tuple(kind.value for kind in BackendType) == BACKENDS
 

@@ -14,6 +14,7 @@ from llamactl.backends.custom import SPEC
 from llamactl.errors import ConfigError, InvalidOptions
 from llamactl.instance import Status
 from llamactl.manager import InstanceManager
+from llamactl.proxy import Scheduler
 from tests.support.clock import FakeClock
 from tests.support.config import FAST, fake_config
 from tests.support.custom import CUSTOM_ENTRY_ARGS, custom_config_file, custom_options
@@ -71,13 +72,14 @@ async def test_an_idle_custom_instance_is_stopped(
     custom_manager: InstanceManager, clock: FakeClock, db_path: Path
 ) -> None:
     manager = custom_manager
+    scheduler = Scheduler(manager, manager._env.config)  # it stops idle instances
     await manager.create("foreign", custom_options(idle_timeout=1))
     await manager.start("foreign")
     await manager.wait_ready("foreign", timeout=10)
     clock.now += 59
-    assert await manager.check_idle() == []
+    assert await scheduler.check_idle() == []
     clock.now += 2
-    assert await manager.check_idle() == ["foreign"]
+    assert await scheduler.check_idle() == ["foreign"]
     assert manager.get("foreign").status is Status.STOPPED
     assert stored_status(db_path, "foreign") == "stopped"
 

@@ -20,13 +20,7 @@ from tests.support.config import FAST, fake_config
 from tests.support.custom import custom_config_file, custom_options
 from tests.support.waiting import is_ready, status_is, until
 
-pytestmark = [
-    pytest.mark.anyio,
-    pytest.mark.xfail(
-        strict=True,
-        reason="needs the supervisor to turn a missing entry at launch into failed",
-    ),
-]
+pytestmark = pytest.mark.anyio
 
 MISSING = "no entry backends.custom.fake in the configuration"
 

@@ -44,7 +44,7 @@ F = TypeVar("F", bound=Callable[..., object])
 # pydantic and the configuration (0.15-0.3 s, more than the CLI's own start). A test
 # holds the two equal; --backend's choices and messages are built from this tuple only.
 # Everything else about a backend is read from its spec, once a command needs it.
-BACKENDS = ("llama_cpp", "mlx_lm", "vllm")
+BACKENDS = ("llama_cpp", "mlx_lm", "vllm", "custom")
 _ENV_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 
 # How every command here fails: one line (plus details) on stderr, a code of ``exits``.

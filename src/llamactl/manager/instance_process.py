@@ -13,7 +13,6 @@ Its interface is small: ``start``, ``stop`` (draining the requests the backend s
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import os
@@ -23,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llamactl.backends import BackendType, instance_section, spec_for
-from llamactl.backends.command import build_command, render
+from llamactl.backends import BackendType, instance_section, section_key, spec_for
+from llamactl.backends.command import Command, build_command, render
 from llamactl.config import AppConfig, BackendConfig
 from llamactl.database.processes import ProcessRecord
-from llamactl.errors import BackendFailed, InvalidOptions
+from llamactl.errors import BackendFailed, ConfigError, InvalidOptions
 from llamactl.instance import Options, Status
 from llamactl.manager.logs import InstanceLog
 from llamactl.manager.persistence import Persistence
@@ -228,8 +227,7 @@ class InstanceProcess:
         port = options.backend_options.port
         assert port is not None, "every instance holds a port"
         host = options.backend_options.host or LOOPBACK
-        backend = instance_section(self._env.config.backends, options.backend_options)
-        command = build_command(options, backend, port=port, host=LOOPBACK, name=self.name)
+        command = self._command(options, port)
         log = self._open_log()
         log.write(f"$ {render(command.argv)}\n".encode())
         try:
@@ -245,6 +243,22 @@ class InstanceProcess:
         events.info("instance %s: started (pid %d, port %d)", self.name, process.pid, port)
         self._track(self._supervise(process))
         self._track(self._watch_health(process, host, port, time.monotonic()))
+
+    def _command(self, options: Options, port: int) -> Command:
+        """The command line from the current configuration. An instance whose section
+        went in a reload ends ``failed``, naming it; a ``ConfigError`` (docker asked for,
+        and not configured) refuses the start and changes nothing."""
+        try:
+            backend = instance_section(self._env.config.backends, options.backend_options)
+        except InvalidOptions as exc:
+            self._fail(exc.message)
+            raise
+        return build_command(options, backend, port=port, host=LOOPBACK, name=self.name)
+
+    def _fail(self, message: str) -> None:
+        self._failure = Failure(message)
+        self._set(Status.FAILED)
+        events.info("instance %s: failed: %s", self.name, message)
 
     async def stop(self, reason: str | None = None) -> None:
         """Cancel a pending restart, let the requests the backend serves end (within
@@ -320,9 +334,7 @@ class InstanceProcess:
         log.write(f"{exc.message}\n".encode())
         log.marker(self.name, "stopped")
         log.close()
-        self._failure = Failure(exc.message)
-        self._set(Status.FAILED)
-        events.info("instance %s: failed: %s", self.name, exc.message)
+        self._fail(exc.message)
 
     def _adopt(self, process: BackendProcess, log: InstanceLog) -> None:
         self._process, self._log = process, log
@@ -428,8 +440,12 @@ class InstanceProcess:
                 return
             self._restarts += 1
             assert self._options is not None
-            with contextlib.suppress(BackendFailed):  # start logged why; it is failed
+            try:
                 await self.start(self._options, fresh=False)
+            except (BackendFailed, InvalidOptions):
+                pass  # the start said why, and the instance is failed
+            except ConfigError as exc:  # the configuration changed in a reload
+                self._fail(exc.message)
         self._notify()
 
     async def _watch_health(
@@ -488,7 +504,7 @@ class InstanceProcess:
 def _hint(options: Options) -> str:
     if options.command_override:
         return "command_override"
-    return f"backends.{spec_for(options.backend_type).config_key}.command"
+    return f"{section_key(options.backend_options)}.command"
 
 
 def _reason(exc: OSError) -> str:
