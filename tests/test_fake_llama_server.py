@@ -473,6 +473,7 @@ def test_fifty_concurrent_requests(start_fake: Callable[..., Fake]) -> None:
     fake.wait_listening()
     limits = httpx.Limits(max_connections=60, max_keepalive_connections=60)
     barrier = threading.Barrier(50)
+    streaming = threading.Barrier(50)
     with httpx.Client(timeout=10, trust_env=False, limits=limits) as http:
 
         def plain(i: int) -> str:
@@ -484,7 +485,12 @@ def test_fifty_concurrent_requests(start_fake: Callable[..., Fake]) -> None:
             barrier.wait(timeout=10)
             body = chat_body(f"s{i}", stream=True)
             with http.stream("POST", f"{fake.url}/v1/chat/completions", json=body) as response:
-                events = [data for _, data in sse_events(response)]
+                incoming = sse_events(response)
+                first = next(incoming)[1]
+                # Every stream has its first event before any reads on: all 50 are open
+                # at once (served one at a time, the barrier would time out).
+                streaming.wait(timeout=10)
+                events = [first, *(data for _, data in incoming)]
             assert events[-1] == "[DONE]"
             return "".join(json.loads(e)["choices"][0]["delta"]["content"] for e in events[:-1])
 
