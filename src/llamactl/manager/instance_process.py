@@ -33,6 +33,7 @@ from llamactl.manager.persistence import Persistence
 from llamactl.manager.ports import LOOPBACK, connect_host, is_port_free
 from llamactl.manager.process import BackendProcess, ExitStatus, spawn
 from llamactl.manager.processinfo import process_start_ticks
+from llamactl.manager.registry import OCCUPYING
 from llamactl.manager.runtime import (
     Event,
     Failure,
@@ -52,7 +53,6 @@ logger = logging.getLogger(__name__)
 events = logging.getLogger("llamactl")
 
 FAILURE_LINES = 20
-_OCCUPYING = frozenset({Status.RUNNING, Status.RESTARTING})
 
 
 def backend_config(config: AppConfig, backend_type: BackendType) -> BackendConfig:
@@ -179,7 +179,7 @@ class InstanceProcess:
         """Wait until the backend answers its health check; ``BackendFailed`` if it cannot."""
 
         def settled() -> bool:
-            return self._status not in _OCCUPYING or self._readiness is Readiness.READY
+            return self._status not in OCCUPYING or self._readiness is Readiness.READY
 
         if not await self.wait_for(settled, timeout):
             raise BackendFailed(f"instance {self.name} did not become ready within {timeout:g} s")

@@ -47,7 +47,6 @@ logger = logging.getLogger(__name__)
 
 # A backend process may be alive in these statuses: such an instance cannot be deleted.
 _ACTIVE = frozenset({Status.RUNNING, Status.RESTARTING, Status.SHUTTING_DOWN})
-_OCCUPYING = OCCUPYING  # these hold a slot of max_running_instances
 
 
 class InstanceManager:
@@ -170,7 +169,7 @@ class InstanceManager:
         completed = rules.complete(self._config, options)
         async with self._locked(name) as owner:
             current = self.get(name)
-            was_active = current.status in _OCCUPYING
+            was_active = current.status in OCCUPYING
             old_port = current.options.backend_options.port
             ports = self._registry.ports
             port = ports.claim(name, completed.backend_options.port or old_port)
@@ -216,7 +215,7 @@ class InstanceManager:
         """Start the backend; returns once the process is up (not when it is ready)."""
         async with self._locked(name) as owner:
             inst = self.get(name)
-            if inst.status in _OCCUPYING:
+            if inst.status in OCCUPYING:
                 return inst
             if inst.status is Status.SHUTTING_DOWN:
                 raise Conflict(f"instance {name} is shutting down: wait until it has stopped")
@@ -292,7 +291,7 @@ class InstanceManager:
         for inst in self.list():
             if inst.status not in _ACTIVE:
                 continue
-            if inst.status in _OCCUPYING and inst.options.auto_restart:
+            if inst.status in OCCUPYING and inst.options.auto_restart:
                 self._registry.forget_status(inst.name)  # "running" on disk until it starts
                 resume.append(inst.name)
             self._processes[inst.name].mark_stopped()
