@@ -36,6 +36,34 @@ def test_changes_name_each_setting_and_when_it_applies(tmp_path: Path) -> None:
     assert changes(old, config(tmp_path)) == []
 
 
+def custom_entries(home: Path, entries: str) -> AppConfig:
+    path = home / "custom.yaml"
+    path.write_text(f"backends:\n  custom:\n{entries}")
+    return load_config(path, {"HOME": str(home)}, cwd=home, home=home)
+
+
+def test_custom_entries_added_edited_and_removed_are_each_named(tmp_path: Path) -> None:
+    old = custom_entries(
+        tmp_path,
+        "    kept: {command: /bin/kept}\n"
+        "    edited: {command: /bin/one}\n"
+        "    removed: {command: /bin/gone}\n",
+    )
+    new = custom_entries(
+        tmp_path,
+        "    kept: {command: /bin/kept}\n"
+        "    edited: {command: /bin/one, health_path: /ready}\n"
+        "    added: {command: /bin/new}\n",
+    )
+    found = changes(old, new)
+    assert found == [
+        Change("backends.custom.added", Effect.NEXT_START),
+        Change("backends.custom.edited", Effect.NEXT_START),
+        Change("backends.custom.removed", Effect.NEXT_START),
+    ]
+    assert effective(old, new, found).backends.custom == new.backends.custom
+
+
 def test_settings_that_need_a_restart_keep_their_running_values(tmp_path: Path) -> None:
     old = config(tmp_path)
     new = config(tmp_path, LLAMACTL_PORT="9999", LLAMACTL_MAX_RUNNING_INSTANCES="2")

@@ -1,4 +1,4 @@
-"""Typed options of the supported inference servers: llama.cpp, MLX-LM and vLLM.
+"""Typed options of the supported inference servers: llama.cpp, MLX-LM, vLLM and custom ones.
 
 Pure: this package validates and converts option values; it starts no process, opens no
 socket and touches no file.

@@ -67,9 +67,7 @@ class Registry:
 
     def running_count(self, exclude: str | None = None) -> int:
         """Instances holding a slot of ``max_running_instances`` (running or restarting)."""
-        return sum(
-            inst.status in OCCUPYING for name, inst in self._rows.items() if name != exclude
-        )
+        return sum(inst.status in OCCUPYING for name, inst in self._rows.items() if name != exclude)
 
     def address(self, name: str) -> tuple[str, int]:
         """Where the backend of ``name`` listens, from its current options (never cached)."""
@@ -77,9 +75,7 @@ class Registry:
         assert options.port is not None, "every instance holds a port"
         return connect_host(options.host or LOOPBACK), options.port
 
-    async def add(
-        self, name: str, options: Options, then: Callable[[Instance], None]
-    ) -> Instance:
+    async def add(self, name: str, options: Options, then: Callable[[Instance], None]) -> Instance:
         """Write a new stopped instance with a port of its own; ``then(instance)`` once
         it is written. ``InstanceExists`` if the name is taken."""
         if self.taken(name):

@@ -49,6 +49,4 @@ def check_running_limit(config: AppConfig, running: int) -> None:
     allows."""
     limit = config.instances.max_running_instances
     if limit >= 0 and running >= limit:
-        raise LimitReached(
-            f"maximum number of running instances ({limit}) reached: stop one first"
-        )
+        raise LimitReached(f"maximum number of running instances ({limit}) reached: stop one first")

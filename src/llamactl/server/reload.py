@@ -131,9 +131,20 @@ def changes(old: AppConfig, new: AppConfig) -> list[Change]:
         if registry.WILDCARD not in setting.key
         and _value(old, setting.key) != _value(new, setting.key)
     ]
+    found += _custom_changes(old, new)
     if old.nodes != new.nodes:
         found.append(Change("nodes", Effect.RESTART))
     return found
+
+
+def _custom_changes(old: AppConfig, new: AppConfig) -> list[Change]:
+    """The custom backend entries added, removed or edited; each applies at a next start."""
+    before, after = old.backends.custom, new.backends.custom
+    return [
+        Change(f"backends.custom.{name}", Effect.NEXT_START)
+        for name in sorted(before.keys() | after.keys())
+        if before.get(name) != after.get(name)
+    ]
 
 
 class Reloader:
