@@ -609,15 +609,38 @@ def test_yaml_list_items_keep_their_text(load: Loader, cwd: Path) -> None:
 def test_local_node_added(load: Loader, cwd: Path) -> None:
     write(
         cwd / "llamactl.yaml",
-        "local_node: gpu\nnodes:\n  worker:\n    address: http://w:8080\n    api_key: sk-w\n"
-        "  empty:\n",
+        "local_node: gpu\nnodes:\n  worker:\n    address: http://w:8080/\n    api_key: sk-w\n"
+        "  keyless:\n    address: https://k\n",
     )
     config = load()
-    assert sorted(config.nodes) == ["empty", "gpu", "worker"]
+    assert sorted(config.nodes) == ["gpu", "keyless", "worker"]
     assert config.nodes["gpu"].address == ""
+    assert config.nodes["worker"].address == "http://w:8080"  # no trailing slash
     worker_key = config.nodes["worker"].api_key
     assert isinstance(worker_key, SecretStr) and worker_key.get_secret_value() == "sk-w"
-    assert config.nodes["empty"].api_key is None
+    assert config.nodes["keyless"].api_key is None
+
+
+@pytest.mark.parametrize(
+    ("entry", "shown", "reason"),
+    [
+        ("  empty:\n", "''", "needs the base URL of its llamactl"),
+        ("  w:\n    address: gpu-box:8080\n", "'gpu-box:8080'", "expected an http:// or https://"),
+        ("  w:\n    address: ftp://w\n", "'ftp://w'", "expected an http:// or https://"),
+        ("  w:\n    address: http://\n", "'http://'", "with a host"),
+        ("  w:\n    address: http://w:99999\n", "'http://w:99999'", "the port is not a number"),
+        ("  w:\n    address: http://u:p@w\n", "'http://u:p@w'", "give the key in api_key"),
+    ],
+)
+def test_another_node_without_a_usable_address_is_refused(
+    load: Loader, cwd: Path, entry: str, shown: str, reason: str
+) -> None:
+    write(cwd / "llamactl.yaml", "nodes:\n" + entry)
+    with pytest.raises(ConfigError) as caught:
+        load()
+    key = "nodes.empty.address" if "empty" in entry else "nodes.w.address"
+    assert f"{key} = {shown}" in caught.value.message
+    assert reason in caught.value.message
 
 
 def test_local_node_listed_is_kept(load: Loader, cwd: Path) -> None:
@@ -639,7 +662,8 @@ def test_local_node_from_environment(load: Loader) -> None:
 def test_describe_config(load: Loader, cwd: Path) -> None:
     path = write(
         cwd / "llamactl.yaml",
-        "auth:\n  management_keys: [sk-secret]\nnodes:\n  w:\n    api_key: sk-node\n",
+        "auth:\n  management_keys: [sk-secret]\nnodes:\n  w:\n    address: http://w\n"
+        "    api_key: sk-node\n",
     )
     config = load({"LLAMACTL_PORT": "9090"})
     rows = {row.key: row for row in describe_config(config)}

@@ -32,7 +32,11 @@ pydantic, ``OSError``) are translated once, at the layer that meets them, chaine
     │   └── Unreachable           the server cannot be reached
     ├── Unavailable               a request cannot be served now; try again later (503)
     │   ├── InstanceNotRunning    the instance is stopped and may not be started on demand
-    │   └── QueueFull             too many requests already wait for the instance
+    │   ├── QueueFull             too many requests already wait for the instance
+    │   └── NodeUnreachable       another llamactl (a node) cannot be reached
+    ├── NodeFailed                another node answered with an error (its own status)
+    │   └── NodeRefusedKey        a node refused the key configured for it (502)
+    ├── ForwardingLoop            a request forwarded by a node would be forwarded again (508)
     ├── DatabaseError             the database failed or holds something unexpected
     │   ├── DatabaseUnavailable   the database cannot be written now: locked, full, deleted (503)
     │   ├── MigrationError        the schema cannot be brought to the code's version
@@ -53,6 +57,7 @@ __all__ = [
     "DatabaseError",
     "DatabaseUnavailable",
     "ForeignOrigin",
+    "ForwardingLoop",
     "GatewayTimeout",
     "InstanceExists",
     "InstanceNotFound",
@@ -66,6 +71,9 @@ __all__ = [
     "LimitReached",
     "LlamactlError",
     "MigrationError",
+    "NodeFailed",
+    "NodeRefusedKey",
+    "NodeUnreachable",
     "NotALlamactlDatabase",
     "NotFound",
     "PayloadTooLarge",
@@ -276,6 +284,42 @@ class QueueFull(Unavailable):
     """Raised when an instance's wait queue (``instances.max_queued_requests``) is full."""
 
     code = "queue_full"
+
+
+class NodeUnreachable(Unavailable):
+    """Raised when another node cannot be reached (refused, timed out, or cut off)."""
+
+    code = "node_unreachable"
+
+
+class NodeFailed(LlamactlError):
+    """Raised when another node answers a call with an error: its status (a 5xx of the
+    node's becomes 502) and message, prefixed with the node's name."""
+
+    code = "node_failed"
+    status = 502
+
+    def __init__(self, message: str, *, status: int = 502, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        if code is not None:
+            self.code = code
+
+
+class NodeRefusedKey(NodeFailed):
+    """Raised when a node answers 401 or 403 to the key configured for it."""
+
+    code = "node_refused_key"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class ForwardingLoop(LlamactlError):
+    """Raised when a request that another node forwarded here would be forwarded on."""
+
+    code = "forwarding_loop"
+    status = 508
 
 
 class ClientError(LlamactlError):

@@ -30,6 +30,7 @@ BODY_KEYS = [
     "queued",
     "idle_seconds",
     "pid",
+    "node",
 ]
 SLOW_LOAD = {"FAKE_LLAMA_LOAD_SECONDS": "0.3"}
 
@@ -580,10 +581,15 @@ async def test_config_shows_no_secret(tmp_path: Path) -> None:
 
 
 async def test_nodes_list_the_local_node(api: Api) -> None:
+    await create(api, "alpha")
     listed = await api.client.get("/api/v1/nodes")
-    assert (listed.status_code, listed.json()) == (200, {"main": {"address": ""}})
+    assert listed.status_code == 200 and list(listed.json()) == ["main"]
     one = await api.client.get("/api/v1/nodes/main")
-    assert (one.status_code, one.json()) == (200, {"address": ""})
+    assert one.status_code == 200
+    for body in (listed.json()["main"], one.json()):
+        assert body["address"] == "" and body["local"] is True
+        assert (body["status"], body["error"], body["version"]) == ("healthy", None, __version__)
+        assert (body["instances"], body["running"]) == (1, 0)
     missing = await api.client.get("/api/v1/nodes/gpu9")
     assert "gpu9" in error_of(missing, 404, "not_found")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import os
 import sys
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -302,6 +303,7 @@ def _build(values: Values, config_path: Path | None, cwd: Path, home: Path) -> A
     _derive_database_path(values[("database", "path")], data_dir, home)
     _check_pool(values)
     _add_local_node(values)
+    _check_node_addresses(values)
     sources = {dotted(key): entry.source for key, entry in values.items()}
     document = {**_nest(values), "config_path": config_path, "sources": sources}
     try:
@@ -343,6 +345,35 @@ def _add_local_node(values: Values) -> None:
     if ("nodes", name, "address") not in values:
         values[("nodes", name, "address")] = Entry("", DEFAULT)
         values[("nodes", name, "api_key")] = Entry(None, DEFAULT)
+
+
+def _check_node_addresses(values: Values) -> None:
+    """Every other node needs a base URL: ``http(s)://host[:port][/prefix]``, kept without
+    its trailing slash."""
+    local = str(values[("local_node",)].value)
+    for key, entry in values.items():
+        if len(key) != 3 or key[0] != "nodes" or key[2] != "address" or key[1] == local:
+            continue
+        text = str(entry.value).strip().rstrip("/")
+        problem = _address_problem(text)
+        if problem is not None:
+            raise invalid_value(dotted(key), entry.value, entry.source, problem)
+        entry.value = text
+
+
+def _address_problem(text: str) -> str | None:
+    if not text:
+        return "another node needs the base URL of its llamactl, like http://gpu-box:8080"
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "expected an http:// or https:// URL with a host, like http://gpu-box:8080"
+    if parts.query or parts.fragment or parts.username or parts.password:
+        return "the URL takes no query, fragment or user: give the key in api_key"
+    try:
+        parts.port  # noqa: B018 - raises for a port that is not a number in range
+    except ValueError:
+        return "the port is not a number from 1 to 65535"
+    return None
 
 
 def _nest(values: Values) -> dict[str, object]:

@@ -169,5 +169,8 @@ class AppConfig(_Frozen):
     auth: AuthConfig
     local_node: str
     nodes: dict[str, NodeConfig]
+    node_check_interval: datetime.timedelta
+    node_connect_timeout: datetime.timedelta
+    node_request_timeout: datetime.timedelta
     config_path: Path | None = None
     sources: dict[str, str] = Field(default_factory=dict)

@@ -281,6 +281,14 @@ _NODES = [
        "LLAMACTL_LOCAL_NODE"),
     _s("nodes.*.address", kinds.STR, "", "base URL of another llamactl (empty for this one)"),
     _s("nodes.*.api_key", kinds.SECRET, None, "management key of that llamactl", secret=True),
+    _s("node_check_interval", kinds.DURATION, parse_duration("5s"),
+       "how often every other node's health is checked", "LLAMACTL_NODE_CHECK_INTERVAL"),
+    _s("node_connect_timeout", kinds.DURATION, parse_duration("3s"),
+       "wait for a connection to another node; longer: it is unreachable",
+       "LLAMACTL_NODE_CONNECT_TIMEOUT"),
+    _s("node_request_timeout", kinds.DURATION, parse_duration("30s"),
+       "wait for another node to answer a management call",
+       "LLAMACTL_NODE_REQUEST_TIMEOUT"),
 ]  # fmt: skip
 
 SETTINGS: tuple[Setting, ...] = (

@@ -1,7 +1,9 @@
 """The instance manager: the registry of instances and the backends behind them.
 
 Owns the rules (names, limits, defaults, ports, what may be deleted) and the registry of
-``InstanceProcess`` owners, one per instance, which run the backends. Every status change
+owners, one per instance: an ``InstanceProcess`` runs the backend of an instance that
+lives here; a ``RemoteInstance`` has the other nodes that it lives on run it (see
+``nodes``: it counts towards no limit here and has no port here). Every status change
 an owner reports is written to the injected ``Database`` (see ``persistence``: on one
 writer thread, never on the event loop; configuration changes are awaited, status changes
 follow the manager's memory and are retried while the database refuses them). All methods
@@ -19,6 +21,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from llamactl.config import AppConfig
 from llamactl.database import Database
@@ -29,19 +32,24 @@ from llamactl.errors import (
     InstanceExists,
     InstanceNotFound,
     LimitReached,
+    LlamactlError,
 )
 from llamactl.instance import Instance, Options, Status, validate_name
 from llamactl.manager import rules
 from llamactl.manager.instance_process import Environment, InstanceProcess
+from llamactl.manager.nodes import Nodes
 from llamactl.manager.persistence import RETRY_DELAY, Persistence, PersistenceState
 from llamactl.manager.ports import with_port
 from llamactl.manager.reaper import reap
 from llamactl.manager.registry import OCCUPYING, Registry
+from llamactl.manager.remote import RemoteInstance
 from llamactl.manager.runtime import RuntimeInfo, Signal, Timings
 from llamactl.manager.traffic import Traffic
 from llamactl.transport import ConnectionPool, Transport
 
-__all__ = ["InstanceManager"]
+__all__ = ["InstanceManager", "Owner"]
+
+Owner = InstanceProcess | RemoteInstance
 
 logger = logging.getLogger(__name__)
 
@@ -65,9 +73,13 @@ class InstanceManager:
         timings: Timings | None = None,
         db_retry_delay: float = RETRY_DELAY,
         transport: Transport | None = None,
+        nodes: Nodes | None = None,
     ) -> None:
-        """``transport``: how backends' health is probed (default: a pool of its own)."""
+        """``transport``: how backends' health is probed (default: a pool of its own);
+        ``nodes``: the other nodes (default: those of ``config``)."""
         self._db = db
+        self.nodes = nodes or Nodes(config)
+        self.nodes.listen(self._take_node_list)
         self._store = Persistence(db, retry_delay=db_retry_delay)
         self._env = Environment(
             config=config,
@@ -77,8 +89,10 @@ class InstanceManager:
             logs_dir=Path(config.instances.logs_dir),
             transport=transport or ConnectionPool(),
         )
-        self._registry = Registry(db, self._store, config.instances.port_range)
-        self._processes: dict[str, InstanceProcess] = {}
+        self._registry = Registry(
+            db, self._store, config.instances.port_range, local=self._lives_here
+        )
+        self._processes: dict[str, Owner] = {}
         self._changes = Signal()  # notified whenever any instance changes
         self._loaded = False
 
@@ -122,6 +136,62 @@ class InstanceManager:
         """Every instance, sorted by name."""
         return self._registry.list()
 
+    def local_list(self) -> builtins.list[Instance]:
+        """The instances that live here (a backend of this node runs them), by name."""
+        return [inst for inst in self._registry.list() if self._lives_here(inst)]
+
+    def is_remote(self, name: str) -> bool:
+        """Whether ``name`` lives on other nodes only."""
+        return isinstance(self._processes.get(name), RemoteInstance)
+
+    def remote(self, name: str) -> RemoteInstance:
+        """The owner of ``name``, which lives on other nodes; ``InstanceNotFound`` if
+        there is no such remote instance."""
+        owner = self._process(name)
+        if not isinstance(owner, RemoteInstance):
+            raise InstanceNotFound(name)
+        return owner
+
+    async def refresh(self, name: str) -> None:
+        """Copy in what the nodes of a remote instance say of it now (nothing for a local
+        one); raises if none of them answers."""
+        owner = self._process(name)
+        if isinstance(owner, RemoteInstance):
+            await owner.refresh()
+
+    async def refresh_all(self) -> None:
+        """Copy in every remote instance's state: one list call per node, in parallel;
+        a node that does not answer keeps its last known state (and is marked)."""
+        nodes = {node for owner in self._remotes() for node in owner.copies}
+        await asyncio.gather(*(self._refresh_node(node) for node in sorted(nodes)))
+
+    async def _refresh_node(self, node: str) -> None:
+        try:
+            client = self.nodes.client(node)
+            bodies = await client.json("GET", "/instances")
+        except LlamactlError as exc:
+            self.nodes.failed(node, exc)
+            return
+        if isinstance(bodies, builtins.list):
+            self._take_node_list(node, [body for body in bodies if isinstance(body, dict)])
+
+    def _take_node_list(self, node: str, bodies: builtins.list[dict[str, Any]]) -> None:
+        """A node's list of instances: copy each remote instance's state from it."""
+        by_name = {body.get("name"): body for body in bodies}
+        for owner in self._remotes():
+            if node in owner.copies:
+                body = by_name.get(owner.name)
+                if body is None:
+                    owner.gone_from(node)
+                else:
+                    owner.take(node, body)
+
+    def _remotes(self) -> builtins.list[RemoteInstance]:
+        return [owner for owner in self._processes.values() if isinstance(owner, RemoteInstance)]
+
+    def _lives_here(self, inst: Instance) -> bool:
+        return not self.nodes.is_remote(inst.options.nodes)
+
     def get(self, name: str) -> Instance:
         return self._registry.get(name)
 
@@ -151,6 +221,10 @@ class InstanceManager:
     async def create(self, name: str, options: Options | Mapping[str, object]) -> Instance:
         """Create a stopped instance with the configured defaults and a port."""
         validate_name(name)
+        if not isinstance(options, Options):
+            options = Options.from_json(options)
+        if self.nodes.placement(options.nodes).remote_only:
+            return await self._create_remote(name, options)
         completed = rules.complete(self._config, options)
         if self._registry.taken(name):
             raise InstanceExists(name)
@@ -161,11 +235,42 @@ class InstanceManager:
 
         return await self._registry.add(name, completed, then=created)
 
+    async def _create_remote(self, name: str, options: Options) -> Instance:
+        """Create ``name`` on its nodes, then keep its row here (with the options the
+        first node completed): on no node if the name is taken here."""
+        if self._registry.taken(name):
+            raise InstanceExists(name)
+        owner = RemoteInstance(name, self.nodes, options.nodes, self._changed)
+        self._registry.reserve(name)
+        try:
+            answered = await owner.define(options.to_json())
+        except BaseException:
+            self._registry.unreserve(name)
+            raise
+        stored = self._remote_options(answered, options)
+
+        def created(inst: Instance) -> None:
+            self._processes[name] = owner
+            self._registry.copy_status(name, owner.status, owner.failure)
+
+        return await self._registry.add(name, stored, then=created, reserved=True)
+
+    @staticmethod
+    def _remote_options(answered: Mapping[str, object], sent: Options) -> Options:
+        """The options a node answered with, its ``nodes`` ours; what was sent if the
+        answer cannot be read."""
+        try:
+            return dataclasses.replace(Options.from_json(answered), nodes=sent.nodes)
+        except LlamactlError:
+            return sent
+
     async def update(self, name: str, options: Options | Mapping[str, object]) -> Instance:
         """Replace the options (nodes are kept); a running instance restarts with them.
 
         Leaving the port out keeps the current one.
         """
+        if self.is_remote(name):
+            return await self._update_remote(name, options)
         completed = rules.complete(self._config, options)
         async with self._locked(name) as owner:
             current = self.get(name)
@@ -193,21 +298,36 @@ class InstanceManager:
                 await self._launch(owner)
             return self.get(name)
 
+    async def _update_remote(self, name: str, options: Options | Mapping[str, object]) -> Instance:
+        if not isinstance(options, Options):
+            options = Options.from_json(options)
+        async with self._locked(name) as owner:
+            assert isinstance(owner, RemoteInstance)
+            current = self.get(name)
+            sent = dataclasses.replace(options, nodes=current.options.nodes)
+            answered = await owner.redefine(sent.to_json())
+            await self._registry.write(current.with_options(self._remote_options(answered, sent)))
+            return self.get(name)
+
     async def delete(self, name: str) -> None:
         """Delete an instance; refused while its backend may be running."""
         async with self._locked(name) as owner:
+            if isinstance(owner, RemoteInstance):
+                await owner.undefine()  # each node refuses while its copy runs
+                await self._registry.remove(name, then=lambda: self._forget(name, owner))
+                return
             inst = self.get(name)
             if inst.status in _ACTIVE:
                 raise Conflict(
                     f"instance {name} is {inst.status.value}: stop it before deleting it"
                 )
 
-            def deleted() -> None:
-                del self._processes[name]
-                self._env.traffic.forget(name)
-                owner.deleted()  # follow streams end: nothing more will come
+            await self._registry.remove(name, then=lambda: self._forget(name, owner))
 
-            await self._registry.remove(name, then=deleted)
+    def _forget(self, name: str, owner: Owner) -> None:
+        del self._processes[name]
+        self._env.traffic.forget(name)
+        owner.deleted()  # follow streams end: nothing more will come
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -274,6 +394,7 @@ class InstanceManager:
         """Load, reap what a crashed run left, resume instances."""
         if not self._loaded:
             self.load()
+        self.nodes.start_checks()
         recorded = await self._store.call(self._db.recorded_processes)
         for name in await reap(recorded, self.timings.reap_timeout):
             logger.warning("reaped the backend of %s left by a previous run", name)
@@ -288,7 +409,7 @@ class InstanceManager:
     def _resume_or_stop(self) -> builtins.list[str]:
         """Mark what cannot resume as stopped; return the instances to start again."""
         resume = []
-        for inst in self.list():
+        for inst in self.local_list():
             if inst.status not in _ACTIVE:
                 continue
             if inst.status in OCCUPYING and inst.options.auto_restart:
@@ -301,6 +422,7 @@ class InstanceManager:
         """Stop every backend concurrently. Rows keep their status, so a boot resumes them."""
         await asyncio.gather(*(owner.halt() for owner in list(self._processes.values())))
         self._env.transport.close()
+        await self.nodes.close()
         await self._store.close()
 
     def persistence(self) -> PersistenceState:
@@ -315,8 +437,12 @@ class InstanceManager:
 
     def owner(self, name: str) -> InstanceProcess:
         """The owner of the backend of ``name``, to follow its log and status (start and
-        stop go through the manager, which keeps the limits and the ports)."""
-        return self._process(name)
+        stop go through the manager, which keeps the limits and the ports);
+        ``InstanceNotFound`` for an instance that lives on other nodes (``remote``)."""
+        owner = self._process(name)
+        if not isinstance(owner, InstanceProcess):
+            raise InstanceNotFound(name)
+        return owner
 
     def end_followers(self) -> None:
         """End every follow stream (the server is stopping)."""
@@ -325,19 +451,25 @@ class InstanceManager:
 
     # -- helpers ------------------------------------------------------------------------
 
-    def _owner(self, inst: Instance) -> InstanceProcess:
+    def _owner(self, inst: Instance) -> Owner:
+        placement = self.nodes.stored_placement(inst.options.nodes)
+        if placement.remote_only:
+            return RemoteInstance(
+                inst.name, self.nodes, placement.remote, self._changed,
+                status=inst.status, failure=inst.failure,
+            )  # fmt: skip
         return InstanceProcess(
             inst.name, self._env, self._changed, status=inst.status, failure=inst.failure
         )
 
-    def _process(self, name: str) -> InstanceProcess:
+    def _process(self, name: str) -> Owner:
         try:
             return self._processes[name]
         except KeyError:
             raise InstanceNotFound(name) from None
 
     @asynccontextmanager
-    async def _locked(self, name: str) -> AsyncIterator[InstanceProcess]:
+    async def _locked(self, name: str) -> AsyncIterator[Owner]:
         """The owner of ``name`` with its lock held; ``InstanceNotFound`` if it is gone
         (before, or while waiting for the lock)."""
         owner = self._process(name)
@@ -346,19 +478,30 @@ class InstanceManager:
                 raise InstanceNotFound(name)
             yield owner
 
-    def _changed(self, owner: InstanceProcess) -> None:
+    def _changed(self, owner: Owner) -> None:
         """An owner's report: store its status and failure (so that they survive a
-        restart) when they moved, and wake everything waiting."""
+        restart) when they moved, and wake everything waiting. A remote instance's status
+        is the nodes' own, taken as they tell it (their moves are checked there)."""
         if self._processes.get(owner.name) is owner:
             if owner.status is not Status.RUNNING:
                 self._env.traffic.stopped(owner.name)
-            self._registry.take_status(owner.name, owner.status, owner.failure)
+            if isinstance(owner, RemoteInstance):
+                self._registry.copy_status(owner.name, owner.status, owner.failure)
+            else:
+                self._registry.take_status(owner.name, owner.status, owner.failure)
         self._changes.notify()
 
-    async def _launch(self, owner: InstanceProcess) -> None:
+    async def _launch(self, owner: Owner) -> None:
         """Start the backend of ``owner`` (lock held) within the limits, on a port of its
-        own (written before anything starts on it)."""
+        own (written before anything starts on it); a remote one on one of its nodes,
+        within that node's limits."""
         name = owner.name
+        if isinstance(owner, RemoteInstance):
+            try:
+                await owner.start()
+            finally:
+                await self._settle(name)
+            return
         try:
             rules.check_running_limit(self._config, self.running_count())
             await self._registry.ensure_port(name)
@@ -366,7 +509,7 @@ class InstanceManager:
         finally:
             await self._settle(name)
 
-    async def _stop(self, owner: InstanceProcess, reason: str | None) -> None:
+    async def _stop(self, owner: Owner, reason: str | None) -> None:
         try:
             await owner.stop(reason)
         finally:

@@ -7,6 +7,7 @@ change is taken at once and written soon after (``Persistence.defer_save``).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -23,10 +24,21 @@ OCCUPYING = frozenset({Status.RUNNING, Status.RESTARTING})
 
 
 class Registry:
-    """Every instance's row, by name, with the port each holds."""
+    """Every instance's row, by name, with the port each holds.
 
-    def __init__(self, db: Database, store: Persistence, port_range: tuple[int, int]) -> None:
+    ``local(instance)`` tells an instance that lives here from one that lives on other
+    nodes only: those hold no port here and count towards no limit.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        store: Persistence,
+        port_range: tuple[int, int],
+        local: Callable[[Instance], bool] = lambda _inst: True,
+    ) -> None:
         self._db = db
+        self._local = local
         self._store = store
         self._rows: dict[str, Instance] = {}
         self._creating: set[str] = set()  # names whose row is being written
@@ -37,7 +49,8 @@ class Registry:
         """Read every stored instance and give each a port of its own (written at once:
         this runs before serving, so it calls the database directly)."""
         self._rows = {inst.name: inst for inst in self._db.load_all()}
-        fixed, portless = self.ports.settle(list(self._rows.values()))
+        here = [inst for inst in self._rows.values() if self._local(inst)]
+        fixed, portless = self.ports.settle(here)
         for inst in fixed:
             self._db.save(inst)
             self._rows[inst.name] = inst
@@ -61,13 +74,25 @@ class Registry:
         """Whether an instance has ``name``, or is being created with it."""
         return name in self._rows or name in self._creating
 
+    def reserve(self, name: str) -> None:
+        """Hold ``name`` while it is created elsewhere first (on other nodes)."""
+        self._creating.add(name)
+
+    def unreserve(self, name: str) -> None:
+        self._creating.discard(name)
+
     def count(self) -> int:
-        """The instances, those being created included."""
-        return len(self._rows) + len(self._creating)
+        """The instances that live here, those being created included."""
+        here = sum(1 for inst in self._rows.values() if self._local(inst))
+        return here + len(self._creating)
 
     def running_count(self, exclude: str | None = None) -> int:
         """Instances holding a slot of ``max_running_instances`` (running or restarting)."""
-        return sum(inst.status in OCCUPYING for name, inst in self._rows.items() if name != exclude)
+        return sum(
+            inst.status in OCCUPYING and self._local(inst)
+            for name, inst in self._rows.items()
+            if name != exclude
+        )
 
     def address(self, name: str) -> tuple[str, int]:
         """Where the backend of ``name`` listens, from its current options (never cached)."""
@@ -75,14 +100,23 @@ class Registry:
         assert options.port is not None, "every instance holds a port"
         return connect_host(options.host or LOOPBACK), options.port
 
-    async def add(self, name: str, options: Options, then: Callable[[Instance], None]) -> Instance:
-        """Write a new stopped instance with a port of its own; ``then(instance)`` once
-        it is written. ``InstanceExists`` if the name is taken."""
-        if self.taken(name):
+    async def add(
+        self,
+        name: str,
+        options: Options,
+        then: Callable[[Instance], None],
+        *,
+        reserved: bool = False,
+    ) -> Instance:
+        """Write a new stopped instance, with a port of its own if it lives here;
+        ``then(instance)`` once it is written. ``InstanceExists`` if the name is taken
+        (unless ``reserved`` for this very creation)."""
+        if not reserved and self.taken(name):
             raise InstanceExists(name)
-        port = self.ports.claim(name, options.backend_options.port)
-        options = with_port(options, port)
         inst = Instance(name=name, created=int(time.time()), status=Status.STOPPED, options=options)
+        if self._local(inst):
+            port = self.ports.claim(name, options.backend_options.port)
+            inst = inst.with_options(with_port(options, port))
 
         def created() -> None:
             self._creating.discard(name)
@@ -137,6 +171,14 @@ class Registry:
             inst = inst.with_status(status)
         if inst is not self._rows[name] or inst.failure != failure:
             self._rows[name] = inst = inst.with_failure(failure)
+            self._store.defer_save(inst)
+
+    def copy_status(self, name: str, status: Status, failure: Failure | None) -> None:
+        """Take ``status`` and ``failure`` as another node reports them (no transition
+        is checked here: the node checked its own), written soon."""
+        inst = self._rows.get(name)
+        if inst is not None and (inst.status is not status or inst.failure != failure):
+            self._rows[name] = inst = dataclasses.replace(inst, status=status, failure=failure)
             self._store.defer_save(inst)
 
     def forget_status(self, name: str) -> None:

@@ -12,6 +12,10 @@
 Errors on ``/v1`` and ``/llama-cpp`` come in the OpenAI shape. Each request counts as in
 flight from its arrival until its response ends or its client goes away; a client that
 goes away cancels the request to the backend.
+
+An instance that lives on other nodes is relayed to one of them with the request target
+as received (``remote``): the node starts it on demand, queues and evicts as for its own
+clients. The client's key stays here; the node gets its own.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from llamactl.manager.instance_process import backend_config
 from llamactl.proxy import jsonscan
 from llamactl.proxy.asgi import (
     ClientGone,
+    DisconnectWatch,
     Receive,
     Scope,
     Send,
@@ -45,6 +50,7 @@ from llamactl.proxy.asgi import (
     send_error,
     send_json,
 )
+from llamactl.proxy.remote import RemoteRelay
 from llamactl.proxy.scheduler import Scheduler
 from llamactl.proxy.upstream import Relay, Responder, Upstream, request_headers
 from llamactl.rendering import openai_error_body
@@ -81,6 +87,7 @@ class ProxyApp:
         self._manager = manager
         self._upstream = upstream
         self._scheduler = scheduler
+        self._remote = RemoteRelay(manager, upstream)
         self.reconfigure(config, keys)
 
     def reconfigure(self, config: AppConfig, keys: auth.Keys) -> None:
@@ -137,7 +144,7 @@ class ProxyApp:
         if not auth.inference_allowed(self._keys, scope, remembered):
             return None
         name = _small_json_model(body)
-        if name is None or not self._scheduler.accepts(name):
+        if name is None or not self._scheduler.accepts(name) or self._manager.is_remote(name):
             return None  # no model, unknown, starting, held: the ordinary path decides
         try:
             inst = self._manager.get(name)
@@ -194,6 +201,9 @@ class ProxyApp:
         inst = self._instance(
             name, not_found=f"model {name!r} not found: no instance has that name"
         )
+        if self._manager.is_remote(name):
+            await self._remote.forward(scope, receive, send, name, body, _remote_target(scope))
+            return
         body = self._body_for(inst, body, is_json)
         await self._forward(scope, receive, send, inst, scope["path"], body, on_demand=True)
 
@@ -210,9 +220,13 @@ class ProxyApp:
         inst = self._instance(name)
         if inst.options.backend_type is not BackendType.LLAMA_CPP:
             raise InvalidInput(f"instance {name} is not a llama_cpp instance")
-        if is_page and not self._manager.is_ready(name):
+        remote = self._manager.is_remote(name)
+        if is_page and not remote and not self._manager.is_ready(name):
             raise InstanceNotRunning(f"instance {name} is not running")
         body = await read_body(scope, receive, self._body_limit)
+        if remote:  # the node has the whole path: its own prefix routing applies there
+            await self._remote.forward(scope, receive, send, name, body, _remote_target(scope))
+            return
         await self._forward(scope, receive, send, inst, rest, body, on_demand=not is_page)
 
     async def _instance_proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -222,11 +236,15 @@ class ProxyApp:
             return
         name = _path_name(match.group(1))
         inst = self._instance(name)
-        if not self._manager.is_ready(name):
+        remote = self._manager.is_remote(name)
+        if not remote and not self._manager.is_ready(name):
             raise InstanceNotRunning(
                 f"instance {name} is {inst.status.value}, not running and ready"
             )
         body = await read_body(scope, receive, self._body_limit)
+        if remote:
+            await self._remote.forward(scope, receive, send, name, body, _remote_target(scope))
+            return
         await self._forward(
             scope, receive, send, inst, match.group(2) or "/", body, on_demand=False
         )
@@ -253,7 +271,7 @@ class ProxyApp:
         self._scheduler.begin(name)
         current = asyncio.current_task()
         assert current is not None
-        watch = _DisconnectWatch(receive, current)
+        watch = DisconnectWatch(receive, current)
         try:
             if on_demand and not self._scheduler.accepts(name):
                 watch.start()
@@ -346,33 +364,6 @@ class ProxyApp:
         return b"".join((whole[:start], json.dumps(model).encode(), whole[end:]))
 
 
-class _DisconnectWatch:
-    """Cancels a request's task when its client disconnects (the body is read already)."""
-
-    def __init__(self, receive: Receive, task: asyncio.Task[None]) -> None:
-        self._receive = receive
-        self._task = task
-        self._watcher: asyncio.Task[None] | None = None
-        self.gone = False
-
-    def start(self) -> None:
-        """Begin watching (once; later calls do nothing)."""
-        if self._watcher is None:
-            self._watcher = asyncio.create_task(self._watch())
-
-    def stop(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-
-    async def _watch(self) -> None:
-        while True:
-            message = await self._receive()
-            if message["type"] == "http.disconnect":
-                self.gone = True
-                self._task.cancel()
-                return
-
-
 def _backend_key(inst: Instance) -> str | None:
     """The key the instance's backend itself requires, if it has one."""
     options = inst.options
@@ -391,6 +382,14 @@ def _target(scope: Scope, name: str) -> bytes:
         if unquote_to_bytes(segment) != name.encode("utf-8"):
             raise InvalidInput(f"the instance name in the path is not plainly {name!r}")
         raw = raw[prefix.end() :] or b"/"
+    query = _without_api_key(scope["query_string"])
+    return _safe(raw + b"?" + query if query else raw)
+
+
+def _remote_target(scope: Scope) -> bytes:
+    """The request target for another node: the raw path as received, whole (the node
+    routes it as this one would), and the query string without ``api_key``."""
+    raw: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
     query = _without_api_key(scope["query_string"])
     return _safe(raw + b"?" + query if query else raw)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -10,6 +11,7 @@ from llamactl.rendering import Shape, render, send_rendered
 
 __all__ = [
     "ClientGone",
+    "DisconnectWatch",
     "Receive",
     "Scope",
     "Send",
@@ -86,3 +88,30 @@ async def send_json(
 async def send_error(send: Send, exc: LlamactlError, *, openai: bool) -> None:
     """Render ``exc`` in the OpenAI shape (inference routes) or the management shape."""
     await send_rendered(send, render(exc, Shape.OPENAI if openai else Shape.MANAGEMENT))
+
+
+class DisconnectWatch:
+    """Cancels a request's task when its client disconnects (the body is read already)."""
+
+    def __init__(self, receive: Receive, task: asyncio.Task[None]) -> None:
+        self._receive = receive
+        self._task = task
+        self._watcher: asyncio.Task[None] | None = None
+        self.gone = False
+
+    def start(self) -> None:
+        """Begin watching (once; later calls do nothing)."""
+        if self._watcher is None:
+            self._watcher = asyncio.create_task(self._watch())
+
+    def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+
+    async def _watch(self) -> None:
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                self.gone = True
+                self._task.cancel()
+                return

@@ -23,15 +23,25 @@ from llamactl.proxy.asgi import Send
 from llamactl.transport import (
     ConnectionPool,
     Exchange,
+    Response,
     Transport,
     UpstreamError,
     UpstreamTimeout,
+    UpstreamUnreachable,
     encode_request,
 )
+from llamactl.transport.nodes import HOP_HEADER
 
 _log = logging.getLogger(__name__)
 
-__all__ = ["Relay", "Responder", "Upstream", "request_headers", "response_headers"]
+__all__ = [
+    "NotConnected",
+    "Relay",
+    "Responder",
+    "Upstream",
+    "request_headers",
+    "response_headers",
+]
 
 _HOP_BY_HOP = frozenset(
     {
@@ -53,6 +63,7 @@ _NOT_FORWARDED = _HOP_BY_HOP | {
     b"expect",
     b"authorization",
     b"x-api-key",
+    HOP_HEADER.encode("latin-1"),
 }
 _NOT_RETURNED = _HOP_BY_HOP | {
     b"server",
@@ -217,6 +228,16 @@ class Relay:
             done()
 
 
+class NotConnected(BackendFailed):
+    """No connection to the backend (or node) could be made: nothing of the request was
+    sent, so another one may take it."""
+
+
+# Checks a response's status before anything of it is sent to the client: the error to
+# answer instead, or None to relay it.
+HeadCheck = Callable[[int, bytes], LlamactlError | None]
+
+
 class Upstream:
     """The backends' side of the proxy, over a ``Transport``."""
 
@@ -275,22 +296,38 @@ class Upstream:
         extra_headers: Sequence[tuple[bytes, bytes]] = (),
         name: str = "",
         sent: Callable[[], None] | None = None,
+        transport: Transport | None = None,
+        check: HeadCheck | None = None,
+        checked: frozenset[int] = frozenset(),
     ) -> None:
         """Send the request to the backend and stream its response to the ASGI ``send``;
         ``sent`` is called as soon as the request is written.
 
         ``GatewayTimeout`` (504) when no response head comes in time, ``BackendFailed``
         (502) when the backend cannot be reached or answers with a broken head; a body cut
-        off midway leaves the client's response unfinished (see the module docstring).
+        off midway leaves the client's response unfinished (see the module docstring);
+        ``NotConnected`` (a 502) when no connection could be made at all.
+
+        ``transport``: another than the default one (a node's). ``check(status, body)``
+        sees a response whose status is in ``checked``, read whole, before anything is
+        sent: the error it returns is raised instead.
         """
         try:
-            response = await self._pool.request(
+            response = await (transport or self._pool).request(
                 host, port, method, target, headers, body, sent=sent
             )
         except UpstreamTimeout as exc:
             raise GatewayTimeout(f"the backend of {name} did not answer: {exc}") from exc
+        except UpstreamUnreachable as exc:
+            raise NotConnected(f"the backend of {name} failed: {exc}") from exc
         except UpstreamError as exc:
             raise BackendFailed(f"the backend of {name} failed: {exc}") from exc
+        whole: bytes | None = None
+        if check is not None and response.status in checked:
+            whole = await _whole(response)
+            refused = check(response.status, whole)
+            if refused is not None:
+                raise refused
         await send(
             {
                 "type": "http.response.start",
@@ -298,6 +335,9 @@ class Upstream:
                 "headers": response_headers(response.headers, extra_headers),
             }
         )
+        if whole is not None:
+            await send({"type": "http.response.body", "body": whole, "more_body": False})
+            return
         try:
             async for chunk in response.body():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -306,3 +346,14 @@ class Upstream:
             _log.warning("the backend of %s cut its response off: %s", name, exc)
             return
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _whole(response: Response) -> bytes:
+    """A (small, error) response's body; what arrived if it is cut off."""
+    pieces = []
+    try:
+        async for chunk in response.body():
+            pieces.append(chunk)
+    except UpstreamError:
+        pass
+    return b"".join(pieces)

@@ -23,8 +23,11 @@ from llamactl.proxy.asgi import Receive, Scope, Send
 from llamactl.server.guards import ManagementGuard, OriginPolicy, refuse
 from llamactl.server.lifecycle import Services, stop_services
 from llamactl.server.management import API_PREFIX, build_management_app
+from llamactl.transport.nodes import HOP_HEADER, forwarded_by
 
 __all__ = ["LlamactlApp", "OriginOnlyCors", "create_app"]
+
+_HOP = HOP_HEADER.encode("latin-1")
 
 
 class LlamactlApp:
@@ -76,7 +79,12 @@ class LlamactlApp:
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         else:
-            await self.management(scope, receive, send)
+            # What another node forwarded here goes no further (see transport.nodes).
+            token = forwarded_by.set(_forwarded_by(scope) if kind == "http" else None)
+            try:
+                await self.management(scope, receive, send)
+            finally:
+                forwarded_by.reset(token)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         await receive()  # lifespan.startup
@@ -96,6 +104,13 @@ class LlamactlApp:
         finally:
             stop_services(self.services)
         await send({"type": "lifespan.shutdown.complete"})
+
+
+def _forwarded_by(scope: Scope) -> str | None:
+    for key, value in scope["headers"]:
+        if key == _HOP:
+            return bytes(value).decode("latin-1") or "?"
+    return None
 
 
 def _management(services: Services) -> FastAPI:

@@ -44,8 +44,18 @@ def instance_body(inst: Instance, info: RuntimeInfo) -> dict[str, object]:
 
 
 def current_body(manager: InstanceManager, name: str) -> dict[str, object]:
-    """The body of ``name`` as the manager sees it now."""
-    return instance_body(manager.get(name), manager.info(name))
+    """The body of ``name`` as the manager sees it now, with the node it lives on; for an
+    instance that lives on other nodes, also each node's copy and how that node is."""
+    body = instance_body(manager.get(name), manager.info(name))
+    if not manager.is_remote(name):
+        body["node"] = manager.nodes.local
+        return body
+    owner = manager.remote(name)
+    lead = owner.lead_node()
+    body["node"] = lead
+    body["node_status"] = manager.nodes.health(lead).state.value
+    body["copies"] = owner.views()
+    return body
 
 
 async def read_object(request: Request) -> dict[str, object]:

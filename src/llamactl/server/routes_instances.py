@@ -5,6 +5,10 @@ owns the rules, and errors it raises are rendered by ``server.errors``. Every
 per-instance route checks the name (400) and then that the instance exists (404) before
 doing anything else. The CRUD routes also answer with a trailing slash, as remote nodes
 call them that way.
+
+An instance that lives on other nodes is read from them on every read (the list asks
+each node once, in parallel, and shows a node that does not answer with its last known
+state); its logs come from the node that runs it.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from llamactl.config import AppConfig
-from llamactl.errors import InvalidInput
+from llamactl.errors import InvalidInput, LlamactlError
 from llamactl.manager.logs import tail_lines
 from llamactl.server.bodies import OPTIONS_SCHEMA, current_body, read_object
+from llamactl.server.lifecycle import Services
 from llamactl.server.responses import JSONResponse
 from llamactl.server.routes_common import InstanceName, ServicesDep, error_responses
 
@@ -42,6 +47,7 @@ _FALLBACK_START_TIMEOUT = 30.0  # when instances.on_demand_start_timeout is 0
 async def list_instances(services: ServicesDep) -> JSONResponse:
     """Every instance, sorted by name."""
     manager = services.manager
+    await manager.refresh_all()
     return JSONResponse([current_body(manager, inst.name) for inst in manager.list()])
 
 
@@ -62,6 +68,8 @@ async def create_instance(name: InstanceName, services: ServicesDep, request: Re
 @router.get("/instances/{name}", responses=error_responses(400, 404))
 @router.get("/instances/{name}/", include_in_schema=False)
 async def get_instance(name: InstanceName, services: ServicesDep) -> JSONResponse:
+    """The instance; for one on other nodes, as they say now (503 if none answers)."""
+    await services.manager.refresh(name)
     return JSONResponse(current_body(services.manager, name))
 
 
@@ -149,8 +157,15 @@ async def instance_logs(
     ] = None,
 ) -> PlainTextResponse:
     """The instance's log file, whether or not it ran since llamactl started."""
-    services.manager.get(name)
+    manager = services.manager
+    manager.get(name)
     count = _line_count(lines)
+    if manager.is_remote(name):
+        owner = manager.remote(name)
+        client = manager.nodes.client(owner.lead_node())
+        params = {"lines": str(count)} if lines is not None else None
+        answer = await client.call("GET", f"/instances/{name}/logs", params=params)
+        return PlainTextResponse(answer.text)
     path = services.manager.log_path(name)
     return PlainTextResponse(await anyio.to_thread.run_sync(tail_lines, path, count))
 
@@ -181,8 +196,10 @@ async def follow_logs(
     until the client leaves, the server stops, or the instance is deleted (after an
     ``event: deleted``).
     """
-    owner = services.manager.owner(name)
     count = _FOLLOW_LINES if lines is None else _line_count(lines)
+    if services.manager.is_remote(name):
+        return await _follow_remote(services, name, count)
+    owner = services.manager.owner(name)
     queue = owner.follow()  # before reading the past: nothing is missed between
 
     async def events() -> AsyncIterator[bytes]:
@@ -201,6 +218,29 @@ async def follow_logs(
                 yield _sse(*event)
         finally:
             owner.unfollow(queue)
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _follow_remote(services: Services, name: str, count: int) -> StreamingResponse:
+    """The node's own follow stream, passed through as it arrives."""
+    manager = services.manager
+    client = manager.nodes.client(manager.remote(name).lead_node())
+    stream = client.stream(f"/instances/{name}/logs/follow", {"lines": str(count)})
+    pieces = await stream.__aenter__()  # the node's refusal is this request's error
+
+    async def events() -> AsyncIterator[bytes]:
+        try:
+            async for piece in pieces:
+                yield piece
+        except LlamactlError:
+            return  # the node went away: the stream ends
+        finally:
+            await stream.__aexit__(None, None, None)
 
     return StreamingResponse(
         events(),

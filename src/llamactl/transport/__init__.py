@@ -17,6 +17,7 @@ from llamactl.transport.client import (
     Sink,
     UpstreamError,
     UpstreamTimeout,
+    UpstreamUnreachable,
     encode_request,
 )
 
@@ -28,6 +29,7 @@ __all__ = [
     "Transport",
     "UpstreamError",
     "UpstreamTimeout",
+    "UpstreamUnreachable",
     "encode_request",
 ]
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Protocol, cast
 
@@ -39,6 +40,7 @@ __all__ = [
     "Sink",
     "UpstreamError",
     "UpstreamTimeout",
+    "UpstreamUnreachable",
 ]
 
 _HIGH_WATER = 1024 * 1024  # bytes buffered before the backend is asked to wait
@@ -54,6 +56,10 @@ class UpstreamError(Exception):
 
 class UpstreamTimeout(UpstreamError):
     """The backend sent no response head within the pool's ``header_timeout``."""
+
+
+class UpstreamUnreachable(UpstreamError):
+    """No connection could be made: nothing of the request was sent."""
 
 
 class Sink(Protocol):
@@ -401,10 +407,19 @@ class Response:
 class ConnectionPool:
     """Idle keep-alive connections per backend address."""
 
-    def __init__(self, header_timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        header_timeout: float | None = None,
+        *,
+        tls: ssl.SSLContext | None = None,
+        connect_timeout: float = _CONNECT_TIMEOUT,
+    ) -> None:
+        """``tls``: speak TLS with this context (another node at an https address)."""
         self._idle: dict[tuple[str, int], list[Exchange]] = {}
         self._all: set[Exchange] = set()
         self.header_timeout = header_timeout or None  # seconds; None or 0: no limit
+        self._tls = tls
+        self._connect_timeout = connect_timeout
 
     async def request(
         self,
@@ -466,13 +481,24 @@ class ConnectionPool:
 
     async def _connect(self, host: str, port: int) -> Exchange:
         loop = asyncio.get_running_loop()
+        tls = self._tls
         try:
             _transport, exchange = await asyncio.wait_for(
-                loop.create_connection(lambda: Exchange(self, (host, port)), host, port),
-                _CONNECT_TIMEOUT,
+                loop.create_connection(
+                    lambda: Exchange(self, (host, port)),
+                    host,
+                    port,
+                    ssl=tls,
+                    server_hostname=host if tls is not None else None,
+                ),
+                self._connect_timeout,
             )
-        except (OSError, TimeoutError) as exc:
-            raise UpstreamError(f"cannot connect to {host}:{port}: {exc}") from exc
+        except TimeoutError as exc:
+            raise UpstreamUnreachable(
+                f"cannot connect to {host}:{port}: no answer in {self._connect_timeout:g} s"
+            ) from exc
+        except OSError as exc:  # ssl.SSLError included
+            raise UpstreamUnreachable(f"cannot connect to {host}:{port}: {exc}") from exc
         self._all.add(exchange)
         return exchange
 

@@ -1,0 +1,119 @@
+"""Relaying inference for an instance that lives on other nodes.
+
+The request goes to the instance's best node (``RemoteInstance.candidates``: where it is
+ready, else the reachable node with the most free running slots), through that node's
+pool (TLS for an https address), with the node's key in place of the client's and the
+hop header. A node that cannot be connected to, before any byte of the request was sent,
+is marked unreachable and the next candidate gets the request; once the request went
+out, whatever happens is that node's answer (an error then ends the response and is not
+retried). A node that refuses its key answers 502 here, never the node's 401.
+
+The owning node does the on-demand start, the queueing and the eviction, and the
+response streams through unbuffered; a client that goes away cancels the request there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from llamactl.errors import LlamactlError, NodeUnreachable
+from llamactl.manager import InstanceManager
+from llamactl.proxy.asgi import DisconnectWatch, Receive, Scope, Send
+from llamactl.proxy.upstream import NotConnected, Upstream, request_headers
+from llamactl.transport.nodes import HOP_HEADER, NodeClient, check_one_hop, forwarded_by
+
+__all__ = ["RemoteRelay"]
+
+_HOP = HOP_HEADER.encode("latin-1")
+_REFUSED_KEY = frozenset({401, 403})
+
+
+class RemoteRelay:
+    """Sends requests for remote instances to their nodes; see the module docstring."""
+
+    def __init__(self, manager: InstanceManager, upstream: Upstream) -> None:
+        self._manager = manager
+        self._upstream = upstream
+
+    async def forward(
+        self, scope: Scope, receive: Receive, send: Send, name: str, body: bytes, target: bytes
+    ) -> None:
+        """Relay to a node of ``name``: the first that takes the connection."""
+        sender = _sender(scope)
+        current = asyncio.current_task()
+        assert current is not None
+        watch = DisconnectWatch(receive, current)
+        token = forwarded_by.set(sender)
+        try:
+            await self._to_a_node(scope, send, name, body, target, watch)
+        except asyncio.CancelledError:
+            if not watch.gone:
+                raise
+            current.uncancel()  # the client left: nothing more to send
+        finally:
+            forwarded_by.reset(token)
+            watch.stop()
+
+    async def _to_a_node(
+        self,
+        scope: Scope,
+        send: Send,
+        name: str,
+        body: bytes,
+        target: bytes,
+        watch: DisconnectWatch,
+    ) -> None:
+        nodes = self._manager.nodes
+        tried: list[str] = []
+        for node in self._manager.remote(name).candidates():
+            check_one_hop(node)
+            client = nodes.client(node)
+            try:
+                await self._relay(scope, send, client, name, body, target, watch)
+                return
+            except NotConnected as exc:
+                nodes.failed(node, client.unreachable(exc.message))
+                tried.append(node)
+            except LlamactlError as exc:
+                nodes.failed(node, exc)
+                raise
+        raise NodeUnreachable(
+            f"instance {name} lives on node(s) {', '.join(tried)}, and none can be reached",
+            retry_after=5,
+        )
+
+    async def _relay(
+        self,
+        scope: Scope,
+        send: Send,
+        client: NodeClient,
+        name: str,
+        body: bytes,
+        target: bytes,
+        watch: DisconnectWatch,
+    ) -> None:
+        address = client.address
+        headers = request_headers(scope["headers"])
+        headers.extend(client.relay_headers)
+        await self._upstream.relay(
+            send,
+            method=scope["method"],
+            host=address.host,
+            port=address.port,
+            target=address.prefix.encode("latin-1") + target,
+            headers=headers,
+            body=body,
+            name=f"{name} on node {client.name}",
+            sent=watch.start,
+            transport=client.pool,
+            check=client.refusal,
+            checked=_REFUSED_KEY,
+        )
+
+
+def _sender(scope: Scope) -> str | None:
+    """The node that forwarded this request, if one did (its hop header)."""
+    for key, value in scope["headers"]:
+        if key == _HOP:
+            return bytes(value).decode("latin-1") or "?"
+    return None
