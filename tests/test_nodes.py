@@ -266,3 +266,42 @@ def test_a_remote_instance_never_gets_a_pid_on_main_by_any_route(
         assert "never" in on(cluster.nodes["gpu2"], "/api/v1/instances").text
     finally:
         delete_everywhere(main, "never")
+
+
+def test_an_instance_on_main_and_an_agent_is_defined_on_both_and_served_where_ready(
+    cluster: Cluster, main: httpx.Client
+) -> None:
+    main_node, gpu1 = cluster.nodes["main"], cluster.nodes["gpu1"]
+    created = create(main, "both", ["gpu1", "main"])
+    assert created.status_code == 201, created.text
+    try:
+        assert created.json()["node"] == "main"
+        there = on(gpu1, "/api/v1/instances/both").json()
+        assert (there["options"]["nodes"], there["status"]) == (["gpu1"], "stopped")
+
+        assert ask(openai_client(main_node), "both")  # neither ready: main has room, starts here
+        assert len(backend_pids(main_node)) == 1
+        assert on(gpu1, "/api/v1/instances/both").json()["status"] == "stopped"
+
+        stopped = main.post("/api/v1/instances/both/stop")
+        assert stopped.status_code == 200 and stopped.json()["status"] == "stopped"
+        eventually(lambda: backend_pids(main_node) == set(), "main's backend to end")
+        with gpu1.client() as direct:
+            assert direct.post("/api/v1/instances/both/start", params={"wait": "true"})
+
+        def gpu1_ready() -> bool:
+            copies = main.get("/api/v1/instances/both").json()["copies"]
+            return [(copy["node"], copy["readiness"]) for copy in copies] == [
+                ("main", None),
+                ("gpu1", "ready"),
+            ]
+
+        eventually(gpu1_ready, "main to see both ready on gpu1")
+        assert ask(openai_client(main_node), "both")  # ready on gpu1 only: served there
+        assert backend_pids(main_node) == set()
+
+        assert main.post("/api/v1/instances/both/stop").status_code == 200
+        assert on(gpu1, "/api/v1/instances/both").json()["status"] == "stopped"
+    finally:
+        delete_everywhere(main, "both")
+    assert on(gpu1, "/api/v1/instances/both").status_code == 404

@@ -21,9 +21,8 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
-from llamactl.config import AppConfig
+from llamactl.config import AppConfig, InstancesConfig
 from llamactl.database import Database
 from llamactl.errors import (
     BackendFailed,
@@ -43,6 +42,7 @@ from llamactl.manager.ports import with_port
 from llamactl.manager.reaper import reap
 from llamactl.manager.registry import OCCUPYING, Registry
 from llamactl.manager.remote import RemoteInstance
+from llamactl.manager.remotes import Remotes
 from llamactl.manager.runtime import RuntimeInfo, Signal, Timings
 from llamactl.manager.traffic import Traffic
 from llamactl.transport import ConnectionPool, Transport
@@ -79,7 +79,7 @@ class InstanceManager:
         ``nodes``: the other nodes (default: those of ``config``)."""
         self._db = db
         self.nodes = nodes or Nodes(config)
-        self.nodes.listen(self._take_node_list)
+        self._remotes = Remotes(self.nodes, self._changed)
         self._store = Persistence(db, retry_delay=db_retry_delay)
         self._env = Environment(
             config=config,
@@ -129,6 +129,11 @@ class InstanceManager:
         return self._changes
 
     @property
+    def settings(self) -> InstancesConfig:
+        """The ``instances`` settings in effect."""
+        return self._env.config.instances
+
+    @property
     def _config(self) -> AppConfig:
         return self._env.config
 
@@ -141,53 +146,35 @@ class InstanceManager:
         return [inst for inst in self._registry.list() if self._lives_here(inst)]
 
     def is_remote(self, name: str) -> bool:
-        """Whether ``name`` lives on other nodes only."""
+        """Whether ``name`` lives on other nodes only (cheap: the proxy asks often)."""
         return isinstance(self._processes.get(name), RemoteInstance)
 
     def remote(self, name: str) -> RemoteInstance:
-        """The owner of ``name``, which lives on other nodes; ``InstanceNotFound`` if
-        there is no such remote instance."""
-        owner = self._process(name)
-        if not isinstance(owner, RemoteInstance):
+        """The copies of ``name`` on other nodes; ``InstanceNotFound`` if it has none."""
+        self._process(name)
+        copies = self._remotes.of(name)
+        if copies is None:
             raise InstanceNotFound(name)
-        return owner
+        return copies
+
+    def copies(self, name: str) -> RemoteInstance | None:
+        """The copies of ``name`` on other nodes, if it has any."""
+        return self._remotes.of(name)
 
     async def refresh(self, name: str) -> None:
-        """Copy in what the nodes of a remote instance say of it now (nothing for a local
-        one); raises if none of them answers."""
-        owner = self._process(name)
-        if isinstance(owner, RemoteInstance):
-            await owner.refresh()
+        """Copy in what the nodes of ``name`` say of their copies now; raises if none
+        answers for an instance that lives on other nodes only."""
+        copies = self._remotes.of(name)
+        if copies is not None:
+            try:
+                await copies.refresh()
+            except LlamactlError:
+                if self.is_remote(name):
+                    raise
 
     async def refresh_all(self) -> None:
-        """Copy in every remote instance's state: one list call per node, in parallel;
-        a node that does not answer keeps its last known state (and is marked)."""
-        nodes = {node for owner in self._remotes() for node in owner.copies}
-        await asyncio.gather(*(self._refresh_node(node) for node in sorted(nodes)))
-
-    async def _refresh_node(self, node: str) -> None:
-        try:
-            client = self.nodes.client(node)
-            bodies = await client.json("GET", "/instances")
-        except LlamactlError as exc:
-            self.nodes.failed(node, exc)
-            return
-        if isinstance(bodies, builtins.list):
-            self._take_node_list(node, [body for body in bodies if isinstance(body, dict)])
-
-    def _take_node_list(self, node: str, bodies: builtins.list[dict[str, Any]]) -> None:
-        """A node's list of instances: copy each remote instance's state from it."""
-        by_name = {body.get("name"): body for body in bodies}
-        for owner in self._remotes():
-            if node in owner.copies:
-                body = by_name.get(owner.name)
-                if body is None:
-                    owner.gone_from(node)
-                else:
-                    owner.take(node, body)
-
-    def _remotes(self) -> builtins.list[RemoteInstance]:
-        return [owner for owner in self._processes.values() if isinstance(owner, RemoteInstance)]
+        """Copy in every copy's state (one call per node; a node down keeps its last)."""
+        await self._remotes.refresh_all()
 
     def _lives_here(self, inst: Instance) -> bool:
         return not self.nodes.is_remote(inst.options.nodes)
@@ -219,50 +206,42 @@ class InstanceManager:
         return self._env.logs_dir / f"{name}.log"
 
     async def create(self, name: str, options: Options | Mapping[str, object]) -> Instance:
-        """Create a stopped instance with the configured defaults and a port."""
+        """Create a stopped instance with the configured defaults and a port; one whose
+        nodes name other nodes on those first (deleted there again if it fails here)."""
         validate_name(name)
         if not isinstance(options, Options):
             options = Options.from_json(options)
-        if self.nodes.placement(options.nodes).remote_only:
-            return await self._create_remote(name, options)
-        completed = rules.complete(self._config, options)
+        placement = self.nodes.placement(options.nodes)
+        completed = rules.complete(self._config, options) if placement.local else options
         if self._registry.taken(name):
             raise InstanceExists(name)
-        rules.check_instance_limit(self._config, self._registry.count())
-
-        def created(inst: Instance) -> None:
-            self._processes[name] = self._owner(inst)
-
-        return await self._registry.add(name, completed, then=created)
-
-    async def _create_remote(self, name: str, options: Options) -> Instance:
-        """Create ``name`` on its nodes, then keep its row here (with the options the
-        first node completed): on no node if the name is taken here."""
-        if self._registry.taken(name):
-            raise InstanceExists(name)
-        owner = RemoteInstance(name, self.nodes, options.nodes, self._changed)
+        if placement.local:
+            rules.check_instance_limit(self._config, self._registry.count())
+        if not placement.remote:
+            return await self._registry.add(name, completed, then=self._take_owner)
         self._registry.reserve(name)
         try:
-            answered = await owner.define(options.to_json())
-        except BaseException:
+            copies, answered = await self._remotes.define(name, options)
+            try:
+                stored = completed if placement.local else answered
+                return await self._registry.add(
+                    name, stored, then=lambda inst: self._adopt(copies, inst), reserved=True
+                )
+            except BaseException:
+                await copies.undefine()
+                raise
+        finally:
             self._registry.unreserve(name)
-            raise
-        stored = self._remote_options(answered, options)
 
-        def created(inst: Instance) -> None:
-            self._processes[name] = owner
-            self._registry.copy_status(name, owner.status, owner.failure)
+    def _take_owner(self, inst: Instance) -> None:
+        self._processes[inst.name] = self._owner(inst)
 
-        return await self._registry.add(name, stored, then=created, reserved=True)
-
-    @staticmethod
-    def _remote_options(answered: Mapping[str, object], sent: Options) -> Options:
-        """The options a node answered with, its ``nodes`` ours; what was sent if the
-        answer cannot be read."""
-        try:
-            return dataclasses.replace(Options.from_json(answered), nodes=sent.nodes)
-        except LlamactlError:
-            return sent
+    def _adopt(self, copies: RemoteInstance, inst: Instance) -> None:
+        self._remotes.adopt(copies)
+        self._processes[inst.name] = (
+            copies if self.nodes.is_remote(inst.options.nodes) else (self._owner(inst))
+        )
+        self._changed(copies)
 
     async def update(self, name: str, options: Options | Mapping[str, object]) -> Instance:
         """Replace the options (nodes are kept); a running instance restarts with them.
@@ -274,6 +253,10 @@ class InstanceManager:
         completed = rules.complete(self._config, options)
         async with self._locked(name) as owner:
             current = self.get(name)
+            copies = self._remotes.of(name)
+            if copies is not None:
+                sent = dataclasses.replace(completed, nodes=current.options.nodes)
+                await self._remotes.redefine(copies, sent)
             was_active = current.status in OCCUPYING
             old_port = current.options.backend_options.port
             ports = self._registry.ports
@@ -305,27 +288,26 @@ class InstanceManager:
             assert isinstance(owner, RemoteInstance)
             current = self.get(name)
             sent = dataclasses.replace(options, nodes=current.options.nodes)
-            answered = await owner.redefine(sent.to_json())
-            await self._registry.write(current.with_options(self._remote_options(answered, sent)))
+            stored = await self._remotes.redefine(owner, sent)
+            await self._registry.write(current.with_options(stored))
             return self.get(name)
 
     async def delete(self, name: str) -> None:
         """Delete an instance; refused while its backend may be running."""
         async with self._locked(name) as owner:
-            if isinstance(owner, RemoteInstance):
-                await owner.undefine()  # each node refuses while its copy runs
-                await self._registry.remove(name, then=lambda: self._forget(name, owner))
-                return
             inst = self.get(name)
-            if inst.status in _ACTIVE:
+            if isinstance(owner, InstanceProcess) and inst.status in _ACTIVE:
                 raise Conflict(
                     f"instance {name} is {inst.status.value}: stop it before deleting it"
                 )
-
+            copies = self._remotes.of(name)
+            if copies is not None:
+                await copies.undefine()  # each node refuses while its copy runs
             await self._registry.remove(name, then=lambda: self._forget(name, owner))
 
     def _forget(self, name: str, owner: Owner) -> None:
         del self._processes[name]
+        self._remotes.forget(name)
         self._env.traffic.forget(name)
         owner.deleted()  # follow streams end: nothing more will come
 
@@ -350,6 +332,9 @@ class InstanceManager:
         """
         async with self._locked(name) as owner:
             await self._stop(owner, reason)
+            copies = self._remotes.of(name)
+            if copies is not None and copies is not owner:
+                await copies.stop_quietly()  # the copies on other nodes too, if they answer
             return self.get(name)
 
     async def stop_if(self, name: str, condition: Callable[[Instance], bool], reason: str) -> bool:
@@ -452,12 +437,9 @@ class InstanceManager:
     # -- helpers ------------------------------------------------------------------------
 
     def _owner(self, inst: Instance) -> Owner:
-        placement = self.nodes.stored_placement(inst.options.nodes)
-        if placement.remote_only:
-            return RemoteInstance(
-                inst.name, self.nodes, placement.remote, self._changed,
-                status=inst.status, failure=inst.failure,
-            )  # fmt: skip
+        copies = self._remotes.of(inst.name) or self._remotes.load(inst)
+        if copies is not None and self.nodes.is_remote(inst.options.nodes):
+            return copies
         return InstanceProcess(
             inst.name, self._env, self._changed, status=inst.status, failure=inst.failure
         )
@@ -489,7 +471,7 @@ class InstanceManager:
                 self._registry.copy_status(owner.name, owner.status, owner.failure)
             else:
                 self._registry.take_status(owner.name, owner.status, owner.failure)
-        self._changes.notify()
+        self._changes.notify()  # copies beside a local process only wake the waiters
 
     async def _launch(self, owner: Owner) -> None:
         """Start the backend of ``owner`` (lock held) within the limits, on a port of its

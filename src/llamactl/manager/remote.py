@@ -269,6 +269,13 @@ class RemoteInstance:
         if errors and len(errors) == len(self._copies()):
             raise errors[0]
 
+    async def stop_quietly(self) -> None:
+        """``stop``, a failure logged rather than raised (copies beside a local one)."""
+        try:
+            await self.stop()
+        except LlamactlError as exc:
+            logger.warning("instance %s: could not stop its copies: %s", self.name, exc.message)
+
     async def restart(self) -> None:
         await self.stop("to restart")
         await self.start()

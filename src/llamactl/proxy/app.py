@@ -201,7 +201,7 @@ class ProxyApp:
         inst = self._instance(
             name, not_found=f"model {name!r} not found: no instance has that name"
         )
-        if self._manager.is_remote(name):
+        if self._remote.goes_elsewhere(name):
             await self._remote.forward(scope, receive, send, name, body, _remote_target(scope))
             return
         body = self._body_for(inst, body, is_json)
@@ -220,7 +220,7 @@ class ProxyApp:
         inst = self._instance(name)
         if inst.options.backend_type is not BackendType.LLAMA_CPP:
             raise InvalidInput(f"instance {name} is not a llama_cpp instance")
-        remote = self._manager.is_remote(name)
+        remote = self._remote.goes_elsewhere(name)
         if is_page and not remote and not self._manager.is_ready(name):
             raise InstanceNotRunning(f"instance {name} is not running")
         body = await read_body(scope, receive, self._body_limit)

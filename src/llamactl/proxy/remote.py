@@ -35,6 +35,25 @@ class RemoteRelay:
         self._manager = manager
         self._upstream = upstream
 
+    def goes_elsewhere(self, name: str) -> bool:
+        """Whether a request for ``name`` goes to another node: it lives on others only,
+        or it also lives here but is not ready here while a copy elsewhere is, or another
+        node has more free running slots than this one."""
+        manager = self._manager
+        if manager.is_remote(name):
+            return True
+        copies = manager.copies(name)
+        if copies is None or manager.is_ready(name):
+            return False
+        if copies.ready:
+            return True
+        limit = manager.settings.max_running_instances
+        here = float("inf") if limit < 0 else float(limit - manager.running_count())
+        nodes = manager.nodes
+        return any(
+            nodes.reachable(node) and nodes.health(node).free > here for node in copies.copies
+        )
+
     async def forward(
         self, scope: Scope, receive: Receive, send: Send, name: str, body: bytes, target: bytes
     ) -> None:
@@ -65,7 +84,9 @@ class RemoteRelay:
     ) -> None:
         nodes = self._manager.nodes
         tried: list[str] = []
-        for node in self._manager.remote(name).candidates():
+        copies = self._manager.copies(name)
+        assert copies is not None, "only instances with copies on other nodes come here"
+        for node in copies.candidates():
             check_one_hop(node)
             client = nodes.client(node)
             try:

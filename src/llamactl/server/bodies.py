@@ -46,15 +46,28 @@ def instance_body(inst: Instance, info: RuntimeInfo) -> dict[str, object]:
 def current_body(manager: InstanceManager, name: str) -> dict[str, object]:
     """The body of ``name`` as the manager sees it now, with the node it lives on; for an
     instance that lives on other nodes, also each node's copy and how that node is."""
-    body = instance_body(manager.get(name), manager.info(name))
-    if not manager.is_remote(name):
+    inst = manager.get(name)
+    body = instance_body(inst, manager.info(name))
+    copies = manager.copies(name)
+    if copies is None:
         body["node"] = manager.nodes.local
         return body
-    owner = manager.remote(name)
-    lead = owner.lead_node()
-    body["node"] = lead
-    body["node_status"] = manager.nodes.health(lead).state.value
-    body["copies"] = owner.views()
+    if manager.is_remote(name):
+        lead = copies.lead_node()
+        body["node"] = lead
+        body["node_status"] = manager.nodes.health(lead).state.value
+        body["copies"] = copies.views()
+        return body
+    here = {
+        "node": manager.nodes.local,
+        "node_status": "healthy",
+        "status": body["status"],
+        "readiness": body["readiness"],
+        "pid": body["pid"],
+        "defined": True,
+    }
+    body["node"] = manager.nodes.local
+    body["copies"] = [here, *copies.views()]
     return body
 
 
