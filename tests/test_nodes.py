@@ -113,6 +113,9 @@ def test_an_instance_on_an_agent_runs_there_and_is_served_through_main(
         first = next(follow.iter_lines())
         assert first == "event: log"
 
+    models = {model.id: model for model in client.models.list()}
+    assert models["far"].model_extra == {"status": "running", "ready": True, "node": "gpu1"}
+
     stopped = main.post("/api/v1/instances/far/stop")
     assert stopped.status_code == 200 and stopped.json()["status"] == "stopped"
     assert on(gpu1, "/api/v1/instances/far").json()["status"] == "stopped"

@@ -8,7 +8,8 @@ an owner reports is written to the injected ``Database`` (see ``persistence``: o
 writer thread, never on the event loop; configuration changes are awaited, status changes
 follow the manager's memory and are retried while the database refuses them). All methods
 run on one asyncio event loop; operations on one instance hold its owner's lock, so they
-are serialised, and different instances proceed in parallel.
+are serialised, and different instances proceed in parallel. What it answers without
+changing anything is in ``reading``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from llamactl.config import AppConfig, InstancesConfig
+from llamactl.config import AppConfig
 from llamactl.database import Database
 from llamactl.errors import (
     BackendFailed,
@@ -31,14 +32,14 @@ from llamactl.errors import (
     InstanceExists,
     InstanceNotFound,
     LimitReached,
-    LlamactlError,
 )
 from llamactl.instance import Instance, Options, Status, validate_name
 from llamactl.manager import rules
 from llamactl.manager.instance_process import Environment, InstanceProcess
 from llamactl.manager.nodes import Nodes
-from llamactl.manager.persistence import RETRY_DELAY, Persistence, PersistenceState
+from llamactl.manager.persistence import RETRY_DELAY, Persistence
 from llamactl.manager.ports import with_port
+from llamactl.manager.reading import ManagerReads, Owner
 from llamactl.manager.reaper import reap
 from llamactl.manager.registry import OCCUPYING, Registry
 from llamactl.manager.remote import RemoteInstance
@@ -49,15 +50,13 @@ from llamactl.transport import ConnectionPool, Transport
 
 __all__ = ["InstanceManager", "Owner"]
 
-Owner = InstanceProcess | RemoteInstance
-
 logger = logging.getLogger(__name__)
 
 # A backend process may be alive in these statuses: such an instance cannot be deleted.
 _ACTIVE = frozenset({Status.RUNNING, Status.RESTARTING, Status.SHUTTING_DOWN})
 
 
-class InstanceManager:
+class InstanceManager(ManagerReads):
     """Creates, reads, updates, deletes, starts and stops instances.
 
     The constructor does no I/O: ``load`` reads the registry, ``boot`` also reaps leftovers
@@ -113,97 +112,6 @@ class InstanceManager:
         """Read the requests of the instances from ``traffic`` (the proxy's scheduler):
         stops wait for those a backend serves, and ``info`` shows them."""
         self._env.traffic = traffic
-
-    @property
-    def clock(self) -> Callable[[], float]:
-        return self._env.clock
-
-    @property
-    def timings(self) -> Timings:
-        return self._env.timings
-
-    @property
-    def changes(self) -> Signal:
-        """Notified whenever any instance changes: notify it too when something a waiter
-        of ``wait_any`` looks at changes."""
-        return self._changes
-
-    @property
-    def settings(self) -> InstancesConfig:
-        """The ``instances`` settings in effect."""
-        return self._env.config.instances
-
-    @property
-    def _config(self) -> AppConfig:
-        return self._env.config
-
-    def list(self) -> list[Instance]:
-        """Every instance, sorted by name."""
-        return self._registry.list()
-
-    def local_list(self) -> builtins.list[Instance]:
-        """The instances that live here (a backend of this node runs them), by name."""
-        return [inst for inst in self._registry.list() if self._lives_here(inst)]
-
-    def is_remote(self, name: str) -> bool:
-        """Whether ``name`` lives on other nodes only (cheap: the proxy asks often)."""
-        return isinstance(self._processes.get(name), RemoteInstance)
-
-    def remote(self, name: str) -> RemoteInstance:
-        """The copies of ``name`` on other nodes; ``InstanceNotFound`` if it has none."""
-        self._process(name)
-        copies = self._remotes.of(name)
-        if copies is None:
-            raise InstanceNotFound(name)
-        return copies
-
-    def copies(self, name: str) -> RemoteInstance | None:
-        """The copies of ``name`` on other nodes, if it has any."""
-        return self._remotes.of(name)
-
-    async def refresh(self, name: str) -> None:
-        """Copy in what the nodes of ``name`` say of their copies now; raises if none
-        answers for an instance that lives on other nodes only."""
-        copies = self._remotes.of(name)
-        if copies is not None:
-            try:
-                await copies.refresh()
-            except LlamactlError:
-                if self.is_remote(name):
-                    raise
-
-    async def refresh_all(self) -> None:
-        """Copy in every copy's state (one call per node; a node down keeps its last)."""
-        await self._remotes.refresh_all()
-
-    def _lives_here(self, inst: Instance) -> bool:
-        return not self.nodes.is_remote(inst.options.nodes)
-
-    def get(self, name: str) -> Instance:
-        return self._registry.get(name)
-
-    def exists(self, name: str) -> bool:
-        return self._registry.exists(name)
-
-    def is_ready(self, name: str) -> bool:
-        """Whether requests may be forwarded to ``name`` now (cheap: the proxy asks often)."""
-        owner = self._processes.get(name)
-        return owner is not None and owner.ready
-
-    def address(self, name: str) -> tuple[str, int]:
-        """Where the backend of ``name`` listens, from its current options (never cached)."""
-        return self._registry.address(name)
-
-    def running_count(self, exclude: str | None = None) -> int:
-        """Instances holding a slot of ``max_running_instances`` (running or restarting)."""
-        return self._registry.running_count(exclude)
-
-    def info(self, name: str) -> RuntimeInfo:
-        """Readiness, process, failure and request accounting of an instance."""
-        return self._process(name).info(self.clock())
-
-    def log_path(self, name: str) -> Path:
-        return self._env.logs_dir / f"{name}.log"
 
     async def create(self, name: str, options: Options | Mapping[str, object]) -> Instance:
         """Create a stopped instance with the configured defaults and a port; one whose
@@ -410,24 +318,11 @@ class InstanceManager:
         await self.nodes.close()
         await self._store.close()
 
-    def persistence(self) -> PersistenceState:
-        """How many status changes wait to be written, and why the last write failed."""
-        return self._store.state()
-
     async def flush(self) -> None:
         """Write every pending status change now; raise the database's error if it fails."""
         error = await self._store.flush()
         if error is not None:
             raise error
-
-    def owner(self, name: str) -> InstanceProcess:
-        """The owner of the backend of ``name``, to follow its log and status (start and
-        stop go through the manager, which keeps the limits and the ports);
-        ``InstanceNotFound`` for an instance that lives on other nodes (``remote``)."""
-        owner = self._process(name)
-        if not isinstance(owner, InstanceProcess):
-            raise InstanceNotFound(name)
-        return owner
 
     def end_followers(self) -> None:
         """End every follow stream (the server is stopping)."""
@@ -443,12 +338,6 @@ class InstanceManager:
         return InstanceProcess(
             inst.name, self._env, self._changed, status=inst.status, failure=inst.failure
         )
-
-    def _process(self, name: str) -> Owner:
-        try:
-            return self._processes[name]
-        except KeyError:
-            raise InstanceNotFound(name) from None
 
     @asynccontextmanager
     async def _locked(self, name: str) -> AsyncIterator[Owner]:

@@ -338,13 +338,22 @@ class ProxyApp:
         return json.dumps(self._model_object(inst)).encode()
 
     def _model_object(self, inst: Instance) -> dict[str, object]:
+        """The model of an instance: its status, readiness and the node it runs on (one
+        that has it ready, for an instance on several)."""
+        manager = self._manager
+        copies = manager.copies(inst.name)
+        node = manager.nodes.local
+        elsewhere = manager.is_remote(inst.name) or not manager.is_ready(inst.name)
+        if copies is not None and elsewhere and (copies.ready or manager.is_remote(inst.name)):
+            node = copies.lead_node()
         return {
             "id": inst.name,
             "object": "model",
             "created": inst.created,
             "owned_by": "llamactl",
             "status": inst.status.value,
-            "ready": self._manager.is_ready(inst.name),
+            "ready": manager.is_ready(inst.name),
+            "node": node,
         }
 
     def _body_for(self, inst: Instance, body: bytes, is_json: bool) -> bytes:
