@@ -630,6 +630,11 @@ def test_local_node_added(load: Loader, cwd: Path) -> None:
         ("  w:\n    address: http://\n", "'http://'", "with a host"),
         ("  w:\n    address: http://w:99999\n", "'http://w:99999'", "the port is not a number"),
         ("  w:\n    address: http://u:p@w\n", "'http://u:p@w'", "give the key in api_key"),
+        (
+            "  w:\n    address: https://w\n    ca_file: /nowhere/ca.pem\n",
+            "'/nowhere/ca.pem'",
+            "no such file",
+        ),
     ],
 )
 def test_another_node_without_a_usable_address_is_refused(
@@ -639,6 +644,7 @@ def test_another_node_without_a_usable_address_is_refused(
     with pytest.raises(ConfigError) as caught:
         load()
     key = "nodes.empty.address" if "empty" in entry else "nodes.w.address"
+    key = "nodes.w.ca_file" if "ca_file" in entry else key
     assert f"{key} = {shown}" in caught.value.message
     assert reason in caught.value.message
 
@@ -678,8 +684,10 @@ def test_describe_config(load: Loader, cwd: Path) -> None:
     assert "sk-secret" not in repr(describe_config(config))
     keys = [row.key for row in describe_config(config)]
     assert keys[:3] == ["data_dir", "server.host", "server.port"]
-    assert keys[-4:] == ["nodes.w.address", "nodes.w.api_key", "nodes.main.address",
-                         "nodes.main.api_key"]  # fmt: skip
+    assert keys[-6:] == [
+        "nodes.w.address", "nodes.w.api_key", "nodes.w.ca_file",
+        "nodes.main.address", "nodes.main.api_key", "nodes.main.ca_file",
+    ]  # fmt: skip
 
 
 def test_public_config_has_no_secret(load: Loader, cwd: Path) -> None:
@@ -694,7 +702,10 @@ def test_public_config_has_no_secret(load: Loader, cwd: Path) -> None:
     auth = public["auth"]
     assert isinstance(auth, dict)
     assert auth["management_keys"] == [] and auth["inference_keys"] == []
-    assert public["nodes"] == {"w": {"address": "http://w"}, "main": {"address": ""}}
+    assert public["nodes"] == {
+        "w": {"address": "http://w", "ca_file": ""},
+        "main": {"address": "", "ca_file": ""},
+    }
     database = public["database"]
     assert isinstance(database, dict) and database["connection_max_lifetime"] == "5m"
     backends = public["backends"]

@@ -577,7 +577,7 @@ async def test_config_shows_no_secret(tmp_path: Path) -> None:
     assert body["auth"]["management_keys"] == []
     assert body["auth"]["inference_keys"] == []
     assert body["instances"]["port_range"] == [SESSION_PORTS, SESSION_PORTS + 99]
-    assert body["nodes"] == {"main": {"address": ""}}
+    assert body["nodes"] == {"main": {"address": "", "ca_file": ""}}
 
 
 async def test_nodes_list_the_local_node(api: Api) -> None:

@@ -44,6 +44,8 @@ class Node:
     lists: Mapping[str, str]  # the other nodes it knows: name -> name in its config
     local_node: str = ""
     wrong_keys: frozenset[str] = frozenset()  # of those, the ones given a key they refuse
+    # Settings to use for some of those instead (``address``, ``ca_file``).
+    instead: dict[str, dict[str, str]] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     output: IO[bytes] | None = field(default=None, repr=False)
 
@@ -132,9 +134,8 @@ class Cluster:
             "nodes": {
                 listed: {
                     "address": self.nodes[target].url,
-                    "api_key": "sk-refused"
-                    if listed in node.wrong_keys
-                    else self.nodes[target].key,
+                    "api_key": self._key(node, listed),
+                    **node.instead.get(listed, {}),
                 }
                 for listed, target in node.lists.items()
             },

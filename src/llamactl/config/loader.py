@@ -345,6 +345,7 @@ def _add_local_node(values: Values) -> None:
     if ("nodes", name, "address") not in values:
         values[("nodes", name, "address")] = Entry("", DEFAULT)
         values[("nodes", name, "api_key")] = Entry(None, DEFAULT)
+        values[("nodes", name, "ca_file")] = Entry("", DEFAULT)
 
 
 def _check_node_addresses(values: Values) -> None:
@@ -359,6 +360,19 @@ def _check_node_addresses(values: Values) -> None:
         if problem is not None:
             raise invalid_value(dotted(key), entry.value, entry.source, problem)
         entry.value = text
+        _check_ca_file(values, key[1])
+
+
+def _check_ca_file(values: Values, node: str) -> None:
+    entry = values.get(("nodes", node, "ca_file"))
+    if entry is None or not entry.value:
+        return
+    if not Path(str(entry.value)).expanduser().is_file():
+        raise invalid_value(
+            f"nodes.{node}.ca_file", entry.value, entry.source,
+            "no such file: give a PEM file of the certificates to trust",
+        )  # fmt: skip
+    entry.value = str(Path(str(entry.value)).expanduser())
 
 
 def _address_problem(text: str) -> str | None:

@@ -152,6 +152,7 @@ class NodeConfig(_Frozen):
 
     address: str = ""
     api_key: SecretStr | None = None
+    ca_file: str = ""
 
 
 class AppConfig(_Frozen):

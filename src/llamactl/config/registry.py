@@ -281,6 +281,9 @@ _NODES = [
        "LLAMACTL_LOCAL_NODE"),
     _s("nodes.*.address", kinds.STR, "", "base URL of another llamactl (empty for this one)"),
     _s("nodes.*.api_key", kinds.SECRET, None, "management key of that llamactl", secret=True),
+    _s("nodes.*.ca_file", kinds.STR, "",
+       "PEM file of the certificates to trust for that node's https address "
+       "(empty: the system's)"),
     _s("node_check_interval", kinds.DURATION, parse_duration("5s"),
        "how often every other node's health is checked", "LLAMACTL_NODE_CHECK_INTERVAL"),
     _s("node_connect_timeout", kinds.DURATION, parse_duration("3s"),

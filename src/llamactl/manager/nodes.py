@@ -86,6 +86,7 @@ class Nodes:
                 node.address,
                 node.api_key.get_secret_value() if node.api_key is not None else None,
                 local_node=self.local,
+                ca_file=node.ca_file,
                 connect_timeout=config.node_connect_timeout.total_seconds(),
                 request_timeout=config.node_request_timeout.total_seconds(),
                 header_timeout=header_timeout,

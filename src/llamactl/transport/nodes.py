@@ -83,6 +83,7 @@ class NodeClient:
         api_key: str | None,
         *,
         local_node: str,
+        ca_file: str = "",
         connect_timeout: float,
         request_timeout: float,
         header_timeout: float | None,
@@ -93,12 +94,14 @@ class NodeClient:
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
         self._request_timeout = request_timeout
+        # One trust for both clients: the system's certificates, or those of ca_file.
+        tls = ssl.create_default_context(cafile=ca_file or None) if self.address.tls else None
         self._http = httpx.AsyncClient(
             base_url=url,
             headers=headers,
             timeout=httpx.Timeout(request_timeout, connect=connect_timeout),
+            verify=tls if tls is not None else True,
         )
-        tls = ssl.create_default_context() if self.address.tls else None
         self.pool = ConnectionPool(header_timeout, tls=tls, connect_timeout=connect_timeout)
         # What every relayed request carries: the node's key and the hop.
         self.relay_headers: tuple[tuple[bytes, bytes], ...] = tuple(
