@@ -7,8 +7,10 @@ agents did is read from their own APIs and from ``/proc``.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import openai
@@ -173,6 +175,31 @@ def test_the_client_key_stays_on_main_and_the_agent_gets_its_own(
             ask(wrong, "keyed")
     finally:
         delete_everywhere(main, "keyed")
+
+
+def test_a_client_that_goes_away_cancels_the_request_on_the_agent(
+    cluster: Cluster, main: httpx.Client, tmp_path: Path
+) -> None:
+    log = tmp_path / "requests.jsonl"
+    slow = {
+        "FAKE_LLAMA_REQUEST_LOG": str(log),
+        "FAKE_LLAMA_STREAM_CHUNKS": "200",
+        "FAKE_LLAMA_STREAM_INTERVAL": "0.05",
+    }
+    assert create(main, "slow", ["gpu1"], environment=slow).status_code == 201
+    try:
+        body = {"model": "slow", "messages": [{"role": "user", "content": "x"}], "stream": True}
+        with main.stream("POST", "/v1/chat/completions", json=body) as response:
+            assert response.status_code == 200
+            assert next(response.iter_raw())  # the first event has come through both hops
+
+        def disconnected() -> bool:
+            records = [json.loads(line) for line in log.read_text().splitlines()]
+            return any(record.get("event") == "client_disconnected" for record in records)
+
+        eventually(disconnected, "the agent's backend to see the request end")
+    finally:
+        delete_everywhere(main, "slow")
 
 
 # -- several agents ---------------------------------------------------------------------
