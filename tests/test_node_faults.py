@@ -24,12 +24,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     nodes = Cluster(tmp_path_factory.mktemp("faults"))
     nodes.add(
         "front",
-        {"keyless": "keyless", "loop": "mirror", "down": "down"},
+        {"keyless": "keyless", "loop": "mirror", "down": "down", "rekeyed": "rekeyed"},
         wrong_keys=frozenset({"keyless"}),
     )
     nodes.add("keyless")
     nodes.add("mirror", {"loop": "front"}, local_node="elsewhere")
     nodes.add("down")
+    nodes.add("rekeyed")
     nodes.start()
     try:
         yield nodes
@@ -118,3 +119,43 @@ def test_an_instance_whose_only_node_is_down_answers_503_naming_it(
             "front to see down healthy again",
         )
         assert front.delete("/api/v1/instances/alone").status_code == 204
+
+
+def test_a_node_that_stops_taking_its_key_answers_502_and_shows_unauthorized(
+    cluster: Cluster, front: httpx.Client
+) -> None:
+    rekeyed = cluster.nodes["rekeyed"]
+    first_key = rekeyed.key
+    assert create(front, "turned", ["rekeyed"]).status_code == 201
+    client = openai.OpenAI(
+        base_url=f"{cluster.nodes['front'].url}/v1",
+        api_key=cluster.nodes["front"].inference_key,
+        max_retries=0,
+    )
+    try:
+        for _ in range(2):  # the second goes on a kept-alive connection
+            assert ask(client, "turned")
+        cluster.rekey("rekeyed", "sk-rekeyed-new-management-key")
+
+        def refused() -> bool:
+            try:
+                ask(client, "turned")
+            except openai.APIStatusError as exc:
+                assert exc.status_code == 502, exc.message
+                assert "node rekeyed refused the key in nodes.rekeyed.api_key" in exc.message
+                return True
+            return False
+
+        eventually(refused, "the node's refusal of its old key")
+        eventually(
+            lambda: front.get("/api/v1/nodes").json()["rekeyed"]["status"] == "unauthorized",
+            "front to show rekeyed unauthorized",
+        )
+    finally:
+        cluster.rekey("rekeyed", first_key)
+        eventually(
+            lambda: front.get("/api/v1/nodes").json()["rekeyed"]["status"] == "healthy",
+            "front to see rekeyed healthy again",
+        )
+        front.post("/api/v1/instances/turned/stop")
+        assert front.delete("/api/v1/instances/turned").status_code == 204

@@ -181,6 +181,15 @@ class Cluster:
         node.process.send_signal(signal.SIGKILL)
         node.process.wait(timeout=10)
 
+    def rekey(self, name: str, key: str) -> None:
+        """Give the node a new management key and have it reload its configuration
+        (SIGHUP); the nodes that list it keep the key they were started with."""
+        node = self.nodes[name]
+        node.key = key
+        self._write_config(node)
+        assert node.process is not None
+        node.process.send_signal(signal.SIGHUP)
+
     def stop(self, name: str) -> None:
         """Stop the node as a user would (SIGTERM), and wait for it to end."""
         node = self.nodes[name]

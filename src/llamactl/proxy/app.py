@@ -144,9 +144,11 @@ class ProxyApp:
         if not auth.inference_allowed(self._keys, scope, remembered):
             return None
         name = _small_json_model(body)
-        if name is None or not self._scheduler.accepts(name) or self._manager.is_remote(name):
+        if name is None or not self._scheduler.accepts(name):
             return None  # no model, unknown, starting, held: the ordinary path decides
         try:
+            if self._manager.is_remote(name):
+                return self._remote.relay_now(scope, responder, name, body, _remote_target(scope))
             inst = self._manager.get(name)
             return self._relay_now(scope, responder, inst, self._body_for(inst, body, True))
         except LlamactlError:

@@ -18,8 +18,16 @@ import asyncio
 
 from llamactl.errors import LlamactlError, NodeUnreachable
 from llamactl.manager import InstanceManager
+from llamactl.manager.nodes import NodeState
 from llamactl.proxy.asgi import DisconnectWatch, Receive, Scope, Send
-from llamactl.proxy.upstream import NotConnected, Upstream, request_headers
+from llamactl.proxy.upstream import (
+    HeadCheck,
+    NotConnected,
+    Relay,
+    Responder,
+    Upstream,
+    request_headers,
+)
 from llamactl.transport.nodes import HOP_HEADER, NodeClient, check_one_hop, forwarded_by
 
 __all__ = ["RemoteRelay"]
@@ -53,6 +61,52 @@ class RemoteRelay:
         return any(
             nodes.reachable(node) and nodes.health(node).free > here for node in copies.copies
         )
+
+    def relay_now(
+        self, scope: Scope, responder: Responder, name: str, body: bytes, target: bytes
+    ) -> Relay | None:
+        """Relay a request for an instance that lives on other nodes only with no task in
+        between (see ``ProxyApp.relay_now``): when its best node has it ready, is known
+        healthy and has an idle connection, and the request did not come from a node.
+        ``None``, having sent nothing, otherwise."""
+        if _sender(scope) is not None:
+            return None
+        copies = self._manager.copies(name)
+        if copies is None:
+            return None
+        node = copies.candidates()[0]
+        nodes = self._manager.nodes
+        if not copies.copies[node].ready or nodes.health(node).state is not NodeState.HEALTHY:
+            return None
+        client = nodes.client(node)
+        address = client.address
+        headers = request_headers(scope["headers"])
+        headers.extend(client.relay_headers)
+        return self._upstream.relay_now(
+            responder,
+            method="POST",
+            host=address.host,
+            port=address.port,
+            target=address.prefix.encode("latin-1") + target,
+            headers=headers,
+            body=body,
+            extra_headers=(),
+            name=f"{name} on node {node}",
+            done=_nothing,
+            transport=client.pool,
+            check=self._refusal(client),
+            checked=_REFUSED_KEY,
+        )
+
+    def _refusal(self, client: NodeClient) -> HeadCheck:
+        """The error for a node's refusal of its key, which also marks the node."""
+
+        def refused(status: int, body: bytes) -> LlamactlError:
+            error = client.refusal(status, body)
+            self._manager.nodes.failed(client.name, error)
+            return error
+
+        return refused
 
     async def forward(
         self, scope: Scope, receive: Receive, send: Send, name: str, body: bytes, target: bytes
@@ -127,9 +181,13 @@ class RemoteRelay:
             name=f"{name} on node {client.name}",
             sent=watch.start,
             transport=client.pool,
-            check=client.refusal,
+            check=self._refusal(client),
             checked=_REFUSED_KEY,
         )
+
+
+def _nothing() -> None:
+    """Nothing to count here: the node counts its own requests."""
 
 
 def _sender(scope: Scope) -> str | None:

@@ -117,6 +117,11 @@ class Responder(Protocol):
         """Handle the request again from the start, the ordinary way (nothing was sent)."""
 
 
+# Checks a response's status before anything of it is sent to the client: the error to
+# answer instead, or None to relay it.
+HeadCheck = Callable[[int, bytes], LlamactlError | None]
+
+
 class Relay:
     """One request relayed with no task in between: the backend's response is written to
     the ``Responder`` piece by piece as the connection reads it (a ``Sink``).
@@ -124,7 +129,9 @@ class Relay:
     Failures are handled as ``Upstream.relay`` handles them: a reused connection that died
     unanswered is retried (the ordinary way), no head in time is a 504, a broken head a
     502, a body cut off midway leaves the client's response unfinished. ``done`` is called
-    exactly once, when the exchange is over whichever way it ended.
+    exactly once, when the exchange is over whichever way it ended. A head whose status is
+    in ``checked`` goes to ``check`` first: the error it returns is answered instead of
+    the response (which is read to its end and dropped).
     """
 
     def __init__(
@@ -134,6 +141,8 @@ class Relay:
         extra_headers: Sequence[tuple[bytes, bytes]],
         name: str,
         done: Callable[[], None],
+        check: HeadCheck | None = None,
+        checked: frozenset[int] = frozenset(),
     ) -> None:
         self._responder = responder
         self._exchange: Exchange | None = exchange
@@ -142,15 +151,23 @@ class Relay:
         self._done: Callable[[], None] | None = done
         self._started = False
         self._pieces: list[bytes] = []  # the body pieces of the read being parsed
+        self._check = check
+        self._checked = checked
+        self._refused: LlamactlError | None = None
 
     # -- Sink (from the backend's connection) ------------------------------------------
 
     def head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        if self._check is not None and status in self._checked:
+            self._refused = self._check(status, b"")
+            if self._refused is not None:
+                return
         self._started = True
         self._guarded(self._responder.start, status, response_headers(headers, self._extra))
 
     def data(self, chunk: bytes) -> None:
-        self._pieces.append(chunk)  # written at the end of the read (``flush``)
+        if self._refused is None:
+            self._pieces.append(chunk)  # written at the end of the read (``flush``)
 
     def flush(self) -> None:
         pieces = self._pieces
@@ -171,6 +188,10 @@ class Relay:
         if self._done is None:
             return  # the flush failed: both connections are closed already
         self._exchange = None
+        if self._refused is not None:
+            self._finish()
+            self._responder.error(self._refused)
+            return
         self._guarded(self._responder.write, b"", False)
         self._finish()
 
@@ -180,7 +201,9 @@ class Relay:
             return  # the flush failed: both connections are closed already
         exchange, self._exchange = self._exchange, None
         self._finish()
-        if self._started:
+        if self._refused is not None:
+            self._responder.error(self._refused)
+        elif self._started:
             _log.warning("the backend of %s cut its response off: %s", self._name, error)
             self._responder.abort()
         elif isinstance(error, UpstreamTimeout):
@@ -233,11 +256,6 @@ class NotConnected(BackendFailed):
     sent, so another one may take it."""
 
 
-# Checks a response's status before anything of it is sent to the client: the error to
-# answer instead, or None to relay it.
-HeadCheck = Callable[[int, bytes], LlamactlError | None]
-
-
 class Upstream:
     """The backends' side of the proxy, over a ``Transport``."""
 
@@ -267,19 +285,24 @@ class Upstream:
         extra_headers: Sequence[tuple[bytes, bytes]],
         name: str,
         done: Callable[[], None],
+        transport: Transport | None = None,
+        check: HeadCheck | None = None,
+        checked: frozenset[int] = frozenset(),
     ) -> Relay | None:
         """Send the request on an idle kept-alive connection, if there is one, and relay
         its response to ``responder`` as it arrives (see ``Relay``); ``None``, having sent
-        nothing, when there is no idle connection to the backend."""
-        exchange = self._pool.idle(host, port)
+        nothing, when there is no idle connection to the backend. ``transport``,
+        ``check`` and ``checked`` as for ``relay``."""
+        pool = transport or self._pool
+        exchange = pool.idle(host, port)
         if exchange is None:
             return None
-        relay = Relay(responder, exchange, extra_headers, name, done)
+        relay = Relay(responder, exchange, extra_headers, name, done, check, checked)
         exchange.start(
             encode_request(host, port, method, target, headers, body),
             relay,
             head=method == "HEAD",
-            timeout=self._pool.header_timeout,
+            timeout=pool.header_timeout,
         )
         return relay
 
