@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.processes import descendants
+
 
 @pytest.fixture
 def anyio_backend() -> str:
@@ -22,28 +24,6 @@ def home(tmp_path: Path) -> Path:
     folder = tmp_path / "home"
     folder.mkdir()
     return folder
-
-
-def descendants(root: int) -> list[int]:
-    """Every live, non-zombie process below ``root`` (children, grandchildren, ...)."""
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
-        if state != "Z":
-            parents.setdefault(int(ppid), []).append(int(entry.name))
-    found: list[int] = []
-    pending = [root]
-    while pending:
-        children = parents.get(pending.pop(), [])
-        found.extend(children)
-        pending.extend(children)
-    return found
 
 
 @pytest.fixture(scope="session", autouse=True)

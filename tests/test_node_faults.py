@@ -31,11 +31,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     nodes.add("mirror", {"loop": "front"}, local_node="elsewhere")
     nodes.add("down")
     nodes.add("rekeyed")
-    nodes.start()
-    try:
+    with nodes:
         yield nodes
-    finally:
-        nodes.close()
 
 
 @pytest.fixture

@@ -33,10 +33,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         "untrusted": {"address": address},
     }
     try:
-        nodes.start()
-        yield nodes
+        with nodes:
+            yield nodes
     finally:
-        nodes.close()
         front.close()
 
 

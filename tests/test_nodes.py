@@ -16,8 +16,9 @@ import httpx
 import openai
 import pytest
 
-from tests.support.cluster import Cluster, Node, children_of
+from tests.support.cluster import Cluster, Node
 from tests.support.config import fake_options
+from tests.support.processes import descendants
 from tests.support.waiting import eventually
 
 
@@ -27,11 +28,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     nodes.add("main", {"gpu1": "gpu1", "gpu2": "gpu2"})
     nodes.add("gpu1")
     nodes.add("gpu2")
-    nodes.start()
-    try:
+    with nodes:
         yield nodes
-    finally:
-        nodes.close()
 
 
 @pytest.fixture
@@ -63,8 +61,8 @@ def create(main: httpx.Client, name: str, nodes: list[str], **overrides: object)
 
 
 def backend_pids(node: Node) -> set[int]:
-    """The backends the node's process started (its children)."""
-    return set(children_of(node.pid))
+    """The backends the node's process started (all its processes below it)."""
+    return set(descendants(node.pid))
 
 
 def delete_everywhere(main: httpx.Client, name: str) -> None:

@@ -4,7 +4,7 @@ Each node has its own folder (data, logs, ``llamactl.yaml``), port, management k
 port range for its backends (fake llama-servers). ``Cluster.start`` writes every node's
 configuration from the names and what each lists, starts them and waits for each to
 answer; ``kill``/``restart`` stop one hard and bring it back on the same port and data;
-``close`` stops all.
+``close`` stops all (``with cluster:`` starts and stops it).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from tests.support.config import FAKE_SERVER, SESSION_PORTS
 from tests.support.net import free_port
 from tests.support.server_process import STARTUP_SECONDS, environment
 
-__all__ = ["Cluster", "Node", "children_of"]
+__all__ = ["Cluster", "Node"]
 
 # Each node's backends get twenty ports of their own, from the session's hundred.
 _RANGE_SIZE = 20
@@ -107,6 +107,13 @@ class Cluster:
         self._next_range += _RANGE_SIZE
         self.nodes[name] = node
         return node
+
+    def __enter__(self) -> Cluster:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     def start(self, **environ: str) -> None:
         for node in self.nodes.values():
@@ -215,19 +222,3 @@ class Cluster:
                     node.process.wait()
             if node.output is not None:
                 node.output.close()
-
-
-def children_of(pid: int) -> list[int]:
-    """The pids whose parent is ``pid`` (read from ``/proc``)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rpartition(")")[2].split()
-        if int(fields[1]) == pid:
-            found.append(int(entry.name))
-    return found
