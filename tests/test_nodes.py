@@ -175,6 +175,24 @@ def test_the_client_key_stays_on_main_and_the_agent_gets_its_own(
         delete_everywhere(main, "keyed")
 
 
+def test_following_a_remote_instance_does_not_hold_up_a_stop_of_main(
+    cluster: Cluster, main: httpx.Client
+) -> None:
+    assert create(main, "followed", ["gpu2"]).status_code == 201
+    try:
+        with main.stream("GET", "/api/v1/instances/followed/logs/follow") as follow:
+            lines = follow.iter_lines()
+            assert next(lines) == "event: log"
+            began = time.monotonic()
+            cluster.stop("main")  # the relayed stream ends with the others
+            took = time.monotonic() - began
+        assert took < 5  # well within the 10 s a stop gives open requests
+    finally:
+        cluster.restart("main")
+        with cluster.nodes["main"].client() as again:
+            assert again.delete("/api/v1/instances/followed").status_code == 204
+
+
 def test_a_client_that_goes_away_cancels_the_request_on_the_agent(
     cluster: Cluster, main: httpx.Client, tmp_path: Path
 ) -> None:

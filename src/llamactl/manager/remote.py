@@ -99,6 +99,7 @@ class RemoteInstance:
         self._nodes = nodes
         self._on_change = on_change
         self.copies = {node: Copy(node, status=status, failure=failure) for node in on}
+        self._ended = asyncio.Event()  # set when follow streams must end
 
     # -- state --------------------------------------------------------------------------
 
@@ -302,10 +303,16 @@ class RemoteInstance:
         """Nothing: the status is the nodes' (taken from their answers)."""
 
     def deleted(self) -> None:
-        """Nothing to end: logs are followed on the nodes themselves."""
+        """The instance is deleted: the follow streams relayed from its node end."""
+        self._ended.set()
 
     def end_followers(self) -> None:
-        """Nothing to end (see ``deleted``)."""
+        """The server is stopping: the follow streams relayed from its node end."""
+        self._ended.set()
+
+    async def followers_end(self) -> None:
+        """Return once follow streams relayed for this instance must end."""
+        await self._ended.wait()
 
     async def _call(
         self, node: str, method: str, suffix: str, body: Mapping[str, object] | None = None

@@ -229,17 +229,26 @@ async def follow_logs(
 async def _follow_remote(services: Services, name: str, count: int) -> StreamingResponse:
     """The node's own follow stream, passed through as it arrives."""
     manager = services.manager
-    client = manager.nodes.client(manager.remote(name).lead_node())
+    owner = manager.remote(name)
+    client = manager.nodes.client(owner.lead_node())
     stream = client.stream(f"/instances/{name}/logs/follow", {"lines": str(count)})
     pieces = await stream.__aenter__()  # the node's refusal is this request's error
 
     async def events() -> AsyncIterator[bytes]:
+        ended = asyncio.ensure_future(owner.followers_end())
         try:
-            async for piece in pieces:
-                yield piece
-        except LlamactlError:
-            return  # the node went away: the stream ends
+            while True:
+                piece = asyncio.ensure_future(anext(pieces))
+                await asyncio.wait((piece, ended), return_when=asyncio.FIRST_COMPLETED)
+                if not piece.done():  # the server stops, or the instance is deleted
+                    piece.cancel()
+                    await asyncio.gather(piece, return_exceptions=True)
+                    return
+                yield piece.result()
+        except (StopAsyncIteration, LlamactlError):
+            return  # the node ended the stream, or went away
         finally:
+            ended.cancel()
             await stream.__aexit__(None, None, None)
 
     return StreamingResponse(
