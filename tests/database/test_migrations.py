@@ -88,7 +88,13 @@ def test_upgrade_creates_exactly_the_spec_schema(tmp_path: Path) -> None:
     connection = sqlite3.connect(path)
     try:
         built = describe_table(connection, "instances")
-        assert user_tables(connection) == {"instances", "instance_processes", "alembic_version"}
+        assert user_tables(connection) == {
+            "instances",
+            "instance_processes",
+            "api_keys",
+            "key_permissions",
+            "alembic_version",
+        }
     finally:
         connection.close()
     expected = spec_schema()
@@ -154,7 +160,7 @@ def test_current_and_head_revision(tmp_path: Path) -> None:
     try:
         assert database.current_revision(db) is None
         database.run_migrations(db)
-        assert database.current_revision(db) == database.head_revision() == "0004"
+        assert database.current_revision(db) == database.head_revision() == "0005"
     finally:
         db.close()
 
