@@ -19,7 +19,8 @@ pydantic, ``OSError``) are translated once, at the layer that meets them, chaine
     ├── Unauthorized              a request carries no accepted API key for its route (401)
     ├── ForeignOrigin             a web page of another origin may not call the API (403)
     ├── NotFound                  something named does not exist (404)
-    │   └── InstanceNotFound      no instance has that name
+    │   ├── InstanceNotFound      no instance has that name
+    │   └── KeyNotFound           no stored API key has that id
     ├── Conflict                  the request clashes with current state (409)
     │   ├── InstanceExists        an instance with that name already exists
     │   ├── InvalidTransition     a status change that the lifecycle forbids
@@ -68,6 +69,7 @@ __all__ = [
     "InvalidOptions",
     "InvalidTransition",
     "JsonImportError",
+    "KeyNotFound",
     "LimitReached",
     "LlamactlError",
     "MigrationError",
@@ -208,6 +210,12 @@ class InstanceNotFound(NotFound):
     def __init__(self, name: str) -> None:
         super().__init__(f"instance not found: {name}")
         self.name = name
+
+
+class KeyNotFound(NotFound):
+    """Raised when no stored API key has the id asked for."""
+
+    code = "key_not_found"
 
 
 class Conflict(LlamactlError):

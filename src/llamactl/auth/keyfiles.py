@@ -23,7 +23,7 @@ from llamactl.auth.keys import Keys
 from llamactl.config import AppConfig
 from llamactl.errors import ConfigError
 
-__all__ = ["LoadedKeys", "load_keys"]
+__all__ = ["LoadedKeys", "load_keys", "read_or_create_secret"]
 
 _KEY_FILE_MODE = 0o600
 # Permission bits a key file must not have: anything for group and others, and execute.
@@ -176,3 +176,14 @@ def _create_key_file(path: Path, prefix: str) -> tuple[str, bool]:
     finally:
         temporary.unlink(missing_ok=True)
     return key, True
+
+
+def read_or_create_secret(path: Path) -> bytes:
+    """The secret stored in ``path`` (64 hex digits, mode 0600), made there if missing."""
+    stored = _read_key_file(path)
+    if stored is None:
+        stored, _created = _create_key_file(path, "")
+    try:
+        return bytes.fromhex(stored)
+    except ValueError:
+        raise ConfigError(f"the secret file {path} does not hold hex digits") from None

@@ -11,7 +11,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,7 +24,7 @@ from sqlalchemy.pool import QueuePool, StaticPool
 
 from llamactl.config import DatabaseConfig
 from llamactl.database import instances as sql
-from llamactl.database import ownership, processes
+from llamactl.database import keys, ownership, processes
 from llamactl.database.processes import ProcessRecord
 from llamactl.errors import DatabaseError, DatabaseUnavailable
 from llamactl.instance import Instance
@@ -343,6 +343,41 @@ class DB:
     def recorded_processes(self) -> list[ProcessRecord]:
         with self.reading() as connection:
             return processes.select_all(connection)
+
+    # Inference keys (migration 0005).
+
+    def create_key(self, key: keys.NewKey) -> keys.KeyRecord:
+        """Store ``key``; it as stored (``InvalidInput`` for a permission of no instance)."""
+        with self.writing() as connection:
+            key_id = keys.insert_key(connection, key, self._now())
+            return keys.select_key(connection, key_id)
+
+    def list_keys(self) -> list[keys.KeyRecord]:
+        with self.reading() as connection:
+            return keys.select_keys(connection)
+
+    def get_key(self, key_id: int) -> keys.KeyRecord:
+        with self.reading() as connection:
+            return keys.select_key(connection, key_id)
+
+    def update_key(self, key_id: int, changes: keys.KeyChanges) -> keys.KeyRecord:
+        with self.writing() as connection:
+            keys.update_key(connection, key_id, changes, self._now())
+            return keys.select_key(connection, key_id)
+
+    def delete_key(self, key_id: int) -> None:
+        with self.writing() as connection:
+            keys.delete_key(connection, key_id)
+
+    def record_key_use(self, uses: Mapping[int, tuple[int, int]]) -> None:
+        """Add the requests of a batch to each key's count and last use."""
+        with self.writing() as connection:
+            keys.record_use(connection, uses)
+
+    def instance_ids(self, names: Iterable[str]) -> dict[str, int]:
+        """The row ids of the instances called ``names`` (those that exist)."""
+        with self.reading() as connection:
+            return keys.instance_ids(connection, names)
 
     def count(self) -> int:
         """How many instances are stored."""

@@ -1,0 +1,109 @@
+"""Inference keys stored in the database: made here, kept only as keyed hashes.
+
+A key is ``llamactl-`` and 64 hex digits: 256 random bits. The database holds its
+HMAC-SHA-256 under a secret of the server (``<data_dir>/keys.secret``, 32 random bytes,
+mode 0600, made once), never the key. With that much entropy a fast keyed hash is the
+right store: no guessing gets through 2^256 keys, so a slow password hash (Argon2,
+bcrypt), made to protect short human passwords, would only cost each request a few
+milliseconds of CPU and force checking every stored hash in turn; the keyed hash lets a
+request be looked up by one equality, whatever the number of keys, and a stolen database
+without the secret file gives nothing to test guesses against.
+
+``KeyBook`` holds every stored key in memory by hash: a request costs one HMAC and one
+dict lookup. It counts each key's requests for a batched write (``take_uses``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from llamactl.auth.keyfiles import read_or_create_secret
+from llamactl.database.keys import KeyRecord
+
+__all__ = ["KEY_PREFIX", "SECRET_FILE", "KeyBook", "KeyHasher", "display_prefix", "new_key"]
+
+KEY_PREFIX = "llamactl-"
+SECRET_FILE = "keys.secret"
+_PREFIX_SHOWN = len(KEY_PREFIX) + 8
+
+
+def new_key() -> str:
+    """A new key: ``llamactl-`` and 256 random bits in hex."""
+    return KEY_PREFIX + secrets.token_hex(32)
+
+
+def display_prefix(key: str) -> str:
+    """The start of a key that may be shown (``llamactl-`` and 8 hex digits)."""
+    return key[:_PREFIX_SHOWN]
+
+
+class KeyHasher:
+    """The keyed hash of keys, under the server's secret."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    @classmethod
+    def of_data_dir(cls, data_dir: Path) -> KeyHasher:
+        """The hasher of the secret in ``data_dir`` (made there, 0600, if there is none)."""
+        return cls(read_or_create_secret(Path(data_dir) / SECRET_FILE))
+
+    def digest(self, key: bytes) -> str:
+        return hmac.new(self._secret, key, hashlib.sha256).hexdigest()
+
+
+class KeyBook:
+    """The stored keys by hash; see the module docstring."""
+
+    def __init__(self, hasher: KeyHasher, clock: Callable[[], float] = time.time) -> None:
+        self.hasher = hasher
+        self._clock = clock
+        self._by_hash: dict[str, KeyRecord] = {}
+        self._uses: dict[int, tuple[int, int]] = {}  # id -> (last use, requests)
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
+
+    def load(self, records: Iterable[KeyRecord]) -> None:
+        self._by_hash = {record.key_hash: record for record in records}
+
+    def put(self, record: KeyRecord) -> None:
+        """Take a new or changed key."""
+        self._by_hash = {
+            key_hash: kept for key_hash, kept in self._by_hash.items() if kept.id != record.id
+        }
+        self._by_hash[record.key_hash] = record
+
+    def remove(self, key_id: int) -> None:
+        self._by_hash = {
+            key_hash: kept for key_hash, kept in self._by_hash.items() if kept.id != key_id
+        }
+
+    def find(self, presented: bytes) -> KeyRecord | None:
+        """The stored key ``presented`` is, if it is one."""
+        if not presented.startswith(KEY_PREFIX.encode()):
+            return None
+        return self._by_hash.get(self.hasher.digest(presented))
+
+    def refusal(self, record: KeyRecord) -> str | None:
+        """Why ``record`` may not be used now (disabled, expired), or ``None``."""
+        if record.disabled:
+            return f"API key {record.prefix}… is disabled"
+        if record.expires_at is not None and record.expires_at <= self._clock():
+            return f"API key {record.prefix}… expired"
+        return None
+
+    def used(self, record: KeyRecord) -> None:
+        """Count a request of ``record`` (written later, in a batch)."""
+        _last, count = self._uses.get(record.id, (0, 0))
+        self._uses[record.id] = (int(self._clock()), count + 1)
+
+    def take_uses(self) -> dict[int, tuple[int, int]]:
+        """The requests counted since the last call, by key id: ``(last use, count)``."""
+        uses, self._uses = self._uses, {}
+        return uses
