@@ -18,6 +18,8 @@ pydantic, ``OSError``) are translated once, at the layer that meets them, chaine
     │   └── UnsupportedMediaType  a management request's body is not application/json (415)
     ├── Unauthorized              a request carries no accepted API key for its route (401)
     ├── ForeignOrigin             a web page of another origin may not call the API (403)
+    ├── PermissionDenied          the request's key may not use that instance (403)
+    ├── RateLimited               the request's key is over one of its limits (429)
     ├── NotFound                  something named does not exist (404)
     │   ├── InstanceNotFound      no instance has that name
     │   └── KeyNotFound           no stored API key has that id
@@ -34,6 +36,7 @@ pydantic, ``OSError``) are translated once, at the layer that meets them, chaine
     ├── Unavailable               a request cannot be served now; try again later (503)
     │   ├── InstanceNotRunning    the instance is stopped and may not be started on demand
     │   ├── QueueFull             too many requests already wait for the instance
+    │   ├── CapacityReached       the key may start the instance, but not make room for it
     │   └── NodeUnreachable       another llamactl (a node) cannot be reached
     ├── NodeFailed                another node answered with an error (its own status)
     │   └── NodeRefusedKey        a node refused the key configured for it (502)
@@ -50,6 +53,7 @@ from __future__ import annotations
 __all__ = [
     "ApiError",
     "BackendFailed",
+    "CapacityReached",
     "ClientError",
     "CommandParseError",
     "ConfigError",
@@ -79,7 +83,9 @@ __all__ = [
     "NotALlamactlDatabase",
     "NotFound",
     "PayloadTooLarge",
+    "PermissionDenied",
     "QueueFull",
+    "RateLimited",
     "StartFailedRecently",
     "Unauthorized",
     "Unavailable",
@@ -195,6 +201,25 @@ class ForeignOrigin(LlamactlError):
     status = 403
 
 
+class PermissionDenied(LlamactlError):
+    """Raised when a stored key that names its instances does not name this one."""
+
+    code = "permission_denied"
+    status = 403
+
+
+class RateLimited(LlamactlError):
+    """Raised when a stored key is over its concurrency or requests-per-minute limit;
+    ``retry_after`` seconds is when to try again."""
+
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class NotFound(LlamactlError):
     """Raised when something named does not exist."""
 
@@ -292,6 +317,13 @@ class QueueFull(Unavailable):
     """Raised when an instance's wait queue (``instances.max_queued_requests``) is full."""
 
     code = "queue_full"
+
+
+class CapacityReached(Unavailable):
+    """Raised when a key may start an instance on demand but not evict another to make
+    room, and every running slot is taken."""
+
+    code = "capacity_reached"
 
 
 class NodeUnreachable(Unavailable):

@@ -25,7 +25,13 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
-from llamactl.errors import LlamactlError, StartFailedRecently, Unauthorized, Unavailable
+from llamactl.errors import (
+    LlamactlError,
+    RateLimited,
+    StartFailedRecently,
+    Unauthorized,
+    Unavailable,
+)
 
 __all__ = [
     "INTERNAL_ERROR",
@@ -117,7 +123,7 @@ def _openai_type(status: int) -> str:
 
 def _hints(exc: LlamactlError) -> tuple[Header, ...]:
     """The headers that tell a client when to try again."""
-    if isinstance(exc, Unavailable) and exc.retry_after is not None:
+    if isinstance(exc, Unavailable | RateLimited) and exc.retry_after is not None:
         return ((b"retry-after", str(exc.retry_after).encode()),)
     if isinstance(exc, StartFailedRecently):
         # Asking again before Retry-After gets the same answer; OpenAI's SDKs honour this.

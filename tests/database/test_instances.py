@@ -360,7 +360,7 @@ def test_pool_settings_are_mapped(tmp_path: Path) -> None:
 def test_row_tuple_matches_the_selected_columns() -> None:
     from llamactl.database import instances as sql
 
-    assert sql._Row._fields == tuple(sql._WRITTEN)
+    assert sql._Row._fields == (*sql._WRITTEN, "id")
 
 
 def test_column_defaults_match_the_schema(memory_db: database.DB) -> None:

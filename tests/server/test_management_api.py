@@ -30,6 +30,7 @@ BODY_KEYS = [
     "queued",
     "idle_seconds",
     "pid",
+    "id",
     "node",
 ]
 SLOW_LOAD = {"FAKE_LLAMA_LOAD_SECONDS": "0.3"}

@@ -5,6 +5,7 @@ management app over them, driven in-process."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from fastapi import params
 
 from llamactl import database
 from llamactl.auth import Keys
+from llamactl.auth.stored import KeyBook, KeyHasher
 from llamactl.config import AppConfig
 from llamactl.database import DatabaseSettings
 from llamactl.manager import InstanceManager
@@ -50,7 +52,10 @@ def build_services(
     """A loaded manager over ``db`` and the services around it; the caller shuts them down."""
     manager = InstanceManager(config, db, timings=FAST, **manager_options)
     manager.load()
-    return Services(config=config, db=db, manager=manager, keys=keys)
+    book = KeyBook(KeyHasher(b"test-secret"))
+    book.load(db.list_keys())
+    keys = dataclasses.replace(keys, book=book)
+    return Services(config=config, db=db, manager=manager, keys=keys, book=book)
 
 
 @asynccontextmanager

@@ -16,11 +16,15 @@ import hashlib
 import hmac
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
 from llamactl.errors import Unauthorized
 from llamactl.rendering import Send, Shape, render, send_rendered
+
+if TYPE_CHECKING:
+    from llamactl.auth.stored import KeyBook
+    from llamactl.database.keys import KeyRecord
 
 __all__ = [
     "INVALID_KEY",
@@ -29,6 +33,7 @@ __all__ = [
     "Remembered",
     "allows",
     "inference_allowed",
+    "key_record",
     "presented_key",
     "reject",
     "rejection",
@@ -59,6 +64,8 @@ class Keys:
     require_inference: bool
     # What an inference route accepts: inference keys and management keys.
     for_inference: tuple[bytes, ...] = field(init=False)
+    # And the keys stored in the database (``auth.stored``), when there is a database.
+    book: KeyBook | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "for_inference", self.inference + self.management)
@@ -137,7 +144,24 @@ def rejection(keys: Keys, scope: Scope, *, management: bool) -> str | None:
     matched = False
     for candidate in accepted:
         matched |= hmac.compare_digest(digest, candidate)
-    return None if matched else INVALID_KEY
+    if matched:
+        return None
+    book = keys.book
+    if not management and book is not None and len(book):
+        record = book.find(presented)
+        if record is not None:
+            return book.refusal(record)  # None: the stored key may be used
+    return INVALID_KEY
+
+
+def key_record(keys: Keys, scope: Scope) -> KeyRecord | None:
+    """The stored key the request presents, if it presents one (its checks passed or
+    not: ask ``rejection`` first)."""
+    book = keys.book
+    if book is None or not len(book):
+        return None
+    presented = presented_key(scope["headers"], scope.get("query_string", b""))
+    return None if presented is None else book.find(presented)
 
 
 class Remembered:

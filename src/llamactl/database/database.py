@@ -71,6 +71,9 @@ class Database(Protocol):
     def recorded_processes(self) -> list[ProcessRecord]:
         """Every backend recorded as running."""
 
+    def instance_ids(self, names: Iterable[str]) -> dict[str, int]:
+        """The row ids of the instances called ``names`` (those that exist)."""
+
 
 @dataclass(frozen=True)
 class DatabaseSettings:
@@ -378,6 +381,14 @@ class DB:
         """The row ids of the instances called ``names`` (those that exist)."""
         with self.reading() as connection:
             return keys.instance_ids(connection, names)
+
+    def resolve_instances(
+        self, names: Iterable[str], ids: Iterable[int]
+    ) -> tuple[dict[str, int], dict[int, str]]:
+        """The ids of the instances called ``names`` and the names of those with ``ids``
+        (those that exist), in one read."""
+        with self.reading() as connection:
+            return keys.instance_ids(connection, names), keys.instance_names(connection, ids)
 
     def count(self) -> int:
         """How many instances are stored."""

@@ -177,7 +177,7 @@ _update = _Prepared(
 _delete = _Prepared(
     lambda _dialect: sa_delete(instances).where(instances.c.name == bindparam("name"))
 )
-_SELECT = select(*(instances.c[name] for name in _WRITTEN))
+_SELECT = select(*(instances.c[name] for name in _WRITTEN), instances.c.id)
 _select_one = _Prepared(lambda _dialect: _SELECT.where(instances.c.name == bindparam("name")))
 _select_all = _Prepared(lambda _dialect: _SELECT.order_by(instances.c.name))
 _count = _Prepared(lambda _dialect: select(func.count()).select_from(instances))
@@ -267,7 +267,7 @@ def _changed(cursor: DBAPICursor) -> int:
 
 
 class _Row(NamedTuple):
-    """A row of ``_SELECT``: the written columns, in table order."""
+    """A row of ``_SELECT``: the written columns, in table order, then the id."""
 
     name: str
     backend_type: str
@@ -286,6 +286,7 @@ class _Row(NamedTuple):
     environment: str | None
     failure_reason: str | None
     failure_output: str | None
+    id: int
 
 
 # Enum members by stored value: a dict lookup costs a tenth of calling the enum.
@@ -298,6 +299,7 @@ def _to_instance(row: _Row) -> Instance:
     try:
         return Instance(
             name=row.name,
+            id=row.id,
             created=row.created_at,
             status=_STATUSES.get(row.status) or Status(row.status),
             options=_to_options(row),

@@ -38,6 +38,7 @@ __all__ = [
     "delete_key",
     "insert_key",
     "instance_ids",
+    "instance_names",
     "record_use",
     "select_key",
     "select_keys",
@@ -225,6 +226,17 @@ def instance_ids(connection: Connection, names: Iterable[str]) -> dict[str, int]
         select(instances.c.name, instances.c.id).where(instances.c.name.in_(wanted))
     )
     return {name: row_id for name, row_id in rows}
+
+
+def instance_names(connection: Connection, ids: Iterable[int]) -> dict[int, str]:
+    """The names of the instances with the row ids ``ids`` (those that exist)."""
+    wanted = list(ids)
+    if not wanted:
+        return {}
+    rows = connection.execute(
+        select(instances.c.id, instances.c.name).where(instances.c.id.in_(wanted))
+    )
+    return {row_id: name for row_id, name in rows}
 
 
 def _write_permissions(

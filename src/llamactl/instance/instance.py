@@ -42,6 +42,8 @@ class Instance:
     status: Status = Status.STOPPED
     options: Options
     failure: Failure | None = None
+    # The row id the database gave it (0 until it is stored); not part of what it is.
+    id: int = dataclasses.field(default=0, compare=False)
 
     def __post_init__(self) -> None:
         validate_name(self.name)

@@ -129,7 +129,10 @@ class Registry:
 
         self._creating.add(name)
         await self._store.save(inst, then=created, undo=refused)
-        return inst
+        row_id = (await self._store.call(lambda: self._db.instance_ids([name]))).get(name, 0)
+        if name in self._rows:  # the id the database gave the new row
+            self._rows[name] = dataclasses.replace(self._rows[name], id=row_id)
+        return self._rows.get(name, inst)
 
     async def write(
         self,

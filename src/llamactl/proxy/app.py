@@ -29,14 +29,17 @@ from urllib.parse import unquote_to_bytes
 from llamactl import auth
 from llamactl.backends import BackendType, spec_for
 from llamactl.config import AppConfig
+from llamactl.database.keys import KeyPermission, KeyRecord
 from llamactl.errors import (
+    CapacityReached,
     InstanceNotFound,
     InstanceNotRunning,
     InvalidInput,
     LlamactlError,
     NotFound,
+    PermissionDenied,
 )
-from llamactl.instance import Instance, validate_name
+from llamactl.instance import Instance, Status, validate_name
 from llamactl.manager import InstanceManager
 from llamactl.manager.instance_process import backend_config
 from llamactl.proxy import jsonscan
@@ -146,6 +149,11 @@ class ProxyApp:
         name = _small_json_model(body)
         if name is None or not self._scheduler.accepts(name):
             return None  # no model, unknown, starting, held: the ordinary path decides
+        record = auth.key_record(self._keys, scope)
+        if record is not None:
+            if record.permission_mode != "allow_all" and _permission(record, name) is None:
+                return None  # the ordinary path refuses it
+            self._book_used(record)
         try:
             if self._manager.is_remote(name):
                 return self._remote.relay_now(scope, responder, name, body, _remote_target(scope))
@@ -182,13 +190,15 @@ class ProxyApp:
     async def _openai(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not await self._authorized(scope, send, management=False):
             return
+        record = self._stored_key(scope)
         method = scope["method"]
         if scope["path"] == "/v1/models" and method == "GET":
-            await send_json(send, 200, self._models())
+            await send_json(send, 200, self._models(record))
             return
         if scope["path"].startswith("/v1/models/") and method == "GET":
             # The decoded path, once: decoding it again would read "%2541" as "A".
-            await send_json(send, 200, self._model(scope["path"].removeprefix("/v1/models/")))
+            name = scope["path"].removeprefix("/v1/models/")
+            await send_json(send, 200, self._model(name, record))
             return
         if method != "POST":
             await send_json(
@@ -203,6 +213,7 @@ class ProxyApp:
         inst = self._instance(
             name, not_found=f"model {name!r} not found: no instance has that name"
         )
+        self._permit(record, inst)
         if self._remote.goes_elsewhere(name):
             await self._remote.forward(scope, receive, send, name, body, _remote_target(scope))
             return
@@ -220,6 +231,8 @@ class ProxyApp:
             raise NotFound(f"no route matches {scope['path']}: use /llama-cpp/{{name}}/...")
         name = _path_name(match.group(1))
         inst = self._instance(name)
+        if not is_page:
+            self._permit(self._stored_key(scope), inst)
         if inst.options.backend_type is not BackendType.LLAMA_CPP:
             raise InvalidInput(f"instance {name} is not a llama_cpp instance")
         remote = self._remote.goes_elsewhere(name)
@@ -320,6 +333,47 @@ class ProxyApp:
         await auth.reject(send, refused)
         return False
 
+    def _stored_key(self, scope: Scope) -> KeyRecord | None:
+        """The stored key the (admitted) request presents, counted as used; ``None`` for
+        a key of the configuration, or none."""
+        record = auth.key_record(self._keys, scope)
+        if record is not None:
+            self._book_used(record)
+        return record
+
+    def _book_used(self, record: KeyRecord) -> None:
+        book = self._keys.book
+        if book is not None:
+            book.used(record)
+
+    def _permit(self, record: KeyRecord | None, inst: Instance) -> None:
+        """Refuse what a ``per_instance`` key may not do with ``inst``: use it at all
+        (403), start it (503 while it is not running), or make room for it (503 while
+        every running slot is taken)."""
+        if record is None or record.permission_mode == "allow_all":
+            return
+        permission = _permission(record, inst.name)
+        if permission is None:
+            raise PermissionDenied(f"this API key may not use the instance {inst.name}")
+        if permission.can_start and permission.can_evict:
+            return
+        if inst.status in (Status.RUNNING, Status.RESTARTING):
+            return
+        if not permission.can_start:
+            raise InstanceNotRunning(
+                f"instance {inst.name} is {inst.status.value}, and this API key may not start it"
+            )
+        if self._manager.is_remote(inst.name):
+            return  # its node decides whether there is room
+        limit = self._config.instances.max_running_instances
+        if 0 <= limit <= self._manager.running_count():
+            raise CapacityReached(
+                f"instance {inst.name} is not running and every running slot "
+                f"(max_running_instances = {limit}) is taken: this API key may not stop "
+                "another to make room",
+                retry_after=10,
+            )
+
     def _instance(self, name: str, not_found: str | None = None) -> Instance:
         try:
             return self._manager.get(name)
@@ -328,15 +382,20 @@ class ProxyApp:
                 raise
             raise NotFound(not_found) from None
 
-    def _models(self) -> bytes:
-        data = [self._model_object(inst) for inst in self._manager.list()]
+    def _models(self, record: KeyRecord | None) -> bytes:
+        """Every model the key may use."""
+        data = [
+            self._model_object(inst) for inst in self._manager.list() if _may_use(record, inst.name)
+        ]
         return json.dumps({"object": "list", "data": data}).encode()
 
-    def _model(self, name: str) -> bytes:
-        """One model (``GET /v1/models/{name}``); 404 in the OpenAI shape if none."""
-        inst = self._instance(
-            name, not_found=f"model {name!r} not found: no instance has that name"
-        )
+    def _model(self, name: str, record: KeyRecord | None) -> bytes:
+        """One model (``GET /v1/models/{name}``); 404 in the OpenAI shape if none (or
+        none the key may use)."""
+        not_found = f"model {name!r} not found: no instance has that name"
+        if not _may_use(record, name):
+            raise NotFound(not_found)
+        inst = self._instance(name, not_found=not_found)
         return json.dumps(self._model_object(inst)).encode()
 
     def _model_object(self, inst: Instance) -> dict[str, object]:
@@ -373,6 +432,21 @@ class ProxyApp:
         start, end = span
         whole = memoryview(body)  # slices of a view are not copies: the join is the one copy
         return b"".join((whole[:start], json.dumps(model).encode(), whole[end:]))
+
+
+def _permission(record: KeyRecord, name: str) -> KeyPermission | None:
+    for permission in record.permissions:
+        if permission.instance_name == name:
+            return permission
+    return None
+
+
+def _may_use(record: KeyRecord | None, name: str) -> bool:
+    return (
+        record is None
+        or record.permission_mode == "allow_all"
+        or (_permission(record, name) is not None)
+    )
 
 
 def _backend_key(inst: Instance) -> str | None:

@@ -11,13 +11,19 @@ backend and closes the database.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
+import logging
+
+import anyio.to_thread
 from fastapi import Depends, FastAPI, Request
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 
 from llamactl import auth
 from llamactl.config import AppConfig
-from llamactl.errors import Unauthorized
+from llamactl.errors import LlamactlError, Unauthorized
 from llamactl.proxy import LastResort, ProxyApp, Scheduler, Upstream
 from llamactl.proxy.asgi import Receive, Scope, Send
 from llamactl.server.guards import ManagementGuard, OriginPolicy, refuse
@@ -28,6 +34,7 @@ from llamactl.transport.nodes import HOP_HEADER, forwarded_by
 __all__ = ["LlamactlApp", "OriginOnlyCors", "create_app"]
 
 _HOP = HOP_HEADER.encode("latin-1")
+logger = logging.getLogger("llamactl")
 
 
 class LlamactlApp:
@@ -41,6 +48,7 @@ class LlamactlApp:
             services.manager, services.config, services.keys, self.upstream, self.scheduler
         )
         self.guarded_proxy = LastResort(self.proxy)
+        self._key_uses: asyncio.Task[None] | None = None
         server = services.config.server
         self.origins = OriginPolicy(
             server.allowed_origins, enforced=not services.keys.require_management
@@ -52,7 +60,9 @@ class LlamactlApp:
         )
 
     def reconfigure(self, config: AppConfig, keys: auth.Keys) -> None:
-        """Apply a reloaded configuration and keys to every part that can take them."""
+        """Apply a reloaded configuration and keys to every part that can take them (the
+        keys stored in the database stay as they are)."""
+        keys = dataclasses.replace(keys, book=self.services.book)
         self.services.config, self.services.keys = config, keys
         self.services.manager.reconfigure(config)
         self.scheduler.reconfigure(config)
@@ -86,12 +96,37 @@ class LlamactlApp:
             finally:
                 forwarded_by.reset(token)
 
+    async def _write_key_uses(self) -> None:
+        """Every few seconds, write what the stored keys were used for, in one batch."""
+        while True:
+            await asyncio.sleep(_KEY_USES_EVERY)
+            await self._flush_key_uses()
+
+    async def _flush_key_uses(self) -> None:
+        book = self.services.book
+        uses = book.take_uses() if book is not None else {}
+        if not uses:
+            return
+        try:
+            await anyio.to_thread.run_sync(self.services.db.record_key_use, uses)
+        except LlamactlError as exc:
+            logger.warning("the use of %d stored keys is not written: %s", len(uses), exc)
+
+    async def _stop_key_uses(self) -> None:
+        task, self._key_uses = self._key_uses, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._flush_key_uses()
+
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         await receive()  # lifespan.startup
         try:
             await self.upstream.open()
             await self.services.manager.boot()
             self.scheduler.start_idle_checks()
+            self._key_uses = asyncio.create_task(self._write_key_uses())
         except Exception as exc:  # reported to the server, which stops
             await send({"type": "lifespan.startup.failed", "message": str(exc)})
             return
@@ -99,11 +134,15 @@ class LlamactlApp:
         await receive()  # lifespan.shutdown
         try:
             self.scheduler.close()
+            await self._stop_key_uses()
             await self.services.manager.shutdown()
             await self.upstream.aclose()
         finally:
             stop_services(self.services)
         await send({"type": "lifespan.shutdown.complete"})
+
+
+_KEY_USES_EVERY = 5.0  # seconds between two writes of the stored keys' use
 
 
 def _forwarded_by(scope: Scope) -> str | None:

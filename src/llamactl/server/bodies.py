@@ -40,6 +40,7 @@ def instance_body(inst: Instance, info: RuntimeInfo) -> dict[str, object]:
     body["queued"] = info.queued
     body["idle_seconds"] = None if info.idle_seconds is None else round(info.idle_seconds, 1)
     body["pid"] = info.pid
+    body["id"] = inst.id or None
     return body
 
 

@@ -7,11 +7,13 @@ HTTP server between the two is ``server.runner``'s: this module knows no applica
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from llamactl import auth, database
+from llamactl.auth.stored import KeyBook, KeyHasher
 from llamactl.config import AppConfig
 from llamactl.database import DB, DatabaseSettings
 from llamactl.database.json_import import ARCHIVE_DIR, ImportResult, import_json
@@ -50,6 +52,7 @@ class Services:
     manager: InstanceManager
     keys: auth.Keys
     lock: DataDirLock | None = None
+    book: KeyBook | None = None  # the keys stored in the database
     stopped: bool = field(default=False, init=False)
 
 
@@ -213,7 +216,10 @@ def _start_with_database(config: AppConfig, db: DB, lock: DataDirLock) -> Servic
         logger.info("imported %d instances from legacy JSON files", result.count)
     manager = InstanceManager(config, db)
     manager.load()
-    return Services(config=config, db=db, manager=manager, keys=loaded.keys, lock=lock)
+    book = KeyBook(KeyHasher.of_data_dir(config.data_dir))
+    book.load(db.list_keys())
+    keys = dataclasses.replace(loaded.keys, book=book)
+    return Services(config=config, db=db, manager=manager, keys=keys, lock=lock, book=book)
 
 
 def stop_services(services: Services) -> None:

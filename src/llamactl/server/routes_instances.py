@@ -98,6 +98,8 @@ async def delete_instance(name: InstanceName, services: ServicesDep) -> Response
     """Delete a stopped instance (409 while its backend may be running)."""
     services.manager.get(name)
     await services.manager.delete(name)
+    if services.book is not None:  # its permissions went with it
+        services.book.load(await anyio.to_thread.run_sync(services.db.list_keys))
     return Response(status_code=204)
 
 

@@ -1,0 +1,292 @@
+"""Inference keys stored in the database: the API that makes them, and what they open.
+
+A real llamactl (``tests.support.live``) with fake backends; keys are made through
+``/api/v1/auth/keys`` with the management key, then used through the ``openai`` client
+and raw HTTP on every inference route.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from llamactl.database.keys import KeyChanges
+from tests.support.live import INFERENCE_KEY, MANAGEMENT_KEY, Running, chat, headers
+
+pytestmark = pytest.mark.anyio
+
+KEYS = "/api/v1/auth/keys"
+
+
+@pytest.fixture
+async def server(serve: Any) -> Running:
+    running: Running = await serve(LLAMACTL_MAX_RUNNING_INSTANCES="1")
+    for name in ("alpha", "beta"):
+        await running.create(name)
+    return running
+
+
+@pytest.fixture
+async def api(server: Running) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=server.url, headers=headers(MANAGEMENT_KEY)) as client:
+        yield client
+
+
+async def make(api: httpx.AsyncClient, **body: object) -> dict[str, Any]:
+    response = await api.post(KEYS, json={"name": "test key", **body})
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+def refused(response: httpx.Response, status: int, code: str) -> str:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code, error
+    message: str = error["message"]
+    return message
+
+
+async def ids(api: httpx.AsyncClient) -> dict[str, int]:
+    listed = (await api.get("/api/v1/instances")).json()
+    return {body["name"]: body["id"] for body in listed}
+
+
+# -- the API ---------------------------------------------------------------------------
+
+
+async def test_a_key_is_shown_once_and_stored_only_as_a_hash(
+    server: Running, api: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    created = await make(api, name="ci")
+    key = created.pop("key")
+    assert key.startswith("llamactl-") and len(key) == 73
+    assert created["prefix"] == key[:17] and created["name"] == "ci"
+    assert (created["permission_mode"], created["user_id"], created["disabled"]) == (
+        "allow_all", "system", False,
+    )  # fmt: skip
+    listed = (await api.get(KEYS)).json()
+    assert listed == [created]
+    assert (await api.get(f"{KEYS}/{created['id']}")).json() == created
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        answer = await client.post("/v1/chat/completions", json=chat("alpha"), headers=headers(key))
+        assert answer.status_code == 200, answer.text
+    database = Path(server.services.config.database.path)
+    for stored in (database, *database.parent.glob(database.name + "-*")):
+        assert key.encode() not in stored.read_bytes()
+    assert key not in caplog.text
+    assert key not in json.dumps(listed)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": ""}, "name"),
+        ({"name": "x" * 101}, "name"),
+        ({"name": "ok", "expires_at": 1000}, "expires_at"),
+        ({"name": "ok", "permission_mode": "everything"}, "permission_mode"),
+        ({"name": "ok", "permission_mode": "per_instance"}, "permissions"),
+        ({"name": "ok", "permission_mode": "per_instance", "permissions": []}, "permissions"),
+        ({"name": "ok", "permissions": [{"instance_id": 999}]}, "permissions[0].instance_id"),
+        ({"name": "ok", "permissions": [{"instance": "nowhere"}]}, "permissions[0].instance"),
+        ({"name": "ok", "permissions": [{"instance": "alpha", "can_start": "yes"}]},
+         "permissions[0].can_start"),
+        ({"name": "ok", "max_concurrent": 0}, "max_concurrent"),
+        ({"name": "ok", "requests_per_minute": "60"}, "requests_per_minute"),
+        ({"name": "ok", "colour": "red"}, "colour"),
+    ],
+)  # fmt: skip
+async def test_a_bad_key_is_refused_naming_the_field(
+    api: httpx.AsyncClient, body: dict[str, object], field: str
+) -> None:
+    message = refused(await api.post(KEYS, json=body), 400, "invalid_request")
+    assert message.startswith(field), message
+    assert (await api.get(KEYS)).json() == []
+
+
+async def test_an_update_changes_what_it_names_and_a_delete_removes_the_key(
+    api: httpx.AsyncClient,
+) -> None:
+    instance_ids = await ids(api)
+    created = await make(api, expires_at=int(time.time()) + 3600, max_concurrent=2)
+    key_id = created["id"]
+    changed = await api.put(
+        f"{KEYS}/{key_id}",
+        json={
+            "name": "renamed",
+            "permission_mode": "per_instance",
+            "permissions": [{"instance": "beta", "can_evict": False}],
+            "expires_at": None,
+            "disabled": True,
+        },
+    )
+    assert changed.status_code == 200, changed.text
+    body = changed.json()
+    assert (body["name"], body["disabled"], body["expires_at"], body["max_concurrent"]) == (
+        "renamed", True, None, 2,
+    )  # fmt: skip
+    permissions = (await api.get(f"{KEYS}/{key_id}/permissions")).json()
+    assert permissions == [
+        {"instance_id": instance_ids["beta"], "instance_name": "beta", "can_start": True,
+         "can_evict": False},
+    ]  # fmt: skip
+    refused(await api.put(f"{KEYS}/{key_id}", json={"name": ""}), 400, "invalid_request")
+    assert (await api.get(f"{KEYS}/{key_id}")).json()["name"] == "renamed"
+    assert (await api.delete(f"{KEYS}/{key_id}")).status_code == 204
+    refused(await api.get(f"{KEYS}/{key_id}"), 404, "key_not_found")
+    refused(await api.delete(f"{KEYS}/{key_id}"), 404, "key_not_found")
+
+
+async def test_stored_keys_never_open_the_management_api(
+    server: Running, api: httpx.AsyncClient
+) -> None:
+    key = (await make(api))["key"]
+    async with httpx.AsyncClient(base_url=server.url, headers=headers(key)) as client:
+        for path in ("/api/v1/instances", KEYS, "/api/v1/instances/alpha/proxy/health"):
+            assert (await client.get(path)).status_code == 401
+
+
+# -- what a key opens ------------------------------------------------------------------
+
+
+async def test_an_allow_all_key_works_with_every_way_of_giving_it(
+    server: Running, api: httpx.AsyncClient
+) -> None:
+    key = (await make(api))["key"]
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        for given in (
+            {"headers": {"Authorization": f"Bearer {key}"}},
+            {"headers": {"X-API-Key": key}},
+            {"params": {"api_key": key}},
+        ):
+            answer = await client.post("/v1/chat/completions", json=chat("alpha"), **given)
+            assert answer.status_code == 200, answer.text
+            models = await client.get("/v1/models", **given)
+            assert [model["id"] for model in models.json()["data"]] == ["alpha", "beta"]
+        props = await client.get("/llama-cpp/alpha/health", headers=headers(key))
+        assert props.status_code == 200, props.text
+        wrong = await client.get("/v1/models", headers=headers(key[:-1] + "0"))
+        assert wrong.status_code == 401
+
+
+async def test_a_per_instance_key_opens_its_instances_only(
+    server: Running, api: httpx.AsyncClient
+) -> None:
+    key = (
+        await make(api, permission_mode="per_instance", instance_ids=[(await ids(api))["beta"]])
+    )["key"]
+    client = openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0)
+    try:
+        assert [model.id for model in (await client.models.list()).data] == ["beta"]
+        answer = await client.chat.completions.create(
+            model="beta", messages=[{"role": "user", "content": "x"}]
+        )
+        assert answer.choices[0].message.content
+        with pytest.raises(openai.PermissionDeniedError) as caught:
+            await client.chat.completions.create(
+                model="alpha", messages=[{"role": "user", "content": "x"}]
+            )
+        assert caught.value.code == "permission_denied"
+        with pytest.raises(openai.NotFoundError):
+            await client.models.retrieve("alpha")
+    finally:
+        await client.close()
+    async with httpx.AsyncClient(base_url=server.url, headers=headers(key)) as raw:
+        refused(await raw.get("/llama-cpp/alpha/health"), 403, "permission_denied")
+        assert (await raw.get("/llama-cpp/beta/health")).status_code == 200
+
+
+async def test_use_running_only_and_start_without_evicting(
+    server: Running, api: httpx.AsyncClient
+) -> None:
+    instance_ids = await ids(api)
+    running_only = (
+        await make(
+            api,
+            permission_mode="per_instance",
+            permissions=[{"instance": "alpha", "can_start": False, "can_evict": False}],
+        )
+    )["key"]
+    no_evict = (
+        await make(
+            api,
+            permission_mode="per_instance",
+            permissions=[{"instance_id": instance_ids["beta"], "can_evict": False}],
+        )
+    )["key"]
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        ask = chat("alpha")
+        refused(
+            await client.post("/v1/chat/completions", json=ask, headers=headers(running_only)),
+            503,
+            "instance_not_running",
+        )
+        assert (
+            await client.post("/v1/chat/completions", json=ask, headers=headers(INFERENCE_KEY))
+        ).status_code == 200
+        assert (
+            await client.post("/v1/chat/completions", json=ask, headers=headers(running_only))
+        ).status_code == 200
+        # alpha holds the one running slot: beta may be started, but not by evicting it
+        answer = await client.post(
+            "/v1/chat/completions", json=chat("beta"), headers=headers(no_evict)
+        )
+        message = refused(answer, 503, "capacity_reached")
+        assert "max_running_instances = 1" in message
+        assert answer.headers["retry-after"] == "10"
+        assert server.manager.get("alpha").is_running
+
+
+async def test_a_disabled_or_expired_key_is_refused_saying_so(
+    server: Running, api: httpx.AsyncClient
+) -> None:
+    created = await make(api)
+    key, key_id = created["key"], created["id"]
+    assert (await api.put(f"{KEYS}/{key_id}", json={"disabled": True})).status_code == 200
+    async with httpx.AsyncClient(base_url=server.url, headers=headers(key)) as client:
+        message = refused(await client.get("/v1/models"), 401, "invalid_api_key")
+        assert message == f"API key {created['prefix']}… is disabled"
+        # A key whose expiry has come (written as the clock would find it).
+        services = server.services
+        record = services.db.update_key(
+            key_id, KeyChanges(disabled=False, expires_at=int(time.time()) - 1)
+        )
+        assert services.book is not None
+        services.book.put(record)
+        message = refused(await client.get("/v1/models"), 401, "invalid_api_key")
+        assert message == f"API key {created['prefix']}… expired"
+
+
+async def test_deleting_an_instance_takes_its_permissions_with_it(
+    server: Running, api: httpx.AsyncClient
+) -> None:
+    created = await make(api, permission_mode="per_instance", permissions=[{"instance": "alpha"}])
+    assert (await api.delete("/api/v1/instances/alpha")).status_code == 204
+    assert (await api.get(f"{KEYS}/{created['id']}/permissions")).json() == []
+    await server.create("alpha")  # the same name, another instance
+    async with httpx.AsyncClient(base_url=server.url, headers=headers(created["key"])) as client:
+        answer = await client.post("/v1/chat/completions", json=chat("alpha"))
+        refused(answer, 403, "permission_denied")
+
+
+async def test_each_request_counts_towards_its_key(server: Running, api: httpx.AsyncClient) -> None:
+    created = await make(api)
+    async with httpx.AsyncClient(base_url=server.url, headers=headers(created["key"])) as client:
+        for _ in range(3):
+            assert (
+                await client.post("/v1/chat/completions", json=chat("alpha"))
+            ).status_code == 200
+    services = server.services
+    assert services.book is not None
+    uses = services.book.take_uses()
+    assert uses[created["id"]][1] == 3
+    services.db.record_key_use(uses)
+    stored = (await api.get(f"{KEYS}/{created['id']}")).json()
+    assert stored["requests"] == 3 and stored["last_used_at"] >= created["created_at"]
