@@ -15,8 +15,12 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 __all__ = ["columns", "format_idle", "instance_lines", "instances_lines", "running_lines"]
 
 _GAP = "  "
-_INSTANCE_HEADINGS = ("NAME", "BACKEND", "STATUS", "READINESS", "PORT", "RESTARTS", "FAILURE")
+# NODE goes last but one: the columns before it stay where scripts already read them.
+_INSTANCE_HEADINGS = (
+    "NAME", "BACKEND", "STATUS", "READINESS", "PORT", "RESTARTS", "NODE", "FAILURE"
+)  # fmt: skip
 _RUNNING_HEADINGS = ("NAME", "MODEL", "BACKEND", "PORT", "READINESS", "IN FLIGHT", "IDLE", "UNTIL")
+_HEALTHY = "healthy"
 _MINUTE = 60
 _HOUR = 60 * _MINUTE
 
@@ -61,10 +65,20 @@ def instances_lines(instances: Iterable[Mapping[str, object]]) -> list[str]:
                 text(body.get("readiness")),
                 text(_backend_options(body).get("port")),
                 text(body.get("restarts")),
+                _node(body),
                 text(_mapping(body.get("failure")).get("reason")),
             )
         )
     return columns(rows)
+
+
+def _node(body: Mapping[str, object]) -> str:
+    """The node an instance lives on, with that node's state when it is not healthy:
+    ``gpu1 (unreachable)``."""
+    status = body.get("node_status")
+    if status is None or status == _HEALTHY:
+        return text(body.get("node"))
+    return f"{text(body.get('node'))} ({status})"
 
 
 def running_lines(instances: Iterable[Mapping[str, object]]) -> list[str]:
