@@ -60,7 +60,9 @@ def test_importing_the_cli_loads_only_click() -> None:
     assert "importlib.metadata" not in json.loads(result.stdout)
 
 
-@pytest.mark.parametrize("args", [["--help"], ["instances", "--help"], ["ps", "--help"]])
+@pytest.mark.parametrize(
+    "args", [["--help"], ["instances", "--help"], ["ps", "--help"], ["nodes", "--help"]]
+)
 def test_help_imports_nothing_of_the_server(args: list[str]) -> None:
     assert imported_modules(*args).isdisjoint(SERVER_STACK)
 

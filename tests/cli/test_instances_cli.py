@@ -43,10 +43,12 @@ def test_list_shows_a_table_and_json_is_the_servers(server: Server) -> None:
     table = server.run("instances", "list")
     assert table.exit_code == 0, table.output
     header = table.stdout.splitlines()[0].split()
-    assert header == ["NAME", "BACKEND", "STATUS", "READINESS", "PORT", "RESTARTS", "FAILURE"]
+    assert header == [
+        "NAME", "BACKEND", "STATUS", "READINESS", "PORT", "RESTARTS", "NODE", "FAILURE"
+    ]  # fmt: skip
     port = api_get(server, "/instances/listed").json()["options"]["backend_options"]["port"]
     row = next(line.split() for line in table.stdout.splitlines() if line.startswith("listed "))
-    assert row == ["listed", "llama_cpp", "stopped", "-", str(port), "0", "-"]
+    assert row == ["listed", "llama_cpp", "stopped", "-", str(port), "0", "main", "-"]
 
     as_json = server.run("instances", "list", "--json")
     assert as_json.exit_code == 0

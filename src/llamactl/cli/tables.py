@@ -1,4 +1,4 @@
-"""What ``llamactl instances list|get`` and ``llamactl ps`` print: plain aligned columns.
+"""What ``llamactl instances list|get``, ``ps`` and ``nodes`` print: plain aligned columns.
 
 Columns are separated by two spaces and padded to the widest cell, the last column not at
 all, so that no line ends in spaces; nothing is cut to fit a width, and a line is the same
@@ -12,11 +12,26 @@ import datetime
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
-__all__ = ["columns", "format_idle", "instance_lines", "instances_lines", "running_lines"]
+__all__ = [
+    "columns",
+    "format_idle",
+    "instance_lines",
+    "instances_lines",
+    "node_lines",
+    "nodes_lines",
+    "running_lines",
+]
 
 _GAP = "  "
-_INSTANCE_HEADINGS = ("NAME", "BACKEND", "STATUS", "READINESS", "PORT", "RESTARTS", "FAILURE")
+# NODE goes last but one: the columns before it stay where scripts already read them.
+_INSTANCE_HEADINGS = (
+    "NAME", "BACKEND", "STATUS", "READINESS", "PORT", "RESTARTS", "NODE", "FAILURE"
+)  # fmt: skip
+_NODE_HEADINGS = (
+    "NAME", "ADDRESS", "STATUS", "LATENCY MS", "VERSION", "RUNNING", "INSTANCES", "ERROR"
+)  # fmt: skip
 _RUNNING_HEADINGS = ("NAME", "MODEL", "BACKEND", "PORT", "READINESS", "IN FLIGHT", "IDLE", "UNTIL")
+_HEALTHY = "healthy"
 _MINUTE = 60
 _HOUR = 60 * _MINUTE
 
@@ -61,10 +76,20 @@ def instances_lines(instances: Iterable[Mapping[str, object]]) -> list[str]:
                 text(body.get("readiness")),
                 text(_backend_options(body).get("port")),
                 text(body.get("restarts")),
+                _node(body),
                 text(_mapping(body.get("failure")).get("reason")),
             )
         )
     return columns(rows)
+
+
+def _node(body: Mapping[str, object]) -> str:
+    """The node an instance lives on, with that node's state when it is not healthy:
+    ``gpu1 (unreachable)``."""
+    status = body.get("node_status")
+    if status is None or status == _HEALTHY:
+        return text(body.get("node"))
+    return f"{text(body.get('node'))} ({status})"
 
 
 def running_lines(instances: Iterable[Mapping[str, object]]) -> list[str]:
@@ -148,3 +173,61 @@ def _instance_rows(body: Mapping[str, object]) -> Iterator[tuple[str, str]]:
 
 def _json_text(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def nodes_lines(nodes: Mapping[str, Mapping[str, object]]) -> list[str]:
+    """``nodes``: one line per node, this one first, the error whole."""
+    rows = [_NODE_HEADINGS]
+    ordered = sorted(nodes.items(), key=lambda item: item[1].get("local") is not True)
+    for name, body in ordered:
+        rows.append(
+            (
+                name,
+                _address(body),
+                text(body.get("status")),
+                _latency(body),
+                text(body.get("version")),
+                _running(body.get("running"), body.get("max_running_instances")),
+                text(body.get("instances")),
+                text(body.get("error")),
+            )
+        )
+    return columns(rows)
+
+
+def _address(body: Mapping[str, object]) -> str:
+    """``local`` for this node (with its address, if it has one), ``remote URL`` for another."""
+    where = "local" if body.get("local") is True else "remote"
+    address = body.get("address")
+    return f"{where} {address}" if isinstance(address, str) and address else where
+
+
+def _latency(body: Mapping[str, object]) -> str:
+    """The round trip of the last check, for another node that answered it: a node that is
+    down keeps the figure of its last good check, which says nothing about it now."""
+    rtt = body.get("rtt_ms")
+    if body.get("local") is True or body.get("status") != _HEALTHY:
+        return "-"
+    if not isinstance(rtt, int | float) or isinstance(rtt, bool):
+        return "-"
+    return f"{rtt:.2f}"
+
+
+def _running(running: object, limit: object) -> str:
+    """``2/4``; ``2/unlimited`` with no limit (-1); ``-`` for what the node has not said."""
+    if running is None and limit is None:
+        return "-"
+    most = "unlimited" if isinstance(limit, int) and limit < 0 else text(limit)
+    return f"{text(running)}/{most}"
+
+
+def node_lines(name: str, body: Mapping[str, object]) -> list[str]:
+    """``nodes NAME``: one ``key  value`` line per field, the check time as a local time."""
+    rows = [("name", name)]
+    for key, value in body.items():
+        if key == "checked_at" and isinstance(value, int | float):
+            checked = datetime.datetime.fromtimestamp(value).isoformat(sep=" ", timespec="seconds")
+            rows.append((key, checked))
+        else:
+            rows.append((key, _json_text(value) if isinstance(value, bool) else text(value)))
+    return columns(rows)
