@@ -199,6 +199,14 @@ class ApiClient:
 
     # -- backends --------------------------------------------------------------------------
 
+    def nodes(self) -> JsonObject:
+        """Every node the server knows, by name, with its health."""
+        return self._object(self._send("GET", "/nodes"))
+
+    def node(self, name: str) -> JsonObject:
+        """One node, checked now."""
+        return self._object(self._send("GET", f"/nodes/{quote(name, safe='')}"))
+
     def parse_command(self, backend: str, command: str) -> JsonObject:
         """``backend`` is the URL segment: ``llama-cpp``, ``mlx`` or ``vllm``."""
         path = f"/backends/{backend}/parse-command"

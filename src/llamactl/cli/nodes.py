@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING
-from urllib.parse import quote
 
 import click
 
@@ -26,13 +25,8 @@ __all__ = ["nodes_command"]
 
 
 def _fetch(api: ApiClient, name: str | None) -> JsonObject:
-    """``GET /nodes`` or ``GET /nodes/NAME`` as a JSON object.
-
-    ``ApiClient`` has no method of its own for these two routes, so its request method is
-    used directly: the key fallback and the errors are those of every other call.
-    """
-    path = "/nodes" if name is None else f"/nodes/{quote(name, safe='')}"
-    return api._object(api._send("GET", path))
+    """``GET /nodes`` or ``GET /nodes/NAME``."""
+    return api.nodes() if name is None else api.node(name)
 
 
 @click.command("nodes")
