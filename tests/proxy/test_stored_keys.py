@@ -7,6 +7,7 @@ and raw HTTP on every inference route.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -290,3 +291,70 @@ async def test_each_request_counts_towards_its_key(server: Running, api: httpx.A
     services.db.record_key_use(uses)
     stored = (await api.get(f"{KEYS}/{created['id']}")).json()
     assert stored["requests"] == 3 and stored["last_used_at"] >= created["created_at"]
+
+
+async def test_a_key_with_two_at_once_gets_two_streams_and_429_for_the_rest(
+    server: Running, api: httpx.AsyncClient
+) -> None:
+    await server.create(
+        "slow",
+        environment={"FAKE_LLAMA_STREAM_CHUNKS": "40", "FAKE_LLAMA_STREAM_INTERVAL": "0.05"},
+    )
+    started = await api.post("/api/v1/instances/slow/start", params={"wait": "true"})
+    assert started.status_code == 200, started.text
+    key = (await make(api, max_concurrent=2))["key"]
+    body = chat("slow", stream=True)
+    first_events = 0
+    all_in = asyncio.Event()
+
+    async def one(client: httpx.AsyncClient) -> tuple[int, str | None]:
+        nonlocal first_events
+        async with client.stream("POST", "/v1/chat/completions", json=body) as answer:
+            if answer.status_code == 200:
+                pieces = answer.aiter_raw()
+                assert await anext(pieces)
+                first_events += 1
+                await all_in.wait()  # hold the stream open until every answer is in
+                async for _piece in pieces:
+                    pass
+            else:
+                await answer.aread()
+            return answer.status_code, answer.headers.get("retry-after")
+
+    async with httpx.AsyncClient(base_url=server.url, headers=headers(key), timeout=30) as client:
+        tasks = [asyncio.create_task(one(client)) for _ in range(20)]
+
+        while sum(task.done() for task in tasks) < 18:  # the refusals come at once
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED, timeout=10)
+        all_in.set()
+        results = [await task for task in tasks]
+    assert sorted(status for status, _ in results) == [200] * 2 + [429] * 18
+    assert {after for status, after in results if status == 429} == {"1"}
+    assert first_events == 2
+    assert chat_requests(server, "slow") == 2  # the others never reached the backend
+
+
+def chat_requests(server: Running, name: str) -> int:
+    """How many chat requests reached the backend of ``name`` (its request log)."""
+    return len(
+        [
+            entry
+            for entry in server.backend_requests("/v1/chat/completions")
+            if isinstance(entry.get("body"), dict) and entry["body"].get("model") == name
+        ]
+    )
+
+
+async def test_a_key_with_three_a_minute_is_told_when_to_come_back(
+    server: Running, api: httpx.AsyncClient
+) -> None:
+    key = (await make(api, requests_per_minute=3))["key"]
+    async with httpx.AsyncClient(base_url=server.url, headers=headers(key)) as client:
+        for _ in range(3):
+            assert (
+                await client.post("/v1/chat/completions", json=chat("alpha"))
+            ).status_code == 200
+        over = await client.post("/v1/chat/completions", json=chat("alpha"))
+        message = refused(over, 429, "rate_limited")
+        assert "requests_per_minute = 3" in message
+        assert 1 <= int(over.headers["retry-after"]) <= 60

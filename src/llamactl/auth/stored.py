@@ -10,13 +10,17 @@ request be looked up by one equality, whatever the number of keys, and a stolen 
 without the secret file gives nothing to test guesses against.
 
 ``KeyBook`` holds every stored key in memory by hash: a request costs one HMAC and one
-dict lookup. It counts each key's requests for a batched write (``take_uses``).
+dict lookup. It counts each key's requests for a batched write (``take_uses``), and holds
+each key to its limits: requests at once (``max_concurrent``) and per minute
+(``requests_per_minute``, over the last 60 seconds).
 """
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import hmac
+import math
 import secrets
 import time
 from collections.abc import Callable, Iterable
@@ -24,6 +28,7 @@ from pathlib import Path
 
 from llamactl.auth.keyfiles import read_or_create_secret
 from llamactl.database.keys import KeyRecord
+from llamactl.errors import RateLimited
 
 __all__ = ["KEY_PREFIX", "SECRET_FILE", "KeyBook", "KeyHasher", "display_prefix", "new_key"]
 
@@ -65,6 +70,8 @@ class KeyBook:
         self._clock = clock
         self._by_hash: dict[str, KeyRecord] = {}
         self._uses: dict[int, tuple[int, int]] = {}  # id -> (last use, requests)
+        self._in_flight: dict[int, int] = {}
+        self._recent: dict[int, collections.deque[float]] = {}  # admitted in the last minute
 
     def __len__(self) -> int:
         return len(self._by_hash)
@@ -107,3 +114,39 @@ class KeyBook:
         """The requests counted since the last call, by key id: ``(last use, count)``."""
         uses, self._uses = self._uses, {}
         return uses
+
+    def admit(self, record: KeyRecord) -> None:
+        """Count a request of ``record`` in against its limits; ``RateLimited`` (429,
+        with the seconds to wait) when it is over one. Each admitted request must be
+        ``release``d."""
+        in_flight = self._in_flight.get(record.id, 0)
+        most = record.max_concurrent
+        if most is not None and in_flight >= most:
+            raise RateLimited(
+                f"this API key has {in_flight} requests in flight, its most "
+                f"(max_concurrent = {most})",
+                retry_after=1,
+            )
+        rate = record.requests_per_minute
+        if rate is not None:
+            now = self._clock()
+            recent = self._recent.setdefault(record.id, collections.deque())
+            while recent and recent[0] <= now - 60:
+                recent.popleft()
+            if len(recent) >= rate:
+                wait = max(1, math.ceil(recent[0] + 60 - now))
+                raise RateLimited(
+                    f"this API key made {len(recent)} requests in the last minute, its most "
+                    f"(requests_per_minute = {rate})",
+                    retry_after=wait,
+                )
+            recent.append(now)
+        self._in_flight[record.id] = in_flight + 1
+
+    def release(self, record: KeyRecord) -> None:
+        """An admitted request of ``record`` has ended."""
+        left = self._in_flight.get(record.id, 1) - 1
+        if left > 0:
+            self._in_flight[record.id] = left
+        else:
+            self._in_flight.pop(record.id, None)

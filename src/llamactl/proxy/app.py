@@ -21,9 +21,10 @@ clients. The client's key stays here; the node gets its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from urllib.parse import unquote_to_bytes
 
 from llamactl import auth
@@ -153,6 +154,8 @@ class ProxyApp:
         if record is not None:
             if record.permission_mode != "allow_all" and _permission(record, name) is None:
                 return None  # the ordinary path refuses it
+            if record.max_concurrent is not None or record.requests_per_minute is not None:
+                return None  # the ordinary path holds it to its limits
             self._book_used(record)
         try:
             if self._manager.is_remote(name):
@@ -214,11 +217,13 @@ class ProxyApp:
             name, not_found=f"model {name!r} not found: no instance has that name"
         )
         self._permit(record, inst)
-        if self._remote.goes_elsewhere(name):
-            await self._remote.forward(scope, receive, send, name, body, _remote_target(scope))
-            return
-        body = self._body_for(inst, body, is_json)
-        await self._forward(scope, receive, send, inst, scope["path"], body, on_demand=True)
+        with self._limited(record):
+            if self._remote.goes_elsewhere(name):
+                target = _remote_target(scope)
+                await self._remote.forward(scope, receive, send, name, body, target)
+                return
+            body = self._body_for(inst, body, is_json)
+            await self._forward(scope, receive, send, inst, scope["path"], body, on_demand=True)
 
     async def _llama_cpp(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = _LLAMA_CPP.match(scope["path"])
@@ -231,18 +236,20 @@ class ProxyApp:
             raise NotFound(f"no route matches {scope['path']}: use /llama-cpp/{{name}}/...")
         name = _path_name(match.group(1))
         inst = self._instance(name)
-        if not is_page:
-            self._permit(self._stored_key(scope), inst)
+        record = None if is_page else self._stored_key(scope)
+        self._permit(record, inst)
         if inst.options.backend_type is not BackendType.LLAMA_CPP:
             raise InvalidInput(f"instance {name} is not a llama_cpp instance")
         remote = self._remote.goes_elsewhere(name)
         if is_page and not remote and not self._manager.is_ready(name):
             raise InstanceNotRunning(f"instance {name} is not running")
         body = await read_body(scope, receive, self._body_limit)
-        if remote:  # the node has the whole path: its own prefix routing applies there
-            await self._remote.forward(scope, receive, send, name, body, _remote_target(scope))
-            return
-        await self._forward(scope, receive, send, inst, rest, body, on_demand=not is_page)
+        with self._limited(record):
+            if remote:  # the node has the whole path: its own prefix routing applies there
+                target = _remote_target(scope)
+                await self._remote.forward(scope, receive, send, name, body, target)
+                return
+            await self._forward(scope, receive, send, inst, rest, body, on_demand=not is_page)
 
     async def _instance_proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = _INSTANCE_PROXY.match(scope["path"])
@@ -340,6 +347,19 @@ class ProxyApp:
         if record is not None:
             self._book_used(record)
         return record
+
+    @contextlib.contextmanager
+    def _limited(self, record: KeyRecord | None) -> Iterator[None]:
+        """Hold the request to its stored key's limits while it is served (429 if over)."""
+        book = self._keys.book
+        if record is None or book is None:
+            yield
+            return
+        book.admit(record)
+        try:
+            yield
+        finally:
+            book.release(record)
 
     def _book_used(self, record: KeyRecord) -> None:
         book = self._keys.book
