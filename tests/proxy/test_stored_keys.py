@@ -358,3 +358,23 @@ async def test_a_key_with_three_a_minute_is_told_when_to_come_back(
         message = refused(over, 429, "rate_limited")
         assert "requests_per_minute = 3" in message
         assert 1 <= int(over.headers["retry-after"]) <= 60
+
+
+async def test_a_key_deleted_or_disabled_stops_working_on_a_kept_alive_connection(
+    server: Running, api: httpx.AsyncClient
+) -> None:
+    for change in ("disable", "delete"):
+        created = await make(api)
+        async with httpx.AsyncClient(
+            base_url=server.url, headers=headers(created["key"])
+        ) as client:
+            for _ in range(2):  # the second on the same connection, by the direct lane
+                assert (
+                    await client.post("/v1/chat/completions", json=chat("alpha"))
+                ).status_code == 200
+            if change == "disable":
+                await api.put(f"{KEYS}/{created['id']}", json={"disabled": True})
+            else:
+                await api.delete(f"{KEYS}/{created['id']}")
+            answer = await client.post("/v1/chat/completions", json=chat("alpha"))
+            assert answer.status_code == 401, (change, answer.text)

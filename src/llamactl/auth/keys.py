@@ -192,7 +192,9 @@ def inference_allowed(keys: Keys, scope: Scope, remembered: Remembered) -> bool:
         return True
     if rejection(keys, scope, management=False) is not None:
         return False
-    remembered.keys, remembered.presented = keys, presented
+    book = keys.book
+    if book is None or book.find(presented) is None:  # a stored key is looked up each time:
+        remembered.keys, remembered.presented = keys, presented  # it may be disabled
     return True
 
 
