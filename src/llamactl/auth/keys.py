@@ -171,13 +171,16 @@ class Remembered:
     It holds that key as presented (as the connection's own request did, for as long as
     the connection lives) and the ``Keys`` it passed against: a reload, which replaces
     ``Keys``, forgets it. Only ever a key that passed: a refused one is checked each time.
+    For a key stored in the database it also holds its record, which is looked up again by
+    id on every request: one disabled, expired, changed or deleted since is checked anew.
     """
 
-    __slots__ = ("keys", "presented")
+    __slots__ = ("keys", "presented", "record")
 
     def __init__(self) -> None:
         self.keys: Keys | None = None
         self.presented = b""
+        self.record: KeyRecord | None = None
 
 
 def inference_allowed(keys: Keys, scope: Scope, remembered: Remembered) -> bool:
@@ -188,13 +191,17 @@ def inference_allowed(keys: Keys, scope: Scope, remembered: Remembered) -> bool:
     presented = presented_key(scope["headers"], scope.get("query_string", b""))
     if presented is None:
         return False
+    book = keys.book
     if remembered.keys is keys and hmac.compare_digest(presented, remembered.presented):
-        return True
+        record = remembered.record
+        if record is None:
+            return True  # a key of the configuration
+        if book is not None and book.still_usable(record):
+            return True
     if rejection(keys, scope, management=False) is not None:
         return False
-    book = keys.book
-    if book is None or book.find(presented) is None:  # a stored key is looked up each time:
-        remembered.keys, remembered.presented = keys, presented  # it may be disabled
+    remembered.keys, remembered.presented = keys, presented
+    remembered.record = book.find(presented) if book is not None and len(book) else None
     return True
 
 

@@ -69,6 +69,7 @@ class KeyBook:
         self.hasher = hasher
         self._clock = clock
         self._by_hash: dict[str, KeyRecord] = {}
+        self._by_id: dict[int, KeyRecord] = {}
         self._uses: dict[int, tuple[int, int]] = {}  # id -> (last use, requests)
         self._in_flight: dict[int, int] = {}
         self._recent: dict[int, collections.deque[float]] = {}  # admitted in the last minute
@@ -78,18 +79,23 @@ class KeyBook:
 
     def load(self, records: Iterable[KeyRecord]) -> None:
         self._by_hash = {record.key_hash: record for record in records}
+        self._by_id = {record.id: record for record in self._by_hash.values()}
 
     def put(self, record: KeyRecord) -> None:
         """Take a new or changed key."""
-        self._by_hash = {
-            key_hash: kept for key_hash, kept in self._by_hash.items() if kept.id != record.id
-        }
+        self.remove(record.id)
         self._by_hash[record.key_hash] = record
+        self._by_id[record.id] = record
 
     def remove(self, key_id: int) -> None:
-        self._by_hash = {
-            key_hash: kept for key_hash, kept in self._by_hash.items() if kept.id != key_id
-        }
+        old = self._by_id.pop(key_id, None)
+        if old is not None:
+            self._by_hash.pop(old.key_hash, None)
+
+    def still_usable(self, record: KeyRecord) -> bool:
+        """Whether ``record`` is still the stored key of its id, unchanged and usable (for
+        a connection that presented it before)."""
+        return self._by_id.get(record.id) is record and self.refusal(record) is None
 
     def find(self, presented: bytes) -> KeyRecord | None:
         """The stored key ``presented`` is, if it is one."""

@@ -150,7 +150,7 @@ class ProxyApp:
         name = _small_json_model(body)
         if name is None or not self._scheduler.accepts(name):
             return None  # no model, unknown, starting, held: the ordinary path decides
-        record = auth.key_record(self._keys, scope)
+        record = remembered.record  # the stored key that passed, if it was one
         if record is not None:
             if record.permission_mode != "allow_all" and _permission(record, name) is None:
                 return None  # the ordinary path refuses it
