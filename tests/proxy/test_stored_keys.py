@@ -378,3 +378,81 @@ async def test_a_key_deleted_or_disabled_stops_working_on_a_kept_alive_connectio
                 await api.delete(f"{KEYS}/{created['id']}")
             answer = await client.post("/v1/chat/completions", json=chat("alpha"))
             assert answer.status_code == 401, (change, answer.text)
+
+
+# -- the matrix: every kind of key, on every route, given every way -----------------------
+
+ROUTES = {
+    "chat alpha": ("POST", "/v1/chat/completions", chat("alpha")),
+    "chat beta": ("POST", "/v1/chat/completions", chat("beta")),
+    "models": ("GET", "/v1/models", None),
+    "llama-cpp alpha": ("GET", "/llama-cpp/alpha/health", None),
+    "instance proxy": ("GET", "/api/v1/instances/alpha/proxy/health", None),
+    "management": ("GET", "/api/v1/instances", None),
+}
+INFERENCE_ONLY = {"chat alpha": 200, "chat beta": 200, "models": 200, "llama-cpp alpha": 200,
+                  "instance proxy": 401, "management": 401}  # fmt: skip
+ALPHA_ONLY = {**INFERENCE_ONLY, "chat beta": 403}
+NOTHING = dict.fromkeys(ROUTES, 401)
+EXPECTED = {
+    "config management": dict.fromkeys(ROUTES, 200),
+    "config inference": INFERENCE_ONLY,
+    "stored allow_all": INFERENCE_ONLY,
+    "stored alpha, use running only": ALPHA_ONLY,
+    "stored alpha, start": ALPHA_ONLY,
+    "stored alpha, start and evict": ALPHA_ONLY,
+    "stored, limited": INFERENCE_ONLY,
+    "stored, expired": NOTHING,
+    "stored, disabled": NOTHING,
+}
+
+
+async def matrix_keys(server: Running, api: httpx.AsyncClient) -> dict[str, str]:
+    def level(can_start: bool, can_evict: bool) -> dict[str, object]:
+        return {
+            "permission_mode": "per_instance",
+            "permissions": [{"instance": "alpha", "can_start": can_start, "can_evict": can_evict}],
+        }
+
+    keys = {"config management": MANAGEMENT_KEY, "config inference": INFERENCE_KEY}
+    keys["stored allow_all"] = (await make(api))["key"]
+    keys["stored alpha, use running only"] = (await make(api, **level(False, False)))["key"]
+    keys["stored alpha, start"] = (await make(api, **level(True, False)))["key"]
+    keys["stored alpha, start and evict"] = (await make(api, **level(True, True)))["key"]
+    keys["stored, limited"] = (await make(api, max_concurrent=1, requests_per_minute=1000))["key"]
+    expired = await make(api)
+    keys["stored, expired"] = expired["key"]
+    record = server.services.db.update_key(
+        expired["id"], KeyChanges(expires_at=int(time.time()) - 1)
+    )
+    assert server.services.book is not None
+    server.services.book.put(record)
+    keys["stored, disabled"] = (await make(api, disabled=True))["key"]
+    return keys
+
+
+def given(key: str, way: str) -> dict[str, Any]:
+    if way == "bearer":
+        return {"headers": {"Authorization": f"Bearer {key}"}}
+    if way == "x-api-key":
+        return {"headers": {"X-API-Key": key}}
+    return {"params": {"api_key": key}}
+
+
+async def test_every_kind_of_key_on_every_route_given_every_way(serve: Any) -> None:
+    server: Running = await serve()  # no running limit: both instances run throughout
+    for name in ("alpha", "beta"):
+        await server.create(name)
+        await server.manager.start(name)
+        await server.manager.wait_ready(name, 10)
+    async with httpx.AsyncClient(base_url=server.url, headers=headers(MANAGEMENT_KEY)) as api:
+        keys = await matrix_keys(server, api)
+    wrong = []
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        for kind, key in keys.items():
+            for way in ("bearer", "x-api-key", "query"):
+                for route, (method, path, body) in ROUTES.items():
+                    answer = await client.request(method, path, json=body, **given(key, way))
+                    if answer.status_code != EXPECTED[kind][route]:
+                        wrong.append(f"{kind} / {way} / {route}: {answer.status_code}")
+    assert wrong == [], "\n".join(wrong)
