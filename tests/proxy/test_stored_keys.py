@@ -456,3 +456,29 @@ async def test_every_kind_of_key_on_every_route_given_every_way(serve: Any) -> N
                     if answer.status_code != EXPECTED[kind][route]:
                         wrong.append(f"{kind} / {way} / {route}: {answer.status_code}")
     assert wrong == [], "\n".join(wrong)
+
+
+async def test_a_hundred_creates_and_deletes_at_once_leave_one_consistent_table(
+    server: Running, api: httpx.AsyncClient
+) -> None:
+    doomed = [await make(api, name=f"doomed {index}") for index in range(50)]
+
+    async def create(index: int) -> httpx.Response:
+        return await api.post(KEYS, json={"name": f"kept {index}"})
+
+    async def delete(key_id: int) -> httpx.Response:
+        return await api.delete(f"{KEYS}/{key_id}")
+
+    answers = await asyncio.gather(
+        *(create(index) for index in range(50)), *(delete(key["id"]) for key in doomed)
+    )
+    assert sorted(answer.status_code for answer in answers) == [201] * 50 + [204] * 50
+    listed = (await api.get(KEYS)).json()
+    assert sorted(key["name"] for key in listed) == sorted(f"kept {i}" for i in range(50))
+    stored = server.services.db.list_keys()
+    assert [key.id for key in stored] == [key["id"] for key in listed]
+    book = server.services.book
+    assert book is not None and len(book) == 50
+    made = [answer.json()["key"] for answer in answers if answer.status_code == 201]
+    assert all(book.find(key.encode()) is not None for key in made)
+    assert all(book.find(key["key"].encode()) is None for key in doomed)
