@@ -113,6 +113,9 @@ def test_an_instance_on_an_agent_runs_there_and_is_served_through_main(
         first = next(follow.iter_lines())
         assert first == "event: log"
 
+    for path in ("/llama-cpp/far/health", "/api/v1/instances/far/proxy/health"):
+        relayed = main.get(path)  # the node's own routes, on the node's copy
+        assert (relayed.status_code, relayed.json()) == (200, {"status": "ok"}), path
     models = {model.id: model for model in client.models.list()}
     assert models["far"].model_extra == {"status": "running", "ready": True, "node": "gpu1"}
 
