@@ -36,6 +36,7 @@
     route: 0, // counts routings, so a view that finishes loading late knows it was left
     nodes: null, // the last GET nodes: each configured node by name, with its health
     instances: [], // the last instance list, as the server gave it
+    nodeFilter: "", // the node whose instances the list shows, or "" for all
   };
 
   // -- small helpers ----------------------------------------------------------------------
@@ -236,6 +237,7 @@
     state.config = null;
     state.nodes = null;
     state.instances = [];
+    state.nodeFilter = "";
     $("instances-body").replaceChildren();
     $("nodes-body").replaceChildren();
     showView("login");
@@ -340,7 +342,7 @@
     $(updatedId).textContent = "Updated " + state.lastUpdate.toLocaleTimeString();
   }
 
-  const refreshInstances = () => refreshLists("instances", "list-updated", () => renderInstances(state.instances));
+  const refreshInstances = () => refreshLists("instances", "list-updated", showInstances);
 
   // -- nodes, and where each instance lives -----------------------------------------------
 
@@ -349,6 +351,18 @@
     const nodes = state.nodes || {};
     const names = Object.keys(nodes).sort();
     return names.filter((name) => nodes[name].local).concat(names.filter((name) => !nodes[name].local));
+  }
+
+  // Nodes appear in the list only once there is more than this one.
+  function hasNodes() {
+    return nodeNames().length > 1;
+  }
+
+  function nodeLabel(name) {
+    const node = (state.nodes || {})[name];
+    if (!node) return name;
+    if (node.local) return name + " (this node)";
+    return node.status === "healthy" ? name : name + " (" + node.status + ")";
   }
 
   // The nodes an instance is defined on, its own first, each with how that node is:
@@ -379,6 +393,56 @@
     return el("span", { class: "badge node-marker node-" + marker.text, text: marker.text, title: marker.title });
   }
 
+  function placeNodes(cell, inst) {
+    const places = placesOf(inst).map((where) => ({ node: where.node, marker: placeMarker(where) }));
+    const key = JSON.stringify(places);
+    if (cell.dataset.key === key) return;
+    cell.dataset.key = key;
+    cell.replaceChildren(...places.map((where) => el(
+      "span", { class: "place", "data-node": where.node },
+      el("span", { class: "node-name", text: where.node }),
+      where.marker ? markerBadge(where.marker) : null,
+    )));
+  }
+
+  function matchesFilter(inst) {
+    return !state.nodeFilter || placesOf(inst).some((where) => where.node === state.nodeFilter);
+  }
+
+  // All nodes, or one: offered only when there are other nodes than this one.
+  function renderNodeFilter() {
+    const select = $("node-filter");
+    const names = nodeNames();
+    if (state.nodeFilter && !names.includes(state.nodeFilter)) state.nodeFilter = "";
+    const options = [["", "all nodes"], ...names.map((name) => [name, nodeLabel(name)])];
+    const key = JSON.stringify(options);
+    if (select.dataset.key !== key) {
+      select.dataset.key = key;
+      select.replaceChildren(...options.map(([value, text]) => el("option", { value, text })));
+    }
+    select.value = state.nodeFilter;
+    $("node-filter-label").hidden = !hasNodes();
+  }
+
+  $("node-filter").addEventListener("change", () => {
+    state.nodeFilter = $("node-filter").value;
+    showInstances();
+  });
+  $("node-filter-all").addEventListener("click", () => {
+    state.nodeFilter = "";
+    showInstances();
+  });
+
+  function showInstances() {
+    renderNodeFilter();
+    $("instances-table").classList.toggle("one-node", !hasNodes());
+    const shown = state.instances.filter(matchesFilter);
+    renderInstances(shown);
+    $("instances-empty").hidden = state.instances.length > 0;
+    $("instances-none-on").hidden = state.instances.length === 0 || shown.length > 0;
+    $("instances-none-on-node").textContent = state.nodeFilter;
+  }
+
   // Each instance is a row (tr[data-name]), followed by its failure-detail row while
   // the last output lines are shown.
   function renderInstances(instances) {
@@ -403,7 +467,6 @@
     }
     for (const [name, row] of rows) if (!seen.has(name)) row.remove();
     for (const [name, detail] of details) if (!seen.has(name)) detail.remove();
-    $("instances-empty").hidden = instances.length > 0;
     fitActions();
   }
 
@@ -443,6 +506,7 @@
     return el(
       "tr", { "data-name": name },
       el("td", { class: "col-name" }, el("strong", { text: name, title: name })),
+      el("td", { class: "col-node", "data-label": "Node" }),
       el("td", { class: "col-backend", "data-label": "Backend" }),
       el("td", { class: "col-status", "data-label": "Status" }, el("span", { class: "badge" })),
       el("td", { class: "col-readiness", "data-label": "Readiness" }, el("span", { class: "badge" })),
@@ -541,7 +605,7 @@
     }
     const detail = el(
       "tr", { class: "failure-detail", "data-detail-for": name },
-      el("td", { colspan: "8" }, el("pre", { class: "plain failure-output", "aria-label": "Last output of " + name })),
+      el("td", { colspan: "9" }, el("pre", { class: "plain failure-output", "aria-label": "Last output of " + name })),
     );
     detail.lines = row.lines || [];
     updateDetail(detail, { failure: { last_lines: detail.lines } });
@@ -574,6 +638,9 @@
     const options = inst.options || {};
     const backendOptions = options.backend_options || {};
     const backend = BACKENDS[options.backend_type];
+    placeNodes(row.querySelector(".col-node"), inst);
+    // On a node that does not answer, the status shown is the last it reported.
+    row.classList.toggle("stale", placeMarker(placesOf(inst)[0]) !== null);
     setText(row.querySelector(".col-backend"), backend ? backend.label.split(" (")[0] : String(options.backend_type));
     const status = row.querySelector(".col-status .badge");
     setText(status, inst.status);
