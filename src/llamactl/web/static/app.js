@@ -353,7 +353,11 @@
     return names.filter((name) => nodes[name].local).concat(names.filter((name) => !nodes[name].local));
   }
 
-  // Nodes appear in the list only once there is more than this one.
+  function localNode() {
+    return nodeNames().find((name) => state.nodes[name].local) || null;
+  }
+
+  // Nodes appear in the list and the form only once there is more than this one.
   function hasNodes() {
     return nodeNames().length > 1;
   }
@@ -972,6 +976,41 @@
     }
   }
 
+  // The nodes as they are now (their status shows in the form's choice); a server that
+  // cannot say leaves the form without the choice, as with one node.
+  async function loadNodes() {
+    try {
+      state.nodes = await api("GET", "nodes");
+    } catch (err) {
+      if (err.status === 0 || err.status === 401) throw err;
+    }
+  }
+
+  // Where a new instance goes: this node (no nodes sent) or one other node. An edited
+  // instance shows its nodes, which an edit keeps.
+  function showNodeField(editing, inst) {
+    const select = $("f-node");
+    const field = select.closest(".field");
+    const local = localNode();
+    const stored = editing ? (inst && inst.options && inst.options.nodes) || [] : null;
+    const elsewhere = stored !== null && stored.some((name) => name !== local);
+    field.hidden = !hasNodes() && !elsewhere;
+    $("identity-fields").className = field.hidden ? "grid two" : "grid three";
+    $("f-node-note").hidden = stored === null;
+    select.disabled = stored !== null;
+    if (stored !== null) {
+      const text = stored.length && elsewhere ? stored.join(", ") : nodeLabel(local || "this node");
+      select.replaceChildren(el("option", { value: "", text }));
+      return;
+    }
+    const others = nodeNames().filter((name) => name !== local);
+    select.replaceChildren(
+      el("option", { value: "", text: nodeLabel(local) }),
+      ...others.map((name) => el("option", { value: name, text: nodeLabel(name) })),
+    );
+    select.value = "";
+  }
+
   async function loadConfig() {
     if (state.config) return state.config;
     state.config = await api("GET", "config");
@@ -993,7 +1032,7 @@
     let failure = null;
     let inst = null;
     try {
-      await loadConfig();
+      await Promise.all([loadConfig(), loadNodes()]);
       if (name) inst = await api("GET", "instances/" + enc(name));
     } catch (err) {
       failure = err;
@@ -1001,6 +1040,7 @@
     if (route !== state.route) return; // another view was opened meanwhile
     resetForm(name);
     if (inst) fillFromInstance(inst);
+    showNodeField(name !== null, inst);
     if (failure) showFormError(failure);
   }
 
@@ -1055,6 +1095,8 @@
     }
     const environment = readKv($("env-editor"));
     if (Object.keys(environment).length) body.environment = environment;
+    const node = $("f-node").value;
+    if (state.editing === null && node) body.nodes = [node];
     return body;
   }
 
@@ -1086,7 +1128,12 @@
     if (err.code === "invalid_instance_name" || /instance name/i.test(err.message)) {
       return form.querySelector('.field[data-field="name"]');
     }
-    const match = /^([A-Za-z0-9_.\-]+):\s/.exec(err.message);
+    // "node gpu1: <its message>" is another node refusing the options; any other message
+    // about a node ("not found", "cannot be reached") is about the choice of node.
+    const relayed = /^node \S+: /.exec(err.message);
+    if (!relayed && /^node \S+ /.test(err.message)) return form.querySelector('.field[data-field="nodes"]');
+    const message = relayed ? err.message.slice(relayed[0].length) : err.message;
+    const match = /^([A-Za-z0-9_.\-]+):\s/.exec(message);
     if (!match) return null;
     const path = match[1].split(".");
     const option = path[0] === "backend_options" ? path[1] : null;
