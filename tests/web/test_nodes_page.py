@@ -239,6 +239,25 @@ def test_an_instance_created_on_this_node_sends_no_nodes(page: Page, main: Node)
         remove(main, "near-form")
 
 
+def test_a_node_gone_from_the_configuration_is_refused_next_to_the_choice(
+    page: Page, main: Node
+) -> None:
+    """As when the configuration lost a node after the form was opened."""
+    log_in_to(page, main)
+    page.click("#new-instance")
+    expect(page.locator("#f-node option")).to_have_count(2)
+    page.locator("#f-node").evaluate("select => select.append(new Option('gpu9', 'gpu9'))")
+    page.fill("#f-name", "nowhere")
+    page.fill("#b-llama_cpp-model", "/models/nowhere.gguf")
+    page.select_option("#f-node", "gpu9")
+    page.click("#form-submit")
+    error = page.locator('.field[data-field="nodes"] .field-error')
+    expect(error).to_contain_text("node gpu9 not found")
+    expect(page.locator('.field[data-field="nodes"]')).to_have_class(re.compile(r"\bhas-error\b"))
+    expect(page.locator("#f-name")).to_have_value("nowhere")  # what was typed is kept
+    assert get(main, "instances/nowhere").status_code == 404
+
+
 def test_a_stopped_node_shows_unreachable_and_marks_its_instances(
     page: Page, cluster: Cluster, main: Node, screenshots: Path
 ) -> None:
