@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
+from tests.support.layout import VIEWPORTS
 from tests.support.net import free_port
 from tests.support.server_process import start, stop, wait_healthy
 from tests.support.web import (
@@ -96,6 +97,20 @@ def page(browser: Browser) -> Iterator[Page]:
     page = context.new_page()
     try:
         yield page
+    finally:
+        context.close()
+
+
+@pytest.fixture(params=VIEWPORTS, ids=[f"{w}px" for w, _ in VIEWPORTS])
+def sized_page(request: pytest.FixtureRequest, browser: Browser) -> Iterator[Page]:
+    """A page at each of the widths people use (tests/support/layout.py)."""
+    width, height = request.param
+    context = browser.new_context(
+        viewport={"width": width, "height": height}, color_scheme="light", accept_downloads=True
+    )
+    context.set_default_timeout(10_000)
+    try:
+        yield context.new_page()
     finally:
         context.close()
 

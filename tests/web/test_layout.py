@@ -8,68 +8,20 @@ nothing covers it). Waits are Playwright's own, never sleeps.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.support.dashboard import READY_TIMEOUT, log_in, row
+from tests.support.layout import action, assert_inside_viewport, assert_no_horizontal_overflow
 from tests.support.web import Server
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Locator, Page
+    from playwright.sync_api import Browser, Page
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
-
-# (width, height): a desktop, a small laptop or tablet across, a tablet upright, a phone.
-VIEWPORTS = [(1280, 800), (1024, 768), (768, 1024), (390, 844)]
-
-
-@pytest.fixture(params=VIEWPORTS, ids=[f"{w}px" for w, _ in VIEWPORTS])
-def sized_page(request: pytest.FixtureRequest, browser: Browser) -> Iterator[Page]:
-    width, height = request.param
-    context = browser.new_context(
-        viewport={"width": width, "height": height}, color_scheme="light", accept_downloads=True
-    )
-    context.set_default_timeout(10_000)
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
-
-
-def assert_inside_viewport(page: Page, locator: Locator) -> None:
-    """Visible, and its whole box within the viewport (after scrolling to it)."""
-    expect(locator).to_be_visible()
-    locator.scroll_into_view_if_needed()
-    box = locator.bounding_box()
-    viewport = page.viewport_size
-    assert box is not None and viewport is not None
-    assert box["x"] >= 0 and box["y"] >= 0, (box, viewport)
-    assert box["x"] + box["width"] <= viewport["width"], (box, viewport)
-    assert box["y"] + box["height"] <= viewport["height"], (box, viewport)
-
-
-def action(page: Page, inst: Locator, css: str) -> Locator:
-    """The action ``css`` of the row, opening its menu first when the actions are collapsed."""
-    expect(inst).to_be_visible()  # the list is shown (after a view change, that takes a moment)
-    menu = inst.locator(".act-menu")
-    if menu.is_visible():
-        assert_inside_viewport(page, menu)
-        menu.click()
-        expect(menu).to_have_attribute("aria-expanded", "true")
-    button = inst.locator(css)
-    assert_inside_viewport(page, button)
-    return button
-
-
-def assert_no_horizontal_overflow(page: Page) -> None:
-    scroll_width, width = page.evaluate(
-        "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
-    )
-    assert scroll_width <= width, f"the page scrolls sideways: {scroll_width} > {width}"
 
 
 def test_every_action_and_the_header_are_reachable(

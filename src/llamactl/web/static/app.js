@@ -34,6 +34,9 @@
     openMenu: null, // the row-actions element whose menu is open
     editingActive: false, // the instance being edited is running: saving restarts it
     route: 0, // counts routings, so a view that finishes loading late knows it was left
+    nodes: null, // the last GET nodes: each configured node by name, with its health
+    instances: [], // the last instance list, as the server gave it
+    nodeFilter: "", // the node whose instances the list shows, or "" for all
   };
 
   // -- small helpers ----------------------------------------------------------------------
@@ -232,7 +235,11 @@
     stopPolling();
     stopFollow();
     state.config = null;
+    state.nodes = null;
+    state.instances = [];
+    state.nodeFilter = "";
     $("instances-body").replaceChildren();
+    $("nodes-body").replaceChildren();
     showView("login");
     if (message) showMessage(message, "info");
   }
@@ -278,10 +285,11 @@
     const [page, ...rest] = hash.split("/");
     const arg = rest.length ? decodeURIComponent(rest.join("/")) : null;
     if (page !== "logs") stopFollow();
-    if (page !== "instances" && page !== "") stopPolling();
+    stopPolling();
     if (page === "new") openForm(null);
     else if (page === "edit" && arg) openForm(arg);
     else if (page === "logs" && arg) openLogs(arg);
+    else if (page === "nodes") openNodes();
     else if (page === "system") openSystem();
     else openInstances();
   }
@@ -296,12 +304,13 @@
   function openInstances() {
     showView("instances");
     refreshInstances();
-    startPolling();
+    startPolling(refreshInstances);
   }
 
-  function startPolling() {
+  // The shown list (instances or nodes) is refreshed every POLL_MS until another view opens.
+  function startPolling(refresh) {
     stopPolling();
-    state.pollTimer = setInterval(refreshInstances, POLL_MS);
+    state.pollTimer = setInterval(refresh, POLL_MS);
   }
 
   function stopPolling() {
@@ -309,22 +318,133 @@
     state.pollTimer = null;
   }
 
-  async function refreshInstances() {
+  // The list views (instances, nodes) each take both the instances and the nodes from the
+  // server; ``render`` runs only if the view that asked is still shown. A failed refresh
+  // leaves what is shown and says since when it is not updated.
+  async function refreshLists(view, updatedId, render) {
     let instances;
+    let nodes;
     try {
-      instances = await api("GET", "instances");
+      [instances, nodes] = await Promise.all([api("GET", "instances"), api("GET", "nodes")]);
     } catch (err) {
       if (err.status === 0 && state.lastUpdate) {
-        $("list-updated").textContent = "Not updated since " + state.lastUpdate.toLocaleTimeString();
+        $(updatedId).textContent = "Not updated since " + state.lastUpdate.toLocaleTimeString();
       } else if (err.status !== 401) {
-        $("list-updated").textContent = "Not updated: " + err.message;
+        $(updatedId).textContent = "Not updated: " + err.message;
       }
       return;
     }
-    if (state.view !== "instances") return;
-    renderInstances(instances);
+    state.instances = instances;
+    state.nodes = nodes;
+    if (state.view !== view) return;
+    render();
     state.lastUpdate = new Date();
-    $("list-updated").textContent = "Updated " + state.lastUpdate.toLocaleTimeString();
+    $(updatedId).textContent = "Updated " + state.lastUpdate.toLocaleTimeString();
+  }
+
+  const refreshInstances = () => refreshLists("instances", "list-updated", showInstances);
+
+  // -- nodes, and where each instance lives -----------------------------------------------
+
+  // Every configured node's name, this one first.
+  function nodeNames() {
+    const nodes = state.nodes || {};
+    const names = Object.keys(nodes).sort();
+    return names.filter((name) => nodes[name].local).concat(names.filter((name) => !nodes[name].local));
+  }
+
+  function localNode() {
+    return nodeNames().find((name) => state.nodes[name].local) || null;
+  }
+
+  // Nodes appear in the list and the form only once there is more than this one.
+  function hasNodes() {
+    return nodeNames().length > 1;
+  }
+
+  function nodeLabel(name) {
+    const node = (state.nodes || {})[name];
+    if (!node) return name;
+    if (node.local) return name + " (this node)";
+    return node.status === "healthy" ? name : name + " (" + node.status + ")";
+  }
+
+  // The nodes an instance is defined on, its own first, each with how that node is:
+  // every copy when it has copies on other nodes, else the one node it lives on.
+  function placesOf(inst) {
+    const places = (Array.isArray(inst.copies) ? inst.copies : []).map((copy) => ({
+      node: copy.node, nodeStatus: copy.node_status, status: copy.status, defined: copy.defined !== false,
+    }));
+    if (!places.some((where) => where.node === inst.node)) {
+      places.unshift({ node: inst.node, nodeStatus: inst.node_status || "healthy", status: inst.status, defined: true });
+    }
+    return places.sort((a, b) => (b.node === inst.node) - (a.node === inst.node));
+  }
+
+  // A node that does not answer (or refuses the key) marks what is shown of it as its
+  // last known state; a node that says it has no such instance, as missing there.
+  // Its text is also its class: node-unreachable, node-unauthorized, node-unknown, node-missing.
+  function placeMarker(where) {
+    if (!where.defined) return { text: "missing", title: where.node + " has no such instance." };
+    if (where.nodeStatus === "healthy") return null;
+    const node = (state.nodes || {})[where.node];
+    const error = node && node.error ? " (" + node.error + ")" : "";
+    const title = where.node + " is " + where.nodeStatus + error + ": what is shown is the last it reported.";
+    return { text: where.nodeStatus, title };
+  }
+
+  function markerBadge(marker) {
+    return el("span", { class: "badge node-marker node-" + marker.text, text: marker.text, title: marker.title });
+  }
+
+  function placeNodes(cell, inst) {
+    const places = placesOf(inst).map((where) => ({ node: where.node, marker: placeMarker(where) }));
+    const key = JSON.stringify(places);
+    if (cell.dataset.key === key) return;
+    cell.dataset.key = key;
+    cell.replaceChildren(...places.map((where) => el(
+      "span", { class: "place", "data-node": where.node },
+      el("span", { class: "node-name", text: where.node }),
+      where.marker ? markerBadge(where.marker) : null,
+    )));
+  }
+
+  function matchesFilter(inst) {
+    return !state.nodeFilter || placesOf(inst).some((where) => where.node === state.nodeFilter);
+  }
+
+  // All nodes, or one: offered only when there are other nodes than this one.
+  function renderNodeFilter() {
+    const select = $("node-filter");
+    const names = nodeNames();
+    if (state.nodeFilter && !names.includes(state.nodeFilter)) state.nodeFilter = "";
+    const options = [["", "all nodes"], ...names.map((name) => [name, nodeLabel(name)])];
+    const key = JSON.stringify(options);
+    if (select.dataset.key !== key) {
+      select.dataset.key = key;
+      select.replaceChildren(...options.map(([value, text]) => el("option", { value, text })));
+    }
+    select.value = state.nodeFilter;
+    $("node-filter-label").hidden = !hasNodes();
+  }
+
+  $("node-filter").addEventListener("change", () => {
+    state.nodeFilter = $("node-filter").value;
+    showInstances();
+  });
+  $("node-filter-all").addEventListener("click", () => {
+    state.nodeFilter = "";
+    showInstances();
+  });
+
+  function showInstances() {
+    renderNodeFilter();
+    $("instances-table").classList.toggle("one-node", !hasNodes());
+    const shown = state.instances.filter(matchesFilter);
+    renderInstances(shown);
+    $("instances-empty").hidden = state.instances.length > 0;
+    $("instances-none-on").hidden = state.instances.length === 0 || shown.length > 0;
+    $("instances-none-on-node").textContent = state.nodeFilter;
   }
 
   // Each instance is a row (tr[data-name]), followed by its failure-detail row while
@@ -351,7 +471,6 @@
     }
     for (const [name, row] of rows) if (!seen.has(name)) row.remove();
     for (const [name, detail] of details) if (!seen.has(name)) detail.remove();
-    $("instances-empty").hidden = instances.length > 0;
     fitActions();
   }
 
@@ -391,6 +510,7 @@
     return el(
       "tr", { "data-name": name },
       el("td", { class: "col-name" }, el("strong", { text: name, title: name })),
+      el("td", { class: "col-node", "data-label": "Node" }),
       el("td", { class: "col-backend", "data-label": "Backend" }),
       el("td", { class: "col-status", "data-label": "Status" }, el("span", { class: "badge" })),
       el("td", { class: "col-readiness", "data-label": "Readiness" }, el("span", { class: "badge" })),
@@ -489,7 +609,7 @@
     }
     const detail = el(
       "tr", { class: "failure-detail", "data-detail-for": name },
-      el("td", { colspan: "8" }, el("pre", { class: "plain failure-output", "aria-label": "Last output of " + name })),
+      el("td", { colspan: "9" }, el("pre", { class: "plain failure-output", "aria-label": "Last output of " + name })),
     );
     detail.lines = row.lines || [];
     updateDetail(detail, { failure: { last_lines: detail.lines } });
@@ -522,6 +642,9 @@
     const options = inst.options || {};
     const backendOptions = options.backend_options || {};
     const backend = BACKENDS[options.backend_type];
+    placeNodes(row.querySelector(".col-node"), inst);
+    // On a node that does not answer, the status shown is the last it reported.
+    row.classList.toggle("stale", placeMarker(placesOf(inst)[0]) !== null);
     setText(row.querySelector(".col-backend"), backend ? backend.label.split(" (")[0] : String(options.backend_type));
     const status = row.querySelector(".col-status .badge");
     setText(status, inst.status);
@@ -853,6 +976,41 @@
     }
   }
 
+  // The nodes as they are now (their status shows in the form's choice); a server that
+  // cannot say leaves the form without the choice, as with one node.
+  async function loadNodes() {
+    try {
+      state.nodes = await api("GET", "nodes");
+    } catch (err) {
+      if (err.status === 0 || err.status === 401) throw err;
+    }
+  }
+
+  // Where a new instance goes: this node (no nodes sent) or one other node. An edited
+  // instance shows its nodes, which an edit keeps.
+  function showNodeField(editing, inst) {
+    const select = $("f-node");
+    const field = select.closest(".field");
+    const local = localNode();
+    const stored = editing ? (inst && inst.options && inst.options.nodes) || [] : null;
+    const elsewhere = stored !== null && stored.some((name) => name !== local);
+    field.hidden = !hasNodes() && !elsewhere;
+    $("identity-fields").className = field.hidden ? "grid two" : "grid three";
+    $("f-node-note").hidden = stored === null;
+    select.disabled = stored !== null;
+    if (stored !== null) {
+      const text = stored.length && elsewhere ? stored.join(", ") : nodeLabel(local || "this node");
+      select.replaceChildren(el("option", { value: "", text }));
+      return;
+    }
+    const others = nodeNames().filter((name) => name !== local);
+    select.replaceChildren(
+      el("option", { value: "", text: nodeLabel(local) }),
+      ...others.map((name) => el("option", { value: name, text: nodeLabel(name) })),
+    );
+    select.value = "";
+  }
+
   async function loadConfig() {
     if (state.config) return state.config;
     state.config = await api("GET", "config");
@@ -874,7 +1032,7 @@
     let failure = null;
     let inst = null;
     try {
-      await loadConfig();
+      await Promise.all([loadConfig(), loadNodes()]);
       if (name) inst = await api("GET", "instances/" + enc(name));
     } catch (err) {
       failure = err;
@@ -882,6 +1040,7 @@
     if (route !== state.route) return; // another view was opened meanwhile
     resetForm(name);
     if (inst) fillFromInstance(inst);
+    showNodeField(name !== null, inst);
     if (failure) showFormError(failure);
   }
 
@@ -936,6 +1095,8 @@
     }
     const environment = readKv($("env-editor"));
     if (Object.keys(environment).length) body.environment = environment;
+    const node = $("f-node").value;
+    if (state.editing === null && node) body.nodes = [node];
     return body;
   }
 
@@ -967,7 +1128,12 @@
     if (err.code === "invalid_instance_name" || /instance name/i.test(err.message)) {
       return form.querySelector('.field[data-field="name"]');
     }
-    const match = /^([A-Za-z0-9_.\-]+):\s/.exec(err.message);
+    // "node gpu1: <its message>" is another node refusing the options; any other message
+    // about a node ("not found", "cannot be reached") is about the choice of node.
+    const relayed = /^node \S+: /.exec(err.message);
+    if (!relayed && /^node \S+ /.test(err.message)) return form.querySelector('.field[data-field="nodes"]');
+    const message = relayed ? err.message.slice(relayed[0].length) : err.message;
+    const match = /^([A-Za-z0-9_.\-]+):\s/.exec(message);
     if (!match) return null;
     const path = match[1].split(".");
     const option = path[0] === "backend_options" ? path[1] : null;
@@ -1223,6 +1389,132 @@
   $("logs-download").addEventListener("click", () => {
     download(state.logsName + "-logs.txt", $("log-output").textContent);
   });
+
+  // -- the Nodes page ---------------------------------------------------------------------
+
+  function openNodes() {
+    showView("nodes");
+    refreshNodes();
+    startPolling(refreshNodes);
+  }
+
+  const refreshNodes = () => refreshLists("nodes", "nodes-updated", () => renderNodes(state.nodes, state.instances));
+
+  // One row per node (tr[data-node]), this one first, updated in place.
+  function renderNodes(nodes, instances) {
+    const body = $("nodes-body");
+    const rows = new Map();
+    for (const row of body.children) rows.set(row.dataset.node, row);
+    const runs = runsOn(instances);
+    const names = nodeNames();
+    let previous = null;
+    for (const name of names) {
+      const row = rows.get(name) || newNodeRow(name);
+      updateNodeRow(row, nodes[name], runs.get(name) || []);
+      previous = place(body, row, previous);
+    }
+    for (const [name, row] of rows) if (!names.includes(name)) row.remove();
+  }
+
+  // What runs where: each instance under every node it is defined on, with its status there.
+  function runsOn(instances) {
+    const runs = new Map();
+    for (const inst of instances) {
+      for (const where of placesOf(inst)) {
+        if (!runs.has(where.node)) runs.set(where.node, []);
+        runs.get(where.node).push({ name: inst.name, status: where.status, marker: placeMarker(where) });
+      }
+    }
+    return runs;
+  }
+
+  function newNodeRow(name) {
+    const check = el("button", {
+      type: "button", class: "small act-check", text: "Check now", onclick: () => checkNode(name),
+    });
+    return el(
+      "tr", { "data-node": name },
+      el("td", { class: "col-name" }, el("strong", { text: name, title: name })),
+      el("td", { class: "col-where", "data-label": "Where" },
+        el("div", {}, el("span", { class: "where" }), el("span", { class: "address small" }))),
+      el("td", { class: "col-status", "data-label": "Status" },
+        el("div", {}, el("span", { class: "status-line" }, el("span", { class: "badge" }), check),
+          el("span", { class: "node-error failure small" }),
+          el("span", { class: "checked muted small" }))),
+      el("td", { class: "col-latency right mono", "data-label": "Latency" }),
+      el("td", { class: "col-version", "data-label": "Version" }),
+      el("td", { class: "col-running right", "data-label": "Running" },
+        el("div", {}, el("span", { class: "running" }), el("span", { class: "count muted small" }))),
+      el("td", { class: "col-runs", "data-label": "What runs there" }, el("div", { class: "runs" })),
+    );
+  }
+
+  function latency(ms) {
+    if (typeof ms !== "number") return "—";
+    return (ms < 10 ? ms.toFixed(1) : String(Math.round(ms))) + " ms";
+  }
+
+  function runningOf(node) {
+    if (typeof node.running !== "number") return "—";
+    const limit = node.max_running_instances;
+    const max = typeof limit !== "number" ? "?" : limit < 0 ? "no limit" : String(limit);
+    return node.running + " / " + max;
+  }
+
+  function updateNodeRow(row, node, runs) {
+    const healthy = node.status === "healthy";
+    row.classList.toggle("node-down", node.status === "unreachable" || node.status === "unauthorized");
+    setText(row.querySelector(".col-where .where"), node.local ? "Local" : "Remote");
+    const address = row.querySelector(".col-where .address");
+    setText(address, node.local ? "this llamactl" : node.address);
+    address.classList.toggle("mono", !node.local);
+    address.classList.toggle("muted", Boolean(node.local));
+    const badge = row.querySelector(".col-status .badge");
+    setText(badge, node.status);
+    badge.className = "badge node-" + node.status;
+    const error = row.querySelector(".node-error");
+    setText(error, healthy || !node.error ? "" : node.error);
+    error.hidden = healthy || !node.error;
+    const checked = row.querySelector(".checked");
+    const seconds = typeof node.checked_at === "number" ? Date.now() / 1000 - node.checked_at : null;
+    setText(checked, node.local || seconds === null ? "" : "checked " + ago(seconds));
+    checked.hidden = node.local || seconds === null;
+    // The round trip of the last check that got an answer: shown while the node answers.
+    setText(row.querySelector(".col-latency"), node.local ? "—" : healthy ? latency(node.rtt_ms) : "—");
+    setText(row.querySelector(".col-version"), node.version || "—");
+    setText(row.querySelector(".col-running .running"), runningOf(node));
+    const count = node.instances;
+    setText(row.querySelector(".col-running .count"), typeof count !== "number" ? "" : count === 1 ? "of 1 instance" : "of " + count + " instances");
+    const cell = row.querySelector(".col-runs .runs");
+    const key = JSON.stringify(runs);
+    if (cell.dataset.key !== key) {
+      cell.dataset.key = key;
+      const chips = runs.map((run) => el(
+        "span", { class: "run", "data-instance": run.name },
+        el("span", { class: "run-name", text: run.name }),
+        el("span", { class: "badge status-" + run.status, text: run.status }),
+        run.marker ? markerBadge(run.marker) : null,
+      ));
+      cell.replaceChildren(...(chips.length ? chips : [el("span", { class: "muted", text: "—" })]));
+    }
+    row.querySelector(".act-check").hidden = Boolean(node.local);
+  }
+
+  // GET nodes/<name> checks the node now, rather than at the next background check.
+  async function checkNode(name) {
+    const button = $("nodes-body").querySelector('tr[data-node="' + CSS.escape(name) + '"] .act-check');
+    button.disabled = true;
+    try {
+      const node = await api("GET", "nodes/" + enc(name));
+      state.nodes = { ...(state.nodes || {}), [name]: node };
+      if (state.view === "nodes") renderNodes(state.nodes, state.instances);
+      toast(name + " is " + node.status + ".");
+    } catch (err) {
+      if (err.status !== 401) showMessage("Could not check " + name + ": " + err.message);
+    } finally {
+      button.disabled = false;
+    }
+  }
 
   // -- system -----------------------------------------------------------------------------
 
