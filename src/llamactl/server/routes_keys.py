@@ -63,13 +63,13 @@ async def list_keys(services: ServicesDep) -> JSONResponse:
     return JSONResponse([key_body(record) for record in records])
 
 
-@router.get("/auth/keys/{key_id}", responses=error_responses(404))
+@router.get("/auth/keys/{key_id}", responses=error_responses(400, 404))
 async def get_key(key_id: KeyId, services: ServicesDep) -> JSONResponse:
     _book(services)
     return JSONResponse(key_body(await anyio.to_thread.run_sync(services.db.get_key, key_id)))
 
 
-@router.get("/auth/keys/{key_id}/permissions", responses=error_responses(404))
+@router.get("/auth/keys/{key_id}/permissions", responses=error_responses(400, 404))
 async def key_permissions(key_id: KeyId, services: ServicesDep) -> JSONResponse:
     _book(services)
     record = await anyio.to_thread.run_sync(services.db.get_key, key_id)
@@ -97,7 +97,7 @@ async def update_key(key_id: KeyId, services: ServicesDep, request: Request) -> 
     "/auth/keys/{key_id}",
     status_code=204,
     response_class=Response,
-    responses=error_responses(404),
+    responses=error_responses(400, 404),
 )
 async def delete_key(key_id: KeyId, services: ServicesDep) -> Response:
     book = _book(services)
