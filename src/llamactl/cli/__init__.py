@@ -13,6 +13,7 @@ server through ``llamactl.client``. Every command ends with a code of the one ta
     messages     what a failed client command says: what happened, what to do
     connection   --url and --api-key, and the ApiClient they make
     options      what --set, --extra and --unset change
+    output       --json, printed lines, the confirmation before a delete
     tables       the aligned columns of list, get, ps and nodes
     context      the --config file kept for every command
     exits        the exit codes, and the one place a failure gets its code
