@@ -14,7 +14,8 @@ server through ``llamactl.client``. Every command ends with a code of the one ta
     connection   --url and --api-key, and the ApiClient they make
     options      what --set, --extra and --unset change
     output       --json, printed lines, the confirmation before a delete
-    tables       the aligned columns of list, get, ps and nodes
+    tables       the aligned columns of list, get, ps, nodes and keys
+    key_options  what the flags of keys create|edit ask for: instances, expiry, limits
     context      the --config file kept for every command
     exits        the exit codes, and the one place a failure gets its code
 
