@@ -15,7 +15,14 @@ from typing import TypeVar
 
 import click
 
-__all__ = ["confirm", "echo_lines", "json_option", "print_json", "stdin_is_terminal"]
+__all__ = [
+    "confirm",
+    "echo_lines",
+    "ensure_can_ask",
+    "json_option",
+    "print_json",
+    "stdin_is_terminal",
+]
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -36,9 +43,15 @@ def stdin_is_terminal() -> bool:
     return sys.stdin.isatty()
 
 
-def confirm(question: str) -> None:
-    """Ask ``question`` on a terminal; no is ``click.Abort``. Off a terminal, a usage
-    error that asks for ``--yes``."""
+def ensure_can_ask() -> None:
+    """A usage error that asks for ``--yes`` when stdin is not a terminal, so that a
+    command can find out before it makes a request."""
     if not stdin_is_terminal():
         raise click.UsageError("stdin is not a terminal: pass --yes to delete without asking")
+
+
+def confirm(question: str) -> None:
+    """Ask ``question`` on a terminal (no is ``click.Abort``); off one, ``ensure_can_ask``'s
+    usage error."""
+    ensure_can_ask()
     click.confirm(question, abort=True)
