@@ -54,6 +54,7 @@ DEFAULT_PORT = 8080
 DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
 API = "/api/v1"
 KEY_FILE = "management.key"
+KEYS = "/auth/keys"
 
 JsonObject = dict[str, object]
 
@@ -130,10 +131,7 @@ class ApiClient:
     # -- instances -------------------------------------------------------------------------
 
     def list_instances(self) -> list[JsonObject]:
-        body = self._json(self._send("GET", "/instances"))
-        if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
-            raise self._unexpected("a list of instances")
-        return body
+        return self._objects(self._send("GET", "/instances"), "a list of instances")
 
     def get(self, name: str) -> JsonObject:
         return self._object(self._send("GET", _instance(name)))
@@ -196,6 +194,26 @@ class ApiClient:
             refused = answer.status == HTTPStatus.UNAUTHORIZED
             if attempt or not refused or not self._use_fallback_key():
                 raise _api_error(answer)
+
+    # -- stored inference keys ---------------------------------------------------------------
+
+    def create_key(self, body: Mapping[str, object]) -> JsonObject:
+        """Make a key: ``name``, ``permission_mode``, ``permissions``, limits, expiry. The
+        answer is the only one that carries the key itself (``key``)."""
+        return self._object(self._send("POST", KEYS, json=body))
+
+    def list_keys(self) -> list[JsonObject]:
+        return self._objects(self._send("GET", KEYS), "a list of keys")
+
+    def get_key(self, key_id: int) -> JsonObject:
+        return self._object(self._send("GET", _key(key_id)))
+
+    def update_key(self, key_id: int, changes: Mapping[str, object]) -> JsonObject:
+        """Change the fields in ``changes``; ``None`` clears a limit or the expiry."""
+        return self._object(self._send("PUT", _key(key_id), json=changes))
+
+    def delete_key(self, key_id: int) -> None:
+        self._send("DELETE", _key(key_id))
 
     # -- backends --------------------------------------------------------------------------
 
@@ -303,6 +321,12 @@ class ApiClient:
             raise self._unexpected("a JSON object")
         return body
 
+    def _objects(self, answer: _Answer, expected: str) -> list[JsonObject]:
+        body = self._json(answer)
+        if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
+            raise self._unexpected(expected)
+        return body
+
     def _unexpected(self, expected: str) -> ApiError:
         return ApiError(
             200,
@@ -319,6 +343,10 @@ def _lines(response: http.client.HTTPResponse) -> Iterator[str]:
 
 def _instance(name: str) -> str:
     return f"/instances/{quote(name, safe='')}"
+
+
+def _key(key_id: int) -> str:
+    return f"{KEYS}/{int(key_id)}"
 
 
 def _api_error(response: _Answer) -> ApiError:

@@ -61,7 +61,14 @@ def test_importing_the_cli_loads_only_click() -> None:
 
 
 @pytest.mark.parametrize(
-    "args", [["--help"], ["instances", "--help"], ["ps", "--help"], ["nodes", "--help"]]
+    "args",
+    [
+        ["--help"],
+        ["instances", "--help"],
+        ["ps", "--help"],
+        ["nodes", "--help"],
+        ["keys", "--help"],
+    ],
 )
 def test_help_imports_nothing_of_the_server(args: list[str]) -> None:
     assert imported_modules(*args).isdisjoint(SERVER_STACK)
@@ -72,6 +79,8 @@ def test_list_against_a_server_imports_nothing_of_the_server(
 ) -> None:
     given_key = imported_modules("instances", "list", "--url", server.url, "--api-key", server.key)
     assert given_key.isdisjoint(SERVER_STACK), sorted(given_key & set(SERVER_STACK))
+    keys = imported_modules("keys", "list", "--url", server.url, "--api-key", server.key)
+    assert keys.isdisjoint(SERVER_STACK), sorted(keys & set(SERVER_STACK))
 
     # Without a key, the local key file is read.
     (tmp_path / "management.key").write_text(server.key)

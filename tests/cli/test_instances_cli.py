@@ -187,7 +187,7 @@ def test_start_wait_of_a_failing_backend_says_why(server: Server) -> None:
 
 def test_delete_asks_for_confirmation_on_a_terminal(server: Server) -> None:
     create(server, "confirmed")
-    with mock.patch("llamactl.cli.instances._stdin_is_terminal", return_value=True):
+    with mock.patch("llamactl.cli.output.stdin_is_terminal", return_value=True):
         declined = server.run("instances", "delete", "confirmed", input="n\n")
         assert declined.exit_code == 1
         assert api_get(server, "/instances/confirmed").status_code == 200

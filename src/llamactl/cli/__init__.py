@@ -1,19 +1,23 @@
 """The ``llamactl`` command: a thin shell over the Python API.
 
 ``llamactl`` alone starts the server (``serve``). ``config`` and ``db`` work on this
-machine's configuration and database; ``instances``, ``ps`` and ``nodes`` talk to a running
-server through ``llamactl.client``. Every command ends with a code of the one table in
-``exits``. The modules, from the top down (an import-linter contract holds the order):
+machine's configuration and database; ``instances``, ``ps``, ``nodes`` and ``keys`` talk
+to a running server through ``llamactl.client``. Every command ends with a code of the one
+table in ``exits``. The modules, from the top down (an import-linter contract holds the
+order):
 
     __init__     the group: --config, --host/--port, --version; the commands
     serve        serve: run the server
     config, db   config show; db upgrade|downgrade|current|import-json
     instances    instances list|get|create|edit|start|stop|restart|delete|logs, ps
     nodes        nodes [NAME]: the nodes a server knows and their health
+    keys         keys create|list|show|edit|delete: the server's stored inference keys
     messages     what a failed client command says: what happened, what to do
     connection   --url and --api-key, and the ApiClient they make
     options      what --set, --extra and --unset change
-    tables       the aligned columns of list, get, ps and nodes
+    output       --json, printed lines, the confirmation before a delete
+    tables       the aligned columns of list, get, ps, nodes and keys
+    key_options  what the flags of keys create|edit ask for: instances, expiry, limits
     context      the --config file kept for every command
     exits        the exit codes, and the one place a failure gets its code
 
@@ -31,6 +35,7 @@ from llamactl.cli.context import remember_config_path
 from llamactl.cli.db import db_group
 from llamactl.cli.exits import ExitCode
 from llamactl.cli.instances import instances_group, ps_command
+from llamactl.cli.keys import keys_group
 from llamactl.cli.nodes import nodes_command
 from llamactl.cli.serve import address_options, remember_address, serve
 
@@ -80,3 +85,4 @@ main.add_command(db_group)
 main.add_command(instances_group)
 main.add_command(ps_command)
 main.add_command(nodes_command)
+main.add_command(keys_group)

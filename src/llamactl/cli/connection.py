@@ -29,6 +29,7 @@ __all__ = [
     "check_url",
     "client",
     "connection_options",
+    "group_connection_options",
     "remember_connection",
     "server_url",
 ]
@@ -64,6 +65,20 @@ def connection_options(command: F) -> F:
         callback=check_url,
         help=f"The llamactl server [env: LLAMACTL_URL; default: {DEFAULT_URL_HELP}].",
     )(command)
+
+
+def group_connection_options(group: F) -> F:
+    """``--url`` and ``--api-key`` of a group (``instances``, ``keys``), for every command
+    in it; the group passes them to ``remember_connection``."""
+    group = click.option(
+        "--api-key", help="Management key, for every command. Also accepted after it."
+    )(group)
+    return click.option(
+        "--url",
+        callback=check_url,
+        help="The llamactl server, for every command [env: LLAMACTL_URL; default: "
+        f"{DEFAULT_URL_HELP}]. Also accepted after the command.",
+    )(group)
 
 
 def remember_connection(ctx: click.Context, url: str | None, api_key: str | None) -> None:

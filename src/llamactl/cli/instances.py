@@ -11,33 +11,30 @@ that ``--help`` and ``list`` start quickly. Every failure ends the command throu
 
 from __future__ import annotations
 
-import json
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import PurePath
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from llamactl.cli.connection import (
-    DEFAULT_URL_HELP,
-    check_url,
     client,
     connection_options,
+    group_connection_options,
     remember_connection,
 )
 from llamactl.cli.exits import reports_failures
 from llamactl.cli.messages import describe_client_failure
 from llamactl.cli.options import Changes, apply_unsets, instance_settings
+from llamactl.cli.output import confirm, echo_lines, json_option, print_json
 from llamactl.errors import ApiError, ClientError, LlamactlError, Unreachable
 
 if TYPE_CHECKING:
     from llamactl.client import ApiClient, JsonObject
 
 __all__ = ["BACKENDS", "instances_group", "ps_command"]
-
-F = TypeVar("F", bound=Callable[..., object])
 
 # The values of ``backends.BackendType``, spelled out so that the CLI starts without
 # importing the option tables: even ``llamactl.backends.base`` loads the whole package,
@@ -51,19 +48,7 @@ _ENV_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 reports_client_failures = reports_failures(describe_client_failure)
 
 
-def json_option(command: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Print the server's JSON.")(command)
-
-
 # -- output --------------------------------------------------------------------------------
-
-
-def _echo_lines(lines: list[str]) -> None:
-    click.echo("\n".join(lines))
-
-
-def _print_json(data: object) -> None:
-    click.echo(json.dumps(data, indent=2))
 
 
 def _mapping(value: object) -> Mapping[str, object]:
@@ -76,7 +61,7 @@ def _text(value: object) -> str:
 
 def _print_status(body: Mapping[str, object], as_json: bool) -> None:
     if as_json:
-        _print_json(body)
+        print_json(body)
         return
     line = f"{_text(body.get('name'))}: {_text(body.get('status'))}"
     if body.get("readiness") is not None:
@@ -88,13 +73,7 @@ def _print_status(body: Mapping[str, object], as_json: bool) -> None:
 
 
 @click.group("instances")
-@click.option(
-    "--url",
-    callback=check_url,
-    help="The llamactl server, for every command [env: LLAMACTL_URL; default: "
-    f"{DEFAULT_URL_HELP}]. Also accepted after the command.",
-)
-@click.option("--api-key", help="Management key, for every command. Also accepted after it.")
+@group_connection_options
 @click.pass_context
 def instances_group(ctx: click.Context, url: str | None, api_key: str | None) -> None:
     """Manage the instances of a running llamactl server.
@@ -115,11 +94,11 @@ def list_command(url: str | None, api_key: str | None, as_json: bool) -> None:
     with client(url, api_key) as api:
         instances = api.list_instances()
     if as_json:
-        _print_json(instances)
+        print_json(instances)
     elif not instances:
         click.echo("no instances (create one with `llamactl instances create`)")
     else:
-        _echo_lines(instances_lines(instances))
+        echo_lines(instances_lines(instances))
 
 
 @click.command("ps")
@@ -133,11 +112,11 @@ def ps_command(url: str | None, api_key: str | None, as_json: bool) -> None:
     with client(url, api_key) as api:
         running = [body for body in api.list_instances() if body.get("status") == "running"]
     if as_json:
-        _print_json(running)
+        print_json(running)
     elif not running:
         click.echo("no instance is running (`llamactl instances list` shows them all)")
     else:
-        _echo_lines(running_lines(running))
+        echo_lines(running_lines(running))
 
 
 @instances_group.command("get")
@@ -152,9 +131,9 @@ def get_command(name: str, url: str | None, api_key: str | None, as_json: bool) 
     with client(url, api_key) as api:
         body = api.get(name)
     if as_json:
-        _print_json(body)
+        print_json(body)
     else:
-        _echo_lines(instance_lines(body))
+        echo_lines(instance_lines(body))
 
 
 def _infer_backend(command: str) -> str:
@@ -224,7 +203,7 @@ def create_command(
         changes.apply(options)
         body = api.create(name, options)
     if as_json:
-        _print_json(body)
+        print_json(body)
     else:
         click.echo(f"created {name} ({backend_type}, {_text(body.get('status'))})")
 
@@ -338,10 +317,6 @@ def _start(api: ApiClient, name: str, wait: bool, timeout: float | None) -> Json
         return api.start(name, wait=True, timeout=timeout)
 
 
-def _stdin_is_terminal() -> bool:
-    return sys.stdin.isatty()
-
-
 @instances_group.command("delete")
 @click.argument("name")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
@@ -350,9 +325,7 @@ def _stdin_is_terminal() -> bool:
 def delete_command(name: str, yes: bool, url: str | None, api_key: str | None) -> None:
     """Delete NAME (it must be stopped)."""
     if not yes:
-        if not _stdin_is_terminal():
-            raise click.UsageError("stdin is not a terminal: pass --yes to delete without asking")
-        click.confirm(f"Delete instance {name}?", abort=True)
+        confirm(f"Delete instance {name}?")
     with client(url, api_key) as api:
         api.delete(name)
     click.echo(f"deleted {name}")

@@ -2,7 +2,7 @@
 
 ``describe_failure`` adds the hint that fits the error to its message: where the server
 should be when it cannot be reached, where keys come from when one is refused, the command
-that changes or lists instances. Its code is not decided here but in ``exits``.
+that changes or lists instances or keys. Its code is not decided here but in ``exits``.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ def describe_failure(exc: LlamactlError, name: str | None = None, url: object = 
         return f"{exc.message} (use `llamactl instances edit {name}` to change it)"
     if exc.code == "instance_not_found":
         return f"{exc.message} (`llamactl instances list` shows them all)"
+    if exc.code == "key_not_found":
+        return f"{exc.message} (`llamactl keys list` shows them all)"
     return exc.message
 
 

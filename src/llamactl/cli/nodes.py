@@ -9,7 +9,6 @@ refuses its key is what the command reports, not a failure of the command: it ex
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 import click
@@ -17,6 +16,7 @@ import click
 from llamactl.cli.connection import client, connection_options
 from llamactl.cli.exits import reports_failures
 from llamactl.cli.messages import describe_client_failure
+from llamactl.cli.output import echo_lines, json_option, print_json
 
 if TYPE_CHECKING:
     from llamactl.client import ApiClient, JsonObject
@@ -32,7 +32,7 @@ def _fetch(api: ApiClient, name: str | None) -> JsonObject:
 @click.command("nodes")
 @click.argument("name", required=False)
 @connection_options
-@click.option("--json", "as_json", is_flag=True, help="Print the server's JSON.")
+@json_option
 @reports_failures(describe_client_failure)
 def nodes_command(name: str | None, url: str | None, api_key: str | None, as_json: bool) -> None:
     """List the nodes of a running server: address, health, latency, version, load.
@@ -45,9 +45,9 @@ def nodes_command(name: str | None, url: str | None, api_key: str | None, as_jso
     with client(url, api_key) as api:
         body = _fetch(api, name)
     if as_json:
-        click.echo(json.dumps(body, indent=2))
+        print_json(body)
     elif name is not None:
-        click.echo("\n".join(node_lines(name, body)))
+        echo_lines(node_lines(name, body))
     else:
         nodes = {key: value for key, value in body.items() if isinstance(value, dict)}
-        click.echo("\n".join(nodes_lines(nodes)))
+        echo_lines(nodes_lines(nodes))

@@ -1,9 +1,11 @@
-"""What ``llamactl instances list|get``, ``ps`` and ``nodes`` print: plain aligned columns.
+"""What ``llamactl instances list|get``, ``ps``, ``nodes`` and ``keys list|show`` print:
+plain aligned columns.
 
 Columns are separated by two spaces and padded to the widest cell, the last column not at
 all, so that no line ends in spaces; nothing is cut to fit a width, and a line is the same
 on a terminal and in a pipe (``grep``, ``awk``, ``cut`` read it). Newlines in a value
-become spaces: one instance is one line. Pure functions of the server's JSON.
+become spaces: one instance is one line. Pure functions of the server's JSON (and, for
+the keys' times, of the time now).
 """
 
 from __future__ import annotations
@@ -12,11 +14,17 @@ import datetime
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
+from llamactl.cli.key_options import level_of
+
 __all__ = [
     "columns",
     "format_idle",
+    "format_span",
+    "grants",
     "instance_lines",
     "instances_lines",
+    "key_lines",
+    "keys_lines",
     "node_lines",
     "nodes_lines",
     "running_lines",
@@ -31,9 +39,21 @@ _NODE_HEADINGS = (
     "NAME", "ADDRESS", "STATUS", "LATENCY MS", "VERSION", "RUNNING", "INSTANCES", "ERROR"
 )  # fmt: skip
 _RUNNING_HEADINGS = ("NAME", "MODEL", "BACKEND", "PORT", "READINESS", "IN FLIGHT", "IDLE", "UNTIL")
+_KEY_HEADINGS = (
+    "ID", "NAME", "PREFIX", "MODE", "INSTANCES", "LIMITS", "EXPIRES", "DISABLED", "LAST USED",
+    "REQUESTS",
+)  # fmt: skip
+_KEY_TIMES = ("expires_at", "created_at", "updated_at", "last_used_at")
+# What each level lets a key do with its instance, for ``keys show``.
+_LEVEL_MEANINGS = {
+    "use": "while it runs",
+    "start": "may start it, not stop others for it",
+    "evict": "may start it, stopping others to make room",
+}
 _HEALTHY = "healthy"
 _MINUTE = 60
 _HOUR = 60 * _MINUTE
+_DAY = 24 * _HOUR
 
 
 def columns(rows: Sequence[Sequence[str]]) -> list[str]:
@@ -231,3 +251,121 @@ def node_lines(name: str, body: Mapping[str, object]) -> list[str]:
         else:
             rows.append((key, _json_text(value) if isinstance(value, bool) else text(value)))
     return columns(rows)
+
+
+# -- stored keys ---------------------------------------------------------------------------
+
+
+def format_span(seconds: float) -> str:
+    """A length of time as ``format_idle`` says it, and ``3d 04h`` from a day on."""
+    whole = int(seconds)
+    if whole < _DAY:
+        return format_idle(whole)
+    return f"{whole // _DAY}d {whole % _DAY // _HOUR:02d}h"
+
+
+def _from_now(at: object, now: float, *, none: str) -> str:
+    """``in 29d 23h``, ``5m 03s ago``; ``none`` when there is no time."""
+    if not isinstance(at, int | float) or isinstance(at, bool):
+        return none
+    if at > now:
+        return f"in {format_span(at - now)}"
+    return f"{format_span(now - at)} ago"
+
+
+def _expires(at: object, now: float) -> str:
+    """``in 29d 23h``, ``expired 2h 05m ago``, ``never``."""
+    shown = _from_now(at, now, none="never")
+    return f"expired {shown}" if isinstance(at, int | float) and at <= now else shown
+
+
+def _permissions(body: Mapping[str, object]) -> list[Mapping[str, object]]:
+    permissions = body.get("permissions")
+    return [_mapping(item) for item in permissions] if isinstance(permissions, list) else []
+
+
+def _grant(permission: Mapping[str, object]) -> str:
+    """``alpha:use``; an instance without a name by its id (``#7:start``)."""
+    name = permission.get("instance_name") or f"#{text(permission.get('instance_id'))}"
+    return f"{name}:{level_of(permission)}"
+
+
+def grants(body: Mapping[str, object]) -> list[str]:
+    """The instances a key lists, with their levels: ``["alpha:use", "beta:evict"]``."""
+    return [_grant(permission) for permission in _permissions(body)]
+
+
+def _instances(body: Mapping[str, object]) -> str:
+    """``all`` for an allow_all key, else its grants (``alpha:use,beta:evict``)."""
+    if body.get("permission_mode") == "allow_all":
+        return "all"
+    return ",".join(grants(body)) or "none"
+
+
+def _limits(body: Mapping[str, object]) -> str:
+    """``2 at once, 60/min``; ``-`` for a key without limits."""
+    limits = []
+    if body.get("max_concurrent") is not None:
+        limits.append(f"{body['max_concurrent']} at once")
+    if body.get("requests_per_minute") is not None:
+        limits.append(f"{body['requests_per_minute']}/min")
+    return ", ".join(limits) or "-"
+
+
+def keys_lines(keys: Iterable[Mapping[str, object]], now: float) -> list[str]:
+    """``keys list``: one line per key, its times from ``now``; never a key itself (the
+    server does not list it)."""
+    rows = [_KEY_HEADINGS]
+    for body in keys:
+        rows.append(
+            (
+                text(body.get("id")),
+                text(body.get("name")),
+                text(body.get("prefix")),
+                text(body.get("permission_mode")),
+                _instances(body),
+                _limits(body),
+                _expires(body.get("expires_at"), now),
+                "yes" if body.get("disabled") is True else "no",
+                _from_now(body.get("last_used_at"), now, none="never"),
+                text(body.get("requests")),
+            )
+        )
+    return columns(rows)
+
+
+def key_lines(body: Mapping[str, object], now: float) -> list[str]:
+    """``keys show``: one ``key  value`` line per field, times as local times and from
+    ``now``, one line per instance the key may use."""
+    return columns(list(_key_rows(body, now)))
+
+
+def _key_rows(body: Mapping[str, object], now: float) -> Iterator[tuple[str, str]]:
+    for field, value in body.items():
+        if field == "permissions":
+            yield from _permission_rows(body)
+        elif field in _KEY_TIMES:
+            yield field, _moment(field, value, now)
+        else:
+            yield field, _json_text(value) if isinstance(value, bool) else text(value)
+
+
+def _permission_rows(body: Mapping[str, object]) -> Iterator[tuple[str, str]]:
+    if body.get("permission_mode") == "allow_all":
+        yield "permissions", "every instance"
+        return
+    lines = [
+        f"{_grant(permission)} ({_LEVEL_MEANINGS[level_of(permission)]})"
+        for permission in _permissions(body)
+    ]
+    for index, line in enumerate(lines or ["none"]):
+        yield "permissions" if index == 0 else "", line
+
+
+def _moment(field: str, value: object, now: float) -> str:
+    """``2030-01-31 18:00:00 (in 29d 23h)``; ``never`` for no expiry and no use yet."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return "never" if field in {"expires_at", "last_used_at"} else text(value)
+    local = datetime.datetime.fromtimestamp(value).isoformat(sep=" ", timespec="seconds")
+    relative = _expires(value, now) if field == "expires_at" else _from_now(value, now, none="-")
+    return f"{local} ({relative})"
