@@ -7,30 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from llamactl import database
-from llamactl.database import DatabaseSettings
+from tests.support.revisions import at_revision, downgraded
 from tests.support.schema import describe_table
 
 KEY = (
     "INSERT INTO api_keys (name, key_hash, prefix, permission_mode, created_at, updated_at) "
     "VALUES (?, ?, 'llamactl-ab12', ?, 1, 1)"
 )
-
-
-def at_revision(path: Path, revision: str) -> None:
-    db = database.open(DatabaseSettings(path=str(path)))
-    try:
-        database.upgrade(db, revision)
-    finally:
-        db.close()
-
-
-def downgraded(path: Path, revision: str) -> None:
-    db = database.open(DatabaseSettings(path=str(path)))
-    try:
-        database.downgrade(db, revision)
-    finally:
-        db.close()
 
 
 def connect(path: Path) -> sqlite3.Connection:

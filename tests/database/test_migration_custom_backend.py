@@ -7,29 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from llamactl import database
-from llamactl.database import DatabaseSettings
 from llamactl.errors import MigrationError
+from tests.support.revisions import at_revision, downgraded
 from tests.support.schema import Index, TableSchema, describe_table, spec_schema
 
 NARROW_CHECK = "backend_typein('llama_cpp','mlx_lm','vllm')"
 WIDE_CHECK = "backend_typein('llama_cpp','mlx_lm','vllm','custom')"
-
-
-def at_revision(path: Path, revision: str) -> None:
-    db = database.open(DatabaseSettings(path=str(path)))
-    try:
-        database.upgrade(db, revision)
-    finally:
-        db.close()
-
-
-def downgraded(path: Path, revision: str) -> None:
-    db = database.open(DatabaseSettings(path=str(path)))
-    try:
-        database.downgrade(db, revision)
-    finally:
-        db.close()
 
 
 def execute(path: Path, *statements: str) -> None:
