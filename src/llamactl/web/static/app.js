@@ -471,7 +471,7 @@
     }
     for (const [name, row] of rows) if (!seen.has(name)) row.remove();
     for (const [name, detail] of details) if (!seen.has(name)) detail.remove();
-    fitActions();
+    fitActions("instances-table");
   }
 
   function place(body, node, previous) {
@@ -493,16 +493,6 @@
       action("Export", "act-export", exportInstance),
       action("Delete", "danger act-delete", deleteInstance),
     );
-    const toggle = el("button", {
-      type: "button", class: "small act-menu", text: "Actions ▾",
-      "aria-haspopup": "true", "aria-expanded": "false",
-      onclick: (event) => {
-        event.stopPropagation();
-        if (state.openMenu === actions) closeMenu();
-        else openMenu(toggle, actions);
-      },
-    });
-    actions.addEventListener("click", () => closeMenu());
     const output = el("button", {
       type: "button", class: "small ghost act-output", text: "Last output", "aria-expanded": "false", hidden: true,
       onclick: () => toggleDetail(name),
@@ -517,16 +507,32 @@
       el("td", { class: "col-port mono", "data-label": "Port" }),
       el("td", { class: "col-failure", "data-label": "Failure" }, el("span", { class: "reason" }), output),
       el("td", { class: "col-last muted", "data-label": "Last request" }),
-      el("td", { class: "col-actions right" }, toggle, actions),
+      el("td", { class: "col-actions right" }, menuToggle(actions), actions),
     );
   }
 
   // -- the actions menu (when a row's actions do not fit) ---------------------------------
 
-  // The actions collapse into a menu when they do not fit beside the other columns (and
-  // always on a narrow screen, where every row is a card). Measured with them inline.
-  function fitActions() {
-    const table = $("instances-table");
+  // The button that opens a row's actions as a menu (shown only while they are collapsed).
+  function menuToggle(actions) {
+    const toggle = el("button", {
+      type: "button", class: "small act-menu", text: "Actions ▾",
+      "aria-haspopup": "true", "aria-expanded": "false",
+      onclick: (event) => {
+        event.stopPropagation();
+        if (state.openMenu === actions) closeMenu();
+        else openMenu(toggle, actions);
+      },
+    });
+    actions.addEventListener("click", () => closeMenu());
+    return toggle;
+  }
+
+  // The actions of a list (instances, keys) collapse into a menu when they do not fit
+  // beside the other columns (and always on a narrow screen, where every row is a card).
+  // Measured with them inline.
+  function fitActions(tableId) {
+    const table = $(tableId);
     const wrap = table.parentElement;
     const cards = window.matchMedia("(max-width: 899px)").matches;
     // Measured and set in one go: the browser paints neither the inline state nor a
@@ -594,7 +600,7 @@
   });
   window.addEventListener("scroll", followScroll, { passive: true });
   window.addEventListener("resize", () => {
-    if (state.view === "instances") fitActions();
+    if (state.view === "instances") fitActions("instances-table");
   });
 
   // -- the last output lines of a failure -------------------------------------------------
