@@ -240,6 +240,7 @@
     state.nodeFilter = "";
     $("instances-body").replaceChildren();
     $("nodes-body").replaceChildren();
+    $("keys-body").replaceChildren();
     showView("login");
     if (message) showMessage(message, "info");
   }
@@ -290,6 +291,7 @@
     else if (page === "edit" && arg) openForm(arg);
     else if (page === "logs" && arg) openLogs(arg);
     else if (page === "nodes") openNodes();
+    else if (page === "keys") openKeys();
     else if (page === "system") openSystem();
     else openInstances();
   }
@@ -601,6 +603,7 @@
   window.addEventListener("scroll", followScroll, { passive: true });
   window.addEventListener("resize", () => {
     if (state.view === "instances") fitActions("instances-table");
+    else if (state.view === "keys") fitActions("keys-table");
   });
 
   // -- the last output lines of a failure -------------------------------------------------
@@ -1520,6 +1523,197 @@
     } finally {
       button.disabled = false;
     }
+  }
+
+  // -- the Keys page ----------------------------------------------------------------------
+
+  // The levels of a per_instance key on one instance, as the API's two flags. A key that
+  // may not start an instance makes no room for it either, so (false, true) reads as the
+  // first level.
+  const LEVELS = [
+    { value: "running", label: "use running only", can_start: false, can_evict: false },
+    { value: "start", label: "start on demand", can_start: true, can_evict: false },
+    { value: "evict", label: "start and evict", can_start: true, can_evict: true },
+  ];
+
+  function levelOf(permission) {
+    if (!permission.can_start) return LEVELS[0];
+    return permission.can_evict ? LEVELS[2] : LEVELS[1];
+  }
+
+  const pad = (number) => String(number).padStart(2, "0");
+
+  // Unix seconds as a datetime-local value in local time ("" for none).
+  function localInput(seconds) {
+    if (typeof seconds !== "number") return "";
+    const d = new Date(seconds * 1000);
+    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate())
+      + "T" + pad(d.getHours()) + ":" + pad(d.getMinutes());
+  }
+
+  const localTime = (seconds) => localInput(seconds).replace("T", " ");
+
+  function openKeys() {
+    showView("keys");
+    refreshKeys();
+    startPolling(refreshKeys);
+  }
+
+  // The list, like the others, every POLL_MS while it is shown: a key's use is written
+  // by the server every few seconds, and shows up here the next time after that.
+  async function refreshKeys() {
+    let keys;
+    try {
+      keys = await api("GET", "auth/keys");
+    } catch (err) {
+      if (state.view !== "keys") return;
+      if (err.status === 0 && state.lastUpdate) {
+        $("keys-updated").textContent = "Not updated since " + state.lastUpdate.toLocaleTimeString();
+      } else if (err.status !== 401) {
+        $("keys-updated").textContent = "Not updated: " + err.message;
+      }
+      return;
+    }
+    if (state.view !== "keys") return;
+    renderKeys(keys);
+    state.lastUpdate = new Date();
+    $("keys-updated").textContent = "Updated " + state.lastUpdate.toLocaleTimeString();
+  }
+
+  // One row per key (tr[data-key-id]), in the server's order, updated in place.
+  function renderKeys(keys) {
+    const body = $("keys-body");
+    const rows = new Map();
+    for (const row of body.children) rows.set(row.dataset.keyId, row);
+    const seen = new Set();
+    let previous = null;
+    for (const stored of keys) {
+      const id = String(stored.id);
+      seen.add(id);
+      const row = rows.get(id) || newKeyRow(id);
+      updateKeyRow(row, stored);
+      previous = place(body, row, previous);
+    }
+    for (const [id, row] of rows) if (!seen.has(id)) row.remove();
+    $("keys-empty").hidden = keys.length > 0;
+    fitActions("keys-table");
+  }
+
+  // The actions read the row's key as it was last shown (row.stored).
+  function newKeyRow(id) {
+    const row = el("tr", { "data-key-id": id });
+    const actions = el(
+      "div", { class: "row-actions", role: "group" },
+      el("button", { type: "button", class: "small act-toggle", onclick: () => toggleKey(row.stored) }),
+      el("button", { type: "button", class: "small danger act-delete", text: "Delete", onclick: () => deleteKey(row.stored) }),
+    );
+    row.append(
+      el("td", { class: "col-name" }, el("strong"), el("span", { class: "prefix mono small" })),
+      el("td", { class: "col-access", "data-label": "Access" }),
+      el("td", { class: "col-limits", "data-label": "Limits" }),
+      el("td", { class: "col-expires", "data-label": "Expires" }),
+      el("td", { class: "col-state", "data-label": "Status" }, el("span", { class: "badge" })),
+      el("td", { class: "col-use", "data-label": "Use" },
+        el("div", {}, el("span", { class: "requests" }), el("span", { class: "used muted small" }))),
+      el("td", { class: "col-actions right" }, menuToggle(actions), actions),
+    );
+    return row;
+  }
+
+  function renderLimits(cell, stored) {
+    const limits = [];
+    if (typeof stored.max_concurrent === "number") limits.push(stored.max_concurrent + " at once");
+    if (typeof stored.requests_per_minute === "number") limits.push(stored.requests_per_minute + " / min");
+    const key = JSON.stringify(limits);
+    if (cell.dataset.key === key) return;
+    cell.dataset.key = key;
+    if (!limits.length) cell.replaceChildren(el("span", { class: "muted", text: "none" }));
+    else cell.replaceChildren(el("div", {}, ...limits.map((text) => el("span", { class: "limit", text }))));
+  }
+
+  // Whether the key is refused now, and why: disabled first, as the server says.
+  function keyStatus(stored, now) {
+    if (stored.disabled) return "disabled";
+    if (typeof stored.expires_at === "number" && stored.expires_at <= now) return "expired";
+    return "active";
+  }
+
+  function updateKeyRow(row, stored) {
+    row.stored = stored;
+    const now = Date.now() / 1000;
+    const name = row.querySelector(".col-name strong");
+    setText(name, stored.name);
+    name.title = stored.name;
+    setText(row.querySelector(".col-name .prefix"), stored.prefix + "…");
+    renderAccess(row.querySelector(".col-access"), stored);
+    renderLimits(row.querySelector(".col-limits"), stored);
+    const status = keyStatus(stored, now);
+    const expires = row.querySelector(".col-expires");
+    setText(expires, typeof stored.expires_at === "number" ? localTime(stored.expires_at) : "never");
+    expires.classList.toggle("failure", status === "expired");
+    const badge = row.querySelector(".col-state .badge");
+    setText(badge, status);
+    badge.className = "badge key-" + status;
+    row.classList.toggle("key-off", status !== "active");
+    const requests = stored.requests;
+    setText(row.querySelector(".col-use .requests"), requests === 1 ? "1 request" : requests + " requests");
+    const used = row.querySelector(".col-use .used");
+    const usedAt = stored.last_used_at;
+    setText(used, typeof usedAt === "number" ? "last " + ago(now - usedAt) : "never used");
+    used.title = typeof usedAt === "number" ? localTime(usedAt) : "";
+    setText(row.querySelector(".act-toggle"), stored.disabled ? "Enable" : "Disable");
+    row.querySelector(".row-actions").setAttribute("aria-label", "Actions for the key " + stored.name);
+  }
+
+  // All instances, or each chosen instance with its level (span.perm[data-instance]).
+  function renderAccess(cell, stored) {
+    const perInstance = stored.permission_mode === "per_instance";
+    const permissions = perInstance
+      ? stored.permissions.map((p) => [p.instance_name, levelOf(p)]).sort((a, b) => a[0].localeCompare(b[0]))
+      : [];
+    const key = JSON.stringify([stored.permission_mode, permissions.map(([name, level]) => [name, level.value])]);
+    if (cell.dataset.key === key) return;
+    cell.dataset.key = key;
+    if (!perInstance) {
+      cell.replaceChildren(el("span", { class: "all", text: "All instances" }));
+      return;
+    }
+    // Deleting an instance deletes its permissions: a key may be left with none.
+    if (!permissions.length) {
+      cell.replaceChildren(el("span", { class: "muted", text: "no instance" }));
+      return;
+    }
+    cell.replaceChildren(el("div", { class: "perms" }, ...permissions.map(([name, level]) => el(
+      "span", { class: "perm", "data-instance": name },
+      el("span", { class: "perm-name", text: name }),
+      el("span", { class: "badge level-" + level.value, text: level.label }),
+    ))));
+  }
+
+  async function toggleKey(stored) {
+    clearMessage();
+    const disabled = !stored.disabled;
+    try {
+      await api("PUT", "auth/keys/" + stored.id, { body: { disabled } });
+      toast((disabled ? "Disabled " : "Enabled ") + stored.name + ".");
+    } catch (err) {
+      showMessage("Could not " + (disabled ? "disable " : "enable ") + stored.name + ": " + err.message);
+    }
+    refreshKeys();
+  }
+
+  async function deleteKey(stored) {
+    const asked = "Delete the key " + stored.name + " (" + stored.prefix + "…)? "
+      + "Whatever uses it is refused from then on.";
+    if (!window.confirm(asked)) return;
+    clearMessage();
+    try {
+      await api("DELETE", "auth/keys/" + stored.id);
+      toast("Deleted the key " + stored.name + ".");
+    } catch (err) {
+      showMessage("Could not delete " + stored.name + ": " + err.message);
+    }
+    refreshKeys();
   }
 
   // -- system -----------------------------------------------------------------------------
