@@ -186,6 +186,7 @@ def test_a_key_made_on_the_page_is_shown_once_opens_its_instance_and_can_be_disa
     assert page.evaluate("navigator.clipboard.readText()") == key
     page.click("#key-created-close")
     expect(dialog).to_be_hidden()
+    expect(page.locator("#key-created-value")).to_have_text("")
     assert key not in page.content()
     assert not page.evaluate(TYPED_ANYWHERE, key)
 
@@ -473,6 +474,8 @@ def test_without_the_clipboard_api_copy_selects_the_key(browser: Browser, server
         )
         assert page.evaluate("String(window.getSelection())") == value.inner_text()
         page.click("#key-created-close")
+        expect(page.locator("#key-created")).to_be_hidden()
+        expect(value).to_have_text("")
         assert page.evaluate("String(window.getSelection())") == ""
         assert not KEY_PATTERN.search(page.content())
     finally:

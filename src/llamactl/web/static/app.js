@@ -1984,15 +1984,22 @@
     $("key-created-copy").focus();
   }
 
-  $("key-created").addEventListener("close", () => {
+  function forgetNewKey() {
     $("key-created-value").textContent = "";
     $("key-created-name").textContent = "";
     $("key-created-state").textContent = "";
     const selection = window.getSelection();
     if (selection) selection.removeAllRanges();
-  });
+  }
 
-  $("key-created-close").addEventListener("click", () => $("key-created").close());
+  // Forgotten as it closes: Done and Escape ("cancel") come before the dialog closes; the
+  // "close" event, which comes a moment after, covers any other way.
+  $("key-created-close").addEventListener("click", () => {
+    forgetNewKey();
+    $("key-created").close();
+  });
+  $("key-created").addEventListener("cancel", forgetNewKey);
+  $("key-created").addEventListener("close", forgetNewKey);
 
   // The clipboard API where the browser offers it (a secure context: https, or this
   // machine); otherwise the key is selected, and copied if the browser still allows it.
