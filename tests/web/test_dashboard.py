@@ -213,7 +213,7 @@ def test_a_validation_error_is_shown_next_to_its_field_and_the_form_is_kept(
     page.fill("#c-max_restarts", "2")
     page.fill("#f-name", "not a name")
     page.click("#form-submit")
-    expect(page.locator('[data-field="name"] .field-error')).to_contain_text(
+    expect(page.locator('#instance-form [data-field="name"] .field-error')).to_contain_text(
         "Invalid instance name"
     )
     expect(page.locator("#b-llama_cpp-model")).to_have_value("/models/x.gguf")
@@ -243,7 +243,7 @@ def test_a_custom_instances_name_option_and_the_instance_name_keep_their_own_err
     page.click("#form-submit")
 
     option_error = custom.locator('[data-field="backend_options.name"] .field-error')
-    name_error = page.locator('[data-field="name"] .field-error')
+    name_error = page.locator('#instance-form [data-field="name"] .field-error')
     expect(option_error).to_contain_text("backend_options.name: no entry backends.custom.sglang")
     expect(page.locator("#form-error")).to_contain_text("no entry backends.custom.sglang")
     expect(name_error).to_be_hidden()

@@ -46,6 +46,7 @@ def test_every_action_and_the_header_are_reachable(
         for selector in (
             '#nav a[data-view="instances"]',
             '#nav a[data-view="form"]',
+            '#nav a[data-view="keys"]',
             '#nav a[data-view="system"]',
             "#theme-toggle",
             "#logout",

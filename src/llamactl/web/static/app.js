@@ -37,6 +37,7 @@
     nodes: null, // the last GET nodes: each configured node by name, with its health
     instances: [], // the last instance list, as the server gave it
     nodeFilter: "", // the node whose instances the list shows, or "" for all
+    keyEditing: null, // the stored key being edited (as the server gave it), or null when making one
   };
 
   // -- small helpers ----------------------------------------------------------------------
@@ -240,6 +241,8 @@
     state.nodeFilter = "";
     $("instances-body").replaceChildren();
     $("nodes-body").replaceChildren();
+    $("keys-body").replaceChildren();
+    state.keyEditing = null;
     showView("login");
     if (message) showMessage(message, "info");
   }
@@ -290,6 +293,9 @@
     else if (page === "edit" && arg) openForm(arg);
     else if (page === "logs" && arg) openLogs(arg);
     else if (page === "nodes") openNodes();
+    else if (page === "keys" && rest[0] === "new") openKeyForm(null);
+    else if (page === "keys" && rest[0] === "edit" && /^\d+$/.test(rest[1] || "")) openKeyForm(rest[1]);
+    else if (page === "keys") openKeys();
     else if (page === "system") openSystem();
     else openInstances();
   }
@@ -471,7 +477,7 @@
     }
     for (const [name, row] of rows) if (!seen.has(name)) row.remove();
     for (const [name, detail] of details) if (!seen.has(name)) detail.remove();
-    fitActions();
+    fitActions("instances-table");
   }
 
   function place(body, node, previous) {
@@ -493,16 +499,6 @@
       action("Export", "act-export", exportInstance),
       action("Delete", "danger act-delete", deleteInstance),
     );
-    const toggle = el("button", {
-      type: "button", class: "small act-menu", text: "Actions ▾",
-      "aria-haspopup": "true", "aria-expanded": "false",
-      onclick: (event) => {
-        event.stopPropagation();
-        if (state.openMenu === actions) closeMenu();
-        else openMenu(toggle, actions);
-      },
-    });
-    actions.addEventListener("click", () => closeMenu());
     const output = el("button", {
       type: "button", class: "small ghost act-output", text: "Last output", "aria-expanded": "false", hidden: true,
       onclick: () => toggleDetail(name),
@@ -517,16 +513,32 @@
       el("td", { class: "col-port mono", "data-label": "Port" }),
       el("td", { class: "col-failure", "data-label": "Failure" }, el("span", { class: "reason" }), output),
       el("td", { class: "col-last muted", "data-label": "Last request" }),
-      el("td", { class: "col-actions right" }, toggle, actions),
+      el("td", { class: "col-actions right" }, menuToggle(actions), actions),
     );
   }
 
   // -- the actions menu (when a row's actions do not fit) ---------------------------------
 
-  // The actions collapse into a menu when they do not fit beside the other columns (and
-  // always on a narrow screen, where every row is a card). Measured with them inline.
-  function fitActions() {
-    const table = $("instances-table");
+  // The button that opens a row's actions as a menu (shown only while they are collapsed).
+  function menuToggle(actions) {
+    const toggle = el("button", {
+      type: "button", class: "small act-menu", text: "Actions ▾",
+      "aria-haspopup": "true", "aria-expanded": "false",
+      onclick: (event) => {
+        event.stopPropagation();
+        if (state.openMenu === actions) closeMenu();
+        else openMenu(toggle, actions);
+      },
+    });
+    actions.addEventListener("click", () => closeMenu());
+    return toggle;
+  }
+
+  // The actions of a list (instances, keys) collapse into a menu when they do not fit
+  // beside the other columns (and always on a narrow screen, where every row is a card).
+  // Measured with them inline.
+  function fitActions(tableId) {
+    const table = $(tableId);
     const wrap = table.parentElement;
     const cards = window.matchMedia("(max-width: 899px)").matches;
     // Measured and set in one go: the browser paints neither the inline state nor a
@@ -594,7 +606,8 @@
   });
   window.addEventListener("scroll", followScroll, { passive: true });
   window.addEventListener("resize", () => {
-    if (state.view === "instances") fitActions();
+    if (state.view === "instances") fitActions("instances-table");
+    else if (state.view === "keys") fitActions("keys-table");
   });
 
   // -- the last output lines of a failure -------------------------------------------------
@@ -1515,6 +1528,498 @@
       button.disabled = false;
     }
   }
+
+  // -- the Keys page ----------------------------------------------------------------------
+
+  // The levels of a per_instance key on one instance, as the API's two flags. A key that
+  // may not start an instance makes no room for it either, so (false, true) reads as the
+  // first level.
+  const LEVELS = [
+    { value: "running", label: "use running only", can_start: false, can_evict: false },
+    { value: "start", label: "start on demand", can_start: true, can_evict: false },
+    { value: "evict", label: "start and evict", can_start: true, can_evict: true },
+  ];
+  const NEW_LEVEL = "start"; // what a newly chosen instance gets
+
+  function levelOf(permission) {
+    if (!permission.can_start) return LEVELS[0];
+    return permission.can_evict ? LEVELS[2] : LEVELS[1];
+  }
+
+  function levelByValue(value) {
+    return LEVELS.find((level) => level.value === value) || LEVELS[1];
+  }
+
+  const pad = (number) => String(number).padStart(2, "0");
+
+  // Unix seconds as a datetime-local value in local time ("" for none).
+  function localInput(seconds) {
+    if (typeof seconds !== "number") return "";
+    const d = new Date(seconds * 1000);
+    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate())
+      + "T" + pad(d.getHours()) + ":" + pad(d.getMinutes());
+  }
+
+  const localTime = (seconds) => localInput(seconds).replace("T", " ");
+
+  // A datetime-local value (local time) as unix seconds; null when it is empty.
+  function fromLocalInput(value) {
+    if (!value) return null;
+    const time = new Date(value).getTime();
+    return Number.isFinite(time) ? Math.floor(time / 1000) : value;
+  }
+
+  // A limit as typed: empty is none (null), a whole number is sent as one, anything else
+  // as typed, so that the server's message says what is wrong with it.
+  function readLimit(input) {
+    const text = input.value.trim();
+    if (text === "") return null;
+    return /^[-+]?\d+$/.test(text) ? Number(text) : text;
+  }
+
+  function openKeys() {
+    showView("keys");
+    refreshKeys();
+    startPolling(refreshKeys);
+  }
+
+  // The list, like the others, every POLL_MS while it is shown: a key's use is written
+  // by the server every few seconds, and shows up here the next time after that.
+  async function refreshKeys() {
+    let keys;
+    try {
+      keys = await api("GET", "auth/keys");
+    } catch (err) {
+      if (state.view !== "keys") return;
+      if (err.status === 0 && state.lastUpdate) {
+        $("keys-updated").textContent = "Not updated since " + state.lastUpdate.toLocaleTimeString();
+      } else if (err.status !== 401) {
+        $("keys-updated").textContent = "Not updated: " + err.message;
+      }
+      return;
+    }
+    if (state.view !== "keys") return;
+    renderKeys(keys);
+    state.lastUpdate = new Date();
+    $("keys-updated").textContent = "Updated " + state.lastUpdate.toLocaleTimeString();
+  }
+
+  // One row per key (tr[data-key-id]), in the server's order, updated in place.
+  function renderKeys(keys) {
+    const body = $("keys-body");
+    const rows = new Map();
+    for (const row of body.children) rows.set(row.dataset.keyId, row);
+    const seen = new Set();
+    let previous = null;
+    for (const stored of keys) {
+      const id = String(stored.id);
+      seen.add(id);
+      const row = rows.get(id) || newKeyRow(id);
+      updateKeyRow(row, stored);
+      previous = place(body, row, previous);
+    }
+    for (const [id, row] of rows) if (!seen.has(id)) row.remove();
+    $("keys-empty").hidden = keys.length > 0;
+    fitActions("keys-table");
+  }
+
+  // The actions read the row's key as it was last shown (row.stored).
+  function newKeyRow(id) {
+    const row = el("tr", { "data-key-id": id });
+    const actions = el(
+      "div", { class: "row-actions", role: "group" },
+      el("a", { class: "button small act-edit", href: "#/keys/edit/" + id, text: "Edit" }),
+      el("button", { type: "button", class: "small act-toggle", onclick: () => toggleKey(row.stored) }),
+      el("button", { type: "button", class: "small danger act-delete", text: "Delete", onclick: () => deleteKey(row.stored) }),
+    );
+    row.append(
+      el("td", { class: "col-name" }, el("strong"), el("span", { class: "prefix mono small" })),
+      el("td", { class: "col-access", "data-label": "Access" }),
+      el("td", { class: "col-limits", "data-label": "Limits" }),
+      el("td", { class: "col-expires", "data-label": "Expires" }),
+      el("td", { class: "col-state", "data-label": "Status" }, el("span", { class: "badge" })),
+      el("td", { class: "col-use", "data-label": "Use" },
+        el("div", {}, el("span", { class: "requests" }), el("span", { class: "used muted small" }))),
+      el("td", { class: "col-actions right" }, menuToggle(actions), actions),
+    );
+    return row;
+  }
+
+  function renderLimits(cell, stored) {
+    const limits = [];
+    if (typeof stored.max_concurrent === "number") limits.push(stored.max_concurrent + " at once");
+    if (typeof stored.requests_per_minute === "number") limits.push(stored.requests_per_minute + " / min");
+    const key = JSON.stringify(limits);
+    if (cell.dataset.key === key) return;
+    cell.dataset.key = key;
+    if (!limits.length) cell.replaceChildren(el("span", { class: "muted", text: "none" }));
+    else cell.replaceChildren(el("div", {}, ...limits.map((text) => el("span", { class: "limit", text }))));
+  }
+
+  // Whether the key is refused now, and why: disabled first, as the server says.
+  function keyStatus(stored, now) {
+    if (stored.disabled) return "disabled";
+    if (typeof stored.expires_at === "number" && stored.expires_at <= now) return "expired";
+    return "active";
+  }
+
+  function updateKeyRow(row, stored) {
+    row.stored = stored;
+    const now = Date.now() / 1000;
+    const name = row.querySelector(".col-name strong");
+    setText(name, stored.name);
+    name.title = stored.name;
+    setText(row.querySelector(".col-name .prefix"), stored.prefix + "…");
+    renderAccess(row.querySelector(".col-access"), stored);
+    renderLimits(row.querySelector(".col-limits"), stored);
+    const status = keyStatus(stored, now);
+    const expires = row.querySelector(".col-expires");
+    setText(expires, typeof stored.expires_at === "number" ? localTime(stored.expires_at) : "never");
+    expires.classList.toggle("failure", status === "expired");
+    const badge = row.querySelector(".col-state .badge");
+    setText(badge, status);
+    badge.className = "badge key-" + status;
+    row.classList.toggle("key-off", status !== "active");
+    const requests = stored.requests;
+    setText(row.querySelector(".col-use .requests"), requests === 1 ? "1 request" : requests + " requests");
+    const used = row.querySelector(".col-use .used");
+    const usedAt = stored.last_used_at;
+    setText(used, typeof usedAt === "number" ? "last " + ago(now - usedAt) : "never used");
+    used.title = typeof usedAt === "number" ? localTime(usedAt) : "";
+    setText(row.querySelector(".act-toggle"), stored.disabled ? "Enable" : "Disable");
+    row.querySelector(".row-actions").setAttribute("aria-label", "Actions for the key " + stored.name);
+  }
+
+  // All instances, or each chosen instance with its level (span.perm[data-instance]).
+  function renderAccess(cell, stored) {
+    const perInstance = stored.permission_mode === "per_instance";
+    const permissions = perInstance
+      ? stored.permissions.map((p) => [p.instance_name, levelOf(p)]).sort((a, b) => a[0].localeCompare(b[0]))
+      : [];
+    const key = JSON.stringify([stored.permission_mode, permissions.map(([name, level]) => [name, level.value])]);
+    if (cell.dataset.key === key) return;
+    cell.dataset.key = key;
+    if (!perInstance) {
+      cell.replaceChildren(el("span", { class: "all", text: "All instances" }));
+      return;
+    }
+    // Deleting an instance deletes its permissions: a key may be left with none.
+    if (!permissions.length) {
+      cell.replaceChildren(el("span", { class: "muted", text: "no instance" }));
+      return;
+    }
+    cell.replaceChildren(el("div", { class: "perms" }, ...permissions.map(([name, level]) => el(
+      "span", { class: "perm", "data-instance": name },
+      el("span", { class: "perm-name", text: name }),
+      el("span", { class: "badge level-" + level.value, text: level.label }),
+    ))));
+  }
+
+  async function toggleKey(stored) {
+    clearMessage();
+    const disabled = !stored.disabled;
+    try {
+      await api("PUT", "auth/keys/" + stored.id, { body: { disabled } });
+      toast((disabled ? "Disabled " : "Enabled ") + stored.name + ".");
+    } catch (err) {
+      showMessage("Could not " + (disabled ? "disable " : "enable ") + stored.name + ": " + err.message);
+    }
+    refreshKeys();
+  }
+
+  async function deleteKey(stored) {
+    const asked = "Delete the key " + stored.name + " (" + stored.prefix + "…)? "
+      + "Whatever uses it is refused from then on.";
+    if (!window.confirm(asked)) return;
+    clearMessage();
+    try {
+      await api("DELETE", "auth/keys/" + stored.id);
+      toast("Deleted the key " + stored.name + ".");
+    } catch (err) {
+      showMessage("Could not delete " + stored.name + ": " + err.message);
+    }
+    refreshKeys();
+  }
+
+  // -- the key form -----------------------------------------------------------------------
+
+  // The instances and (when editing) the key are fetched before the form is shown, so
+  // nothing typed into it is overwritten by an answer arriving late.
+  async function openKeyForm(id) {
+    const route = state.route;
+    let failure = null;
+    let instances = [];
+    let stored = null;
+    try {
+      [instances, stored] = await Promise.all([
+        api("GET", "instances"),
+        id === null ? null : api("GET", "auth/keys/" + id),
+      ]);
+    } catch (err) {
+      failure = err;
+    }
+    if (route !== state.route) return; // another view was opened meanwhile
+    state.keyEditing = stored;
+    resetKeyForm(stored, instances || []);
+    if (failure) {
+      showKeyFormError(failure, []);
+      // A key that cannot be read is not offered for saving (that would make another).
+      $("key-submit").disabled = id !== null;
+    }
+  }
+
+  function resetKeyForm(stored, instances) {
+    showView("key-form", "keys");
+    clearKeyFormErrors();
+    $("key-form-title").textContent = stored ? "Edit the key " + stored.name : "New key";
+    $("key-submit").textContent = stored ? "Save" : "Create key";
+    $("key-submit").disabled = false;
+    $("k-name").value = stored ? stored.name : "";
+    $("k-expires_at").value = stored ? localInput(stored.expires_at) : "";
+    $("k-expires_at").min = localInput(Math.ceil(Date.now() / 1000 / 60) * 60);
+    for (const input of document.querySelectorAll("#key-form [data-limit]")) {
+      const value = stored ? stored[input.dataset.limit] : null;
+      input.value = typeof value === "number" ? String(value) : "";
+    }
+    const mode = stored ? stored.permission_mode : "allow_all";
+    $("k-mode-all").checked = mode !== "per_instance";
+    $("k-mode-some").checked = mode === "per_instance";
+    buildPermissionRows(instances, stored ? stored.permissions : []);
+    showKeyMode();
+  }
+
+  // One row per instance (div.perm-row[data-instance]), those of the key chosen at their
+  // level; an instance the key names that the list lacks is still shown, so that saving
+  // does not drop it unseen.
+  function buildPermissionRows(instances, permissions) {
+    const given = new Map(permissions.map((p) => [p.instance_id, p]));
+    const entries = instances.filter((inst) => typeof inst.id === "number").map((inst) => [inst.id, inst.name]);
+    for (const p of permissions) {
+      if (!entries.some(([id]) => id === p.instance_id)) entries.push([p.instance_id, p.instance_name]);
+    }
+    const rows = entries.map(([id, name]) => permissionRow(id, name, given.get(id)));
+    $("k-instances").replaceChildren(...rows);
+    $("k-no-instances").hidden = rows.length > 0;
+  }
+
+  function permissionRow(id, name, permission) {
+    const check = el("input", { type: "checkbox", class: "perm-check", checked: Boolean(permission) });
+    const select = el(
+      "select", { class: "perm-level", "aria-label": "Level for " + name },
+      ...LEVELS.map((level) => el("option", { value: level.value, text: level.label })),
+    );
+    select.value = permission ? levelOf(permission).value : NEW_LEVEL;
+    select.addEventListener("change", () => { check.checked = true; });
+    return el(
+      "div", { class: "field perm-row", "data-field": "permission-" + id, "data-id": String(id), "data-instance": name },
+      el("label", { class: "inline perm-pick" }, check, " ", el("span", { class: "perm-name", text: name })),
+      select,
+      el("p", { class: "field-error", hidden: true }),
+    );
+  }
+
+  function keyMode() {
+    return $("k-mode-some").checked ? "per_instance" : "allow_all";
+  }
+
+  function showKeyMode() {
+    $("k-permissions").hidden = keyMode() !== "per_instance";
+  }
+
+  for (const id of ["k-mode-all", "k-mode-some"]) $(id).addEventListener("change", showKeyMode);
+
+  $("k-expires-never").addEventListener("click", () => {
+    $("k-expires_at").value = "";
+    $("k-expires_at").dispatchEvent(new Event("input", { bubbles: true }));
+  });
+
+  // The chosen instances in the order shown, each with its row (an error names its index).
+  function chosenPermissions() {
+    const chosen = [];
+    for (const row of $("k-instances").querySelectorAll(".perm-row")) {
+      if (!row.querySelector(".perm-check").checked) continue;
+      const level = levelByValue(row.querySelector(".perm-level").value);
+      const permission = { instance_id: Number(row.dataset.id), can_start: level.can_start, can_evict: level.can_evict };
+      chosen.push({ row, permission });
+    }
+    return chosen;
+  }
+
+  // What the form says, in the API's terms (null: no limit, no expiry).
+  function keyFormValues() {
+    const mode = keyMode();
+    return {
+      name: $("k-name").value.trim(),
+      permission_mode: mode,
+      chosen: mode === "per_instance" ? chosenPermissions() : [],
+      max_concurrent: readLimit($("k-max_concurrent")),
+      requests_per_minute: readLimit($("k-requests_per_minute")),
+      expires: $("k-expires_at").value,
+    };
+  }
+
+  function createBody(values) {
+    const body = { name: values.name, permission_mode: values.permission_mode };
+    if (values.permission_mode === "per_instance") body.permissions = values.chosen.map((c) => c.permission);
+    for (const field of ["max_concurrent", "requests_per_minute"]) {
+      if (values[field] !== null) body[field] = values[field];
+    }
+    const expires = fromLocalInput(values.expires);
+    if (expires !== null) body.expires_at = expires;
+    return body;
+  }
+
+  const permissionsKey = (permissions) =>
+    permissions.map((p) => p.instance_id + ":" + levelOf(p).value).sort().join(",");
+
+  // Only what differs from the stored key (null clears a limit or the expiry). A change of
+  // mode sends the permissions too: none for allow_all, so that none are left behind.
+  function changedFields(values, stored) {
+    const body = {};
+    if (values.name !== stored.name.trim()) body.name = values.name;
+    const wanted = values.chosen.map((c) => c.permission);
+    if (values.permission_mode !== stored.permission_mode) {
+      body.permission_mode = values.permission_mode;
+      body.permissions = wanted;
+    } else if (values.permission_mode === "per_instance" && permissionsKey(wanted) !== permissionsKey(stored.permissions)) {
+      body.permissions = wanted;
+    }
+    for (const field of ["max_concurrent", "requests_per_minute"]) {
+      if (values[field] !== stored[field]) body[field] = values[field];
+    }
+    if (values.expires !== localInput(stored.expires_at)) body.expires_at = fromLocalInput(values.expires);
+    return body;
+  }
+
+  $("key-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearKeyFormErrors();
+    clearMessage();
+    const stored = state.keyEditing;
+    const values = keyFormValues();
+    const body = stored ? changedFields(values, stored) : createBody(values);
+    if (stored && !Object.keys(body).length) {
+      toast("Nothing to save: the key is as it was.");
+      location.hash = "#/keys";
+      return;
+    }
+    $("key-submit").disabled = true;
+    try {
+      if (stored) {
+        const saved = await api("PUT", "auth/keys/" + stored.id, { body });
+        toast("Saved the key " + saved.name + ".");
+        location.hash = "#/keys";
+      } else {
+        const created = await api("POST", "auth/keys", { body });
+        location.hash = "#/keys";
+        showNewKey(created.name, created.key);
+      }
+    } catch (err) {
+      showKeyFormError(err, body.permissions ? values.chosen.map((c) => c.row) : []);
+    } finally {
+      $("key-submit").disabled = false;
+    }
+  });
+
+  function clearKeyFormErrors() {
+    $("key-form-error").hidden = true;
+    for (const node of document.querySelectorAll("#key-form .field-error")) {
+      node.hidden = true;
+      node.textContent = "";
+    }
+    for (const node of document.querySelectorAll("#key-form .has-error")) node.classList.remove("has-error");
+  }
+
+  // The server's message at the top of the form and next to the field it names
+  // ("expires_at: ...", "permissions[1].instance_id: ..." is the second instance sent).
+  function showKeyFormError(err, sentRows) {
+    const box = $("key-form-error");
+    box.textContent = err.message;
+    box.hidden = false;
+    const target = keyErrorField(err.message, sentRows);
+    box.dataset.errorField = target ? target.dataset.field : "";
+    if (target) {
+      const node = target.querySelector(":scope > .field-error");
+      node.textContent = err.message;
+      node.hidden = false;
+      target.classList.add("has-error");
+      const input = target.querySelector("input, select");
+      if (input) input.focus();
+    }
+    box.scrollIntoView({ block: "nearest" });
+  }
+
+  function keyErrorField(message, sentRows) {
+    const match = /^([a-z_]+)(?:\[(\d+)\])?[.:]/.exec(message);
+    if (!match) return null;
+    if (match[1] === "permissions" && match[2] !== undefined) {
+      return sentRows[Number(match[2])] || $("k-permissions");
+    }
+    return $("key-form").querySelector('.field[data-field="' + match[1] + '"]');
+  }
+
+  // Correcting a field clears its error (and the summary at the top, if it was about it).
+  function clearKeyFieldError(event) {
+    const field = event.target.closest(".field.has-error");
+    if (!field) return;
+    field.classList.remove("has-error");
+    const node = field.querySelector(":scope > .field-error");
+    node.hidden = true;
+    node.textContent = "";
+    if ($("key-form-error").dataset.errorField === field.dataset.field) $("key-form-error").hidden = true;
+  }
+
+  $("key-form").addEventListener("input", clearKeyFieldError);
+  $("key-form").addEventListener("change", clearKeyFieldError);
+
+  // -- the new key, shown once ------------------------------------------------------------
+
+  // The key is put in the dialog and nowhere else; closing the dialog (Done, or Escape)
+  // takes it out of the page, and no variable holds it after.
+  function showNewKey(name, secret) {
+    $("key-created-name").textContent = name;
+    $("key-created-value").textContent = secret;
+    $("key-created-state").textContent = "";
+    $("key-created").showModal();
+    $("key-created-copy").focus();
+  }
+
+  function forgetNewKey() {
+    $("key-created-value").textContent = "";
+    $("key-created-name").textContent = "";
+    $("key-created-state").textContent = "";
+    const selection = window.getSelection();
+    if (selection) selection.removeAllRanges();
+  }
+
+  // Forgotten as it closes: Done and Escape ("cancel") come before the dialog closes; the
+  // "close" event, which comes a moment after, covers any other way.
+  $("key-created-close").addEventListener("click", () => {
+    forgetNewKey();
+    $("key-created").close();
+  });
+  $("key-created").addEventListener("cancel", forgetNewKey);
+  $("key-created").addEventListener("close", forgetNewKey);
+
+  // The clipboard API where the browser offers it (a secure context: https, or this
+  // machine); otherwise the key is selected, and copied if the browser still allows it.
+  $("key-created-copy").addEventListener("click", async () => {
+    const node = $("key-created-value");
+    const note = $("key-created-state");
+    try {
+      await navigator.clipboard.writeText(node.textContent);
+      note.textContent = "Copied to the clipboard.";
+      return;
+    } catch (e) { /* no clipboard API here, or it was refused: select it instead */ }
+    const range = document.createRange();
+    range.selectNodeContents(node);
+    const selection = window.getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
+    let copied = false;
+    try { copied = document.execCommand("copy"); } catch (e) { copied = false; }
+    note.textContent = copied ? "Copied to the clipboard." : "The key is selected: press Ctrl+C to copy it.";
+  });
 
   // -- system -----------------------------------------------------------------------------
 
