@@ -483,3 +483,19 @@ async def test_a_hundred_creates_and_deletes_at_once_leave_one_consistent_table(
     made = [answer.json()["key"] for answer in answers if answer.status_code == 201]
     assert all(book.find(key.encode()) is not None for key in made)
     assert all(book.find(key["key"].encode()) is None for key in doomed)
+
+
+async def test_a_refused_request_does_not_count_as_a_use_of_its_key(
+    server: Running, api: httpx.AsyncClient
+) -> None:
+    created = await make(api, permission_mode="per_instance", permissions=[{"instance": "beta"}])
+    async with httpx.AsyncClient(base_url=server.url, headers=headers(created["key"])) as client:
+        refused(
+            await client.post("/v1/chat/completions", json=chat("alpha")), 403, "permission_denied"
+        )
+        assert (await client.post("/v1/chat/completions", json=chat("beta"))).status_code == 200
+    deadline = time.monotonic() + 15
+    while (stored := (await api.get(f"{KEYS}/{created['id']}")).json())["requests"] == 0:
+        assert time.monotonic() < deadline, "the batch of key uses was not written"
+        await asyncio.sleep(0.1)
+    assert stored["requests"] == 1  # the 403 was no use of the key

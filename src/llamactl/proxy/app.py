@@ -193,8 +193,10 @@ class ProxyApp:
     async def _openai(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not await self._authorized(scope, send, management=False):
             return
-        record = self._stored_key(scope)
+        record = auth.key_record(self._keys, scope)
         method = scope["method"]
+        if record is not None and method == "GET" and scope["path"].startswith("/v1/models"):
+            self._book_used(record)  # a read of the models; a request counts once admitted
         if scope["path"] == "/v1/models" and method == "GET":
             await send_json(send, 200, self._models(record))
             return
@@ -236,7 +238,7 @@ class ProxyApp:
             raise NotFound(f"no route matches {scope['path']}: use /llama-cpp/{{name}}/...")
         name = _path_name(match.group(1))
         inst = self._instance(name)
-        record = None if is_page else self._stored_key(scope)
+        record = None if is_page else auth.key_record(self._keys, scope)
         self._permit(record, inst)
         if inst.options.backend_type is not BackendType.LLAMA_CPP:
             raise InvalidInput(f"instance {name} is not a llama_cpp instance")
@@ -340,14 +342,6 @@ class ProxyApp:
         await auth.reject(send, refused)
         return False
 
-    def _stored_key(self, scope: Scope) -> KeyRecord | None:
-        """The stored key the (admitted) request presents, counted as used; ``None`` for
-        a key of the configuration, or none."""
-        record = auth.key_record(self._keys, scope)
-        if record is not None:
-            self._book_used(record)
-        return record
-
     @contextlib.contextmanager
     def _limited(self, record: KeyRecord | None) -> Iterator[None]:
         """Hold the request to its stored key's limits while it is served (429 if over)."""
@@ -356,6 +350,7 @@ class ProxyApp:
             yield
             return
         book.admit(record)
+        book.used(record)  # counted once admitted: a refused request is no use of the key
         try:
             yield
         finally:
