@@ -219,24 +219,21 @@ def record_use(connection: Connection, uses: Mapping[int, tuple[int, int]]) -> N
 
 def instance_ids(connection: Connection, names: Iterable[str]) -> dict[str, int]:
     """The row ids of the instances called ``names`` (those that exist)."""
-    wanted = list(names)
-    if not wanted:
-        return {}
-    rows = connection.execute(
-        select(instances.c.name, instances.c.id).where(instances.c.name.in_(wanted))
-    )
-    return {name: row_id for name, row_id in rows}
+    return dict(_pairs(connection, instances.c.name, instances.c.id, list(names)))
 
 
 def instance_names(connection: Connection, ids: Iterable[int]) -> dict[int, str]:
     """The names of the instances with the row ids ``ids`` (those that exist)."""
-    wanted = list(ids)
+    return dict(_pairs(connection, instances.c.id, instances.c.name, list(ids)))
+
+
+def _pairs(
+    connection: Connection, by: Column[Any], of: Column[Any], wanted: list[Any]
+) -> list[tuple[Any, Any]]:
     if not wanted:
-        return {}
-    rows = connection.execute(
-        select(instances.c.id, instances.c.name).where(instances.c.id.in_(wanted))
-    )
-    return {row_id: name for row_id, name in rows}
+        return []
+    rows = connection.execute(select(by, of).where(by.in_(wanted)))
+    return [(key, value) for key, value in rows]
 
 
 def _write_permissions(

@@ -28,11 +28,10 @@ from llamactl.proxy.upstream import (
     Upstream,
     request_headers,
 )
-from llamactl.transport.nodes import HOP_HEADER, NodeClient, check_one_hop, forwarded_by
+from llamactl.transport.nodes import NodeClient, check_one_hop, forwarded_by, sender
 
 __all__ = ["RemoteRelay"]
 
-_HOP = HOP_HEADER.encode("latin-1")
 _REFUSED_KEY = frozenset({401, 403})
 
 
@@ -69,7 +68,7 @@ class RemoteRelay:
         between (see ``ProxyApp.relay_now``): when its best node has it ready, is known
         healthy and has an idle connection, and the request did not come from a node.
         ``None``, having sent nothing, otherwise."""
-        if _sender(scope) is not None:
+        if sender(scope["headers"]) is not None:
             return None
         copies = self._manager.copies(name)
         if copies is None:
@@ -112,11 +111,11 @@ class RemoteRelay:
         self, scope: Scope, receive: Receive, send: Send, name: str, body: bytes, target: bytes
     ) -> None:
         """Relay to a node of ``name``: the first that takes the connection."""
-        sender = _sender(scope)
+        came_from = sender(scope["headers"])
         current = asyncio.current_task()
         assert current is not None
         watch = DisconnectWatch(receive, current)
-        token = forwarded_by.set(sender)
+        token = forwarded_by.set(came_from)
         try:
             await self._to_a_node(scope, send, name, body, target, watch)
         except asyncio.CancelledError:
@@ -188,11 +187,3 @@ class RemoteRelay:
 
 def _nothing() -> None:
     """Nothing to count here: the node counts its own requests."""
-
-
-def _sender(scope: Scope) -> str | None:
-    """The node that forwarded this request, if one did (its hop header)."""
-    for key, value in scope["headers"]:
-        if key == _HOP:
-            return bytes(value).decode("latin-1") or "?"
-    return None

@@ -29,11 +29,10 @@ from llamactl.proxy.asgi import Receive, Scope, Send
 from llamactl.server.guards import ManagementGuard, OriginPolicy, refuse
 from llamactl.server.lifecycle import Services, stop_services
 from llamactl.server.management import API_PREFIX, build_management_app
-from llamactl.transport.nodes import HOP_HEADER, forwarded_by
+from llamactl.transport.nodes import forwarded_by, sender
 
 __all__ = ["LlamactlApp", "OriginOnlyCors", "create_app"]
 
-_HOP = HOP_HEADER.encode("latin-1")
 logger = logging.getLogger("llamactl")
 
 
@@ -90,7 +89,7 @@ class LlamactlApp:
             await self._lifespan(receive, send)
         else:
             # What another node forwarded here goes no further (see transport.nodes).
-            token = forwarded_by.set(_forwarded_by(scope) if kind == "http" else None)
+            token = forwarded_by.set(sender(scope["headers"]) if kind == "http" else None)
             try:
                 await self.management(scope, receive, send)
             finally:
@@ -143,13 +142,6 @@ class LlamactlApp:
 
 
 _KEY_USES_EVERY = 5.0  # seconds between two writes of the stored keys' use
-
-
-def _forwarded_by(scope: Scope) -> str | None:
-    for key, value in scope["headers"]:
-        if key == _HOP:
-            return bytes(value).decode("latin-1") or "?"
-    return None
 
 
 def _management(services: Services) -> FastAPI:

@@ -18,7 +18,7 @@ import json
 import ssl
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +34,7 @@ __all__ = [
     "NodeClient",
     "check_one_hop",
     "forwarded_by",
+    "sender",
 ]
 
 HOP_HEADER = "x-llamactl-forwarded-by"
@@ -41,6 +42,17 @@ HOP_HEADER = "x-llamactl-forwarded-by"
 forwarded_by: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "llamactl_forwarded_by", default=None
 )
+
+
+_HOP = HOP_HEADER.encode("latin-1")
+
+
+def sender(headers: Iterable[Sequence[bytes]]) -> str | None:
+    """The node that forwarded a request, from its raw headers (``HOP_HEADER``), if one did."""
+    for key, value in headers:
+        if key == _HOP:
+            return bytes(value).decode("latin-1") or "?"
+    return None
 
 
 def check_one_hop(node: str) -> None:
