@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -19,7 +20,7 @@ Serve = Callable[..., Awaitable[Running]]
 FAST_FLUSH = {"LLAMACTL_ACTIVITY_FLUSH_INTERVAL": "50ms"}
 
 
-async def activity(running: Running, **params: object) -> dict[str, object]:
+async def activity(running: Running, **params: object) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=running.url, headers=headers(MANAGEMENT_KEY)) as client:
         response = await client.get("/api/v1/activity", params=params)
     assert response.status_code == 200, response.text
@@ -28,7 +29,7 @@ async def activity(running: Running, **params: object) -> dict[str, object]:
     return body
 
 
-async def rows_once(running: Running, count: int, **params: object) -> list[dict[str, object]]:
+async def rows_once(running: Running, count: int, **params: object) -> list[dict[str, Any]]:
     """The log's rows once it holds ``count`` of them (bounded wait on the flushes)."""
     deadline = time.monotonic() + 20
     while True:
@@ -61,9 +62,9 @@ async def test_500_concurrent_requests_leave_500_rows(serve: Serve) -> None:
         ("alpha", 200, "/v1/chat/completions")
     }
     tokens = sorted(r.json()["usage"]["completion_tokens"] for r in responses)
-    assert sorted(row["completion_tokens"] for row in rows) == tokens  # type: ignore[type-var]
+    assert sorted(row["completion_tokens"] for row in rows) == tokens
     assert sum(1 for row in rows if row["cold_start"]) >= 1  # the first ones started it
-    assert all(row["ttfb"] is not None and row["duration"] >= row["ttfb"] for row in rows)  # type: ignore[operator]
+    assert all(row["ttfb"] is not None and row["duration"] >= row["ttfb"] for row in rows)
     assert all(row["key_id"] is None and row["key_name"] is None for row in rows)  # a config key
 
 
@@ -107,15 +108,15 @@ async def test_a_stream_reports_its_tokens_and_rate_and_the_filters_narrow(
     assert streamed["prompt_tokens"] == reported[-1]["prompt_tokens"]
     assert isinstance(streamed["tokens_per_second"], float) and streamed["tokens_per_second"] > 0
     assert missing["instance"] is None and missing["status"] == 404
-    assert [r["id"] for r in (await activity(running, status="4xx"))["items"]] == [missing["id"]]  # type: ignore[union-attr]
-    assert [r["id"] for r in (await activity(running, status="200"))["items"]] == [streamed["id"]]  # type: ignore[union-attr]
+    assert [r["id"] for r in (await activity(running, status="4xx"))["items"]] == [missing["id"]]
+    assert [r["id"] for r in (await activity(running, status="200"))["items"]] == [streamed["id"]]
     assert [r["id"] for r in (await activity(running, instance="alpha"))["items"]] == [
         streamed["id"]
-    ]  # type: ignore[union-attr]
+    ]
     page = await activity(running, limit=1)
     assert page["next_before"] == missing["id"]
     older = await activity(running, limit=1, before=page["next_before"])
-    assert [r["id"] for r in older["items"]] == [streamed["id"]]  # type: ignore[union-attr]
+    assert [r["id"] for r in older["items"]] == [streamed["id"]]
 
 
 @pytest.mark.parametrize(
