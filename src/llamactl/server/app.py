@@ -141,12 +141,13 @@ class LlamactlApp:
                 await self._prune_activity()
 
     async def _flush_activity(self) -> bool:
-        """Write the rows queued meanwhile; whether there were any."""
-        rows = self.recorder.take_activity()
+        """Count the requests that ended meanwhile and write their rows; whether there
+        were any."""
+        rows = self.recorder.drain()
         if not rows:
             return False
         try:
-            await anyio.to_thread.run_sync(self.services.db.add_activity, rows)
+            await anyio.to_thread.run_sync(self.services.db.add_activity_rows, rows)
         except LlamactlError as exc:
             logger.warning("%d requests are not written to the activity log: %s", len(rows), exc)
         return True
