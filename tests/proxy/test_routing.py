@@ -204,6 +204,8 @@ async def test_a_swap_waits_for_a_busy_instance_instead_of_refusing(serve: Serve
             again = asyncio.create_task(client.post("/v1/chat/completions", json=chat("busy", "2")))
             assert await manager.wait_until("busy", lambda _, info: info.queued == 1, 5)
             assert len(server.backend_requests("/v1/chat/completions")) == 1
+            shown = await client.get("/api/v1/instances/busy", headers=headers(MANAGEMENT_KEY))
+            assert (shown.json()["held"], shown.json()["queued"]) == (True, 1)
             lines = [line async for line in streaming.aiter_lines() if line.startswith("data: ")]
         assert lines[-1] == "data: [DONE]" and len(lines) == 16  # the stream was not cut
         assert (await other).status_code == 200

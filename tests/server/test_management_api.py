@@ -28,6 +28,7 @@ BODY_KEYS = [
     "restarts",
     "in_flight",
     "queued",
+    "held",
     "idle_seconds",
     "pid",
     "id",

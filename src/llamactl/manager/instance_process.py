@@ -163,6 +163,7 @@ class InstanceProcess:
             queued=traffic.queued,
             last_activity=last_activity,
             idle_seconds=idle,
+            held=traffic.held,
         )
 
     def status_event(self) -> dict[str, object]:

@@ -88,6 +88,7 @@ class RuntimeInfo:
     queued: int  # of those, the ones waiting for the instance to start and become ready
     last_activity: float | None  # clock time of the end of the last request (or of start)
     idle_seconds: float | None  # since then; None while a request is in flight or stopped
+    held: bool = False  # held to make room for another: new requests wait
 
 
 class Followers:

@@ -20,6 +20,7 @@ class TrafficInfo:
     in_flight: int = 0  # counted from arrival to end, those still queued included
     queued: int = 0  # of those, the ones waiting for the instance to become ready
     last_end: float | None = None  # clock time the last request ended
+    held: bool = False  # no new request goes to it: it finishes its own to make room
 
 
 class Traffic(Protocol):

@@ -112,7 +112,7 @@ class Requests:
         found = self._counts.get(name)
         if found is None:
             return TrafficInfo()
-        return TrafficInfo(found.in_flight, found.queued, found.last_end)
+        return TrafficInfo(found.in_flight, found.queued, found.last_end, found.held)
 
     def begin(self, name: str) -> None:
         self.count(name).in_flight += 1

@@ -2,8 +2,8 @@
 
 ``instance_body`` is an instance as the API shows it: the stored record (``name``,
 ``status``, ``created``, ``options``) followed by what only the running manager knows
-(``readiness``, ``failure``, ``restarts``, ``in_flight``, ``queued``, ``idle_seconds``,
-``pid``). ``read_object`` reads a request body as a JSON object with errors that say what
+(``readiness``, ``failure``, ``restarts``, ``in_flight``, ``queued``, ``held``,
+``idle_seconds``, ``pid``). ``read_object`` reads a request body as a JSON object with errors that say what
 was wrong, and refuses a string anywhere in it that is not valid Unicode text (a lone
 surrogate such as ``"\ud800"``). ``OPTIONS_SCHEMA`` documents the create/update body in
 OpenAPI; validation itself is ``Options.from_json``.
@@ -38,6 +38,7 @@ def instance_body(inst: Instance, info: RuntimeInfo) -> dict[str, object]:
     body["restarts"] = info.restarts
     body["in_flight"] = info.in_flight
     body["queued"] = info.queued
+    body["held"] = info.held
     body["idle_seconds"] = None if info.idle_seconds is None else round(info.idle_seconds, 1)
     body["pid"] = info.pid
     body["id"] = inst.id or None
