@@ -112,9 +112,12 @@ def test_requests_show_up_live_and_the_filters_narrow_them(
 
     # newest first: the 404 on top, the cold start at the bottom
     expect(page.locator("#activity-body tr .col-code")).to_have_text(["404", "200", "200", "200"])
-    ids = [int(i) for i in page.locator("#activity-body tr").evaluate_all(
-        "rows => rows.map((row) => row.dataset.id)"
-    )]
+    ids = [
+        int(i)
+        for i in page.locator("#activity-body tr").evaluate_all(
+            "rows => rows.map((row) => row.dataset.id)"
+        )
+    ]
     assert ids == sorted(ids, reverse=True)
     first = a_rows.last
     expect(first.locator(".col-cold .badge")).to_have_text("cold")
@@ -185,7 +188,9 @@ def test_the_charts_of_an_instance_with_requests_are_drawn(
     assert sum(int(title.rsplit(": ", 1)[1]) for title in titles) == len(
         logged(server, instance="act-a")
     )
-    expect(page.locator('#charts-body [data-chart="ttfb"] svg.chart circle.point').first).to_be_visible()
+    expect(
+        page.locator('#charts-body [data-chart="ttfb"] svg.chart circle.point').first
+    ).to_be_visible()
     expect(page.locator('#charts-body [data-chart="load"] svg.chart rect.bar')).to_have_count(1)
     expect(page.locator("#charts-empty")).to_be_hidden()
     page.screenshot(path=screenshots / "charts.png")

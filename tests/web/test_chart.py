@@ -28,7 +28,8 @@ DRAW = """spec => {
   for (const child of node.querySelectorAll("*")) {
     for (const name of numeric) {
       const value = child.getAttribute(name);
-      if (value !== null && !Number.isFinite(Number(value))) bad.push(child.tagName + " " + name + "=" + value);
+      const finite = value === null || Number.isFinite(Number(value));
+      if (!finite) bad.push(child.tagName + " " + name + "=" + value);
     }
     const points = child.getAttribute("points");
     if (points !== null && /NaN|Infinity/.test(points)) bad.push("polyline " + points);
@@ -38,7 +39,7 @@ DRAW = """spec => {
     points: node.querySelectorAll("circle.point").length,
     bars: node.querySelectorAll("rect.bar").length,
     lines: node.querySelectorAll("polyline.line").length,
-    titles: [...node.querySelectorAll("circle.point title, rect.bar title")].map((t) => t.textContent),
+    titles: [...node.querySelectorAll(".point title, .bar title")].map((t) => t.textContent),
     labels: [...node.querySelectorAll("text.axis")].map((t) => t.textContent),
     width: box.width,
     bad,

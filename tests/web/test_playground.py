@@ -38,7 +38,9 @@ def instance(server: Server, request: pytest.FixtureRequest) -> Iterator[str]:
     name = f"chat-{request.node.name.split('[')[0].removeprefix('test_')[:30]}"
     name = re.sub(r"[^A-Za-z0-9_.-]", "-", name)
     created = server.api(
-        "POST", f"instances/{name}", json=fake_options(on_demand_start=True, environment=environment)
+        "POST",
+        f"instances/{name}",
+        json=fake_options(on_demand_start=True, environment=environment),
     )
     assert created.status_code == 201, created.text
     try:
@@ -70,7 +72,9 @@ def test_a_reply_streams_in_and_the_conversation_is_kept_until_cleared(
     sent: list[Any] = []
     page.on(
         "request",
-        lambda request: sent.append(request) if request.url.endswith("/v1/chat/completions") else None,
+        lambda request: (
+            sent.append(request) if request.url.endswith("/v1/chat/completions") else None
+        ),
     )
     open_chat(page, server, instance)
     expect(page.locator("#chat-empty")).to_be_visible()
@@ -195,7 +199,9 @@ def test_a_stopped_instance_without_on_demand_start_is_a_503_shown_in_the_view(
         open_chat(page, server, "chat-off")
         say(page, "hi")
         error = page.locator("#chat-error")
-        expect(error).to_contain_text("503: instance chat-off is stopped and on_demand_start is off")
+        expect(error).to_contain_text(
+            "503: instance chat-off is stopped and on_demand_start is off"
+        )
     finally:
         server.api("DELETE", "instances/chat-off")
 
@@ -223,7 +229,13 @@ def test_the_playground_at_every_width(sized_page: Page, server: Server) -> None
         expect(page.locator("#chat-log .msg.assistant .msg-text")).to_contain_text(
             "echo: a-very-long-word-", timeout=READY_TIMEOUT
         )
-        for selector in ("#chat-send", "#chat-stop", "#chat-clear", "#chat-input", "#view-chat .back"):
+        for selector in (
+            "#chat-send",
+            "#chat-stop",
+            "#chat-clear",
+            "#chat-input",
+            "#view-chat .back",
+        ):
             assert_inside_viewport(page, page.locator(selector))
         assert_no_horizontal_overflow(page)
     finally:

@@ -39,8 +39,11 @@ def busy(server: Server) -> Iterator[str]:
     def ask() -> None:
         body = {"model": name, "stream": True, "messages": [{"role": "user", "content": "a b c"}]}
         with httpx.stream(
-            "POST", f"{server.url}v1/chat/completions", json=body,
-            headers={"Authorization": f"Bearer {KEY}"}, timeout=60,
+            "POST",
+            f"{server.url}v1/chat/completions",
+            json=body,
+            headers={"Authorization": f"Bearer {KEY}"},
+            timeout=60,
         ) as response:
             for _ in response.iter_bytes():
                 if done.is_set():
@@ -59,7 +62,9 @@ def busy(server: Server) -> Iterator[str]:
         server.api("DELETE", f"instances/{name}")
 
 
-def test_requests_in_flight_show_under_the_status_and_go(page: Page, server: Server, busy: str) -> None:
+def test_requests_in_flight_show_under_the_status_and_go(
+    page: Page, server: Server, busy: str
+) -> None:
     log_in(page, server)
     inst = row(page, busy)
     expect(inst.locator(".col-status .queue")).to_have_text("2 in flight", timeout=READY_TIMEOUT)
