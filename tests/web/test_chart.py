@@ -38,6 +38,7 @@ DRAW = """spec => {
   return {
     points: node.querySelectorAll("circle.point").length,
     bars: node.querySelectorAll("rect.bar").length,
+    barWidths: [...node.querySelectorAll("rect.bar")].map((r) => Number(r.getAttribute("width"))),
     lines: node.querySelectorAll("polyline.line").length,
     titles: [...node.querySelectorAll(".point title, .bar title")].map((t) => t.textContent),
     labels: [...node.querySelectorAll("text.axis")].map((t) => t.textContent),
@@ -47,8 +48,10 @@ DRAW = """spec => {
 }"""
 
 
-def draw(page: Page, times: list[int], series: list[dict[str, Any]], step: int = 60) -> Any:
-    spec = {"times": times, "step": step, "series": series, "width": 500, "label": "test"}
+def draw(
+    page: Page, times: list[int], series: list[dict[str, Any]], step: int = 60, **span: int
+) -> Any:
+    spec = {"times": times, "step": step, "series": series, "width": 500, "label": "test", **span}
     return page.evaluate(DRAW, spec)
 
 
@@ -94,3 +97,12 @@ def test_all_zero_and_no_points_draw_without_nan(blank: Page) -> None:
 def test_the_y_axis_tops_at_a_round_number(blank: Page) -> None:
     drawn = draw(blank, [T0, T0 + 60], [bar([3, 7])])
     assert drawn["labels"][:3] == ["0", "5", "10"]
+
+
+def test_the_x_axis_spans_the_period_asked_for(blank: Page) -> None:
+    """One bucket of a 60-bucket hour is a slim bar, not the whole chart."""
+    hour = draw(blank, [T0 + 3540], [bar([2])], start=T0, end=T0 + 3600)
+    assert hour["bad"] == []
+    assert 0 < hour["barWidths"][0] < 440 / 50
+    alone = draw(blank, [T0], [bar([2])])
+    assert alone["barWidths"][0] > 440 / 2

@@ -241,7 +241,7 @@
   // -- an instance's charts ---------------------------------------------------------------
 
   const chart = window.llamactlChart;
-  const charts = { name: null, timer: null, generation: 0, points: [], step: 60 };
+  const charts = { name: null, timer: null, generation: 0, points: [], step: 60, span: [0, 0] };
   // The period shown (seconds back from now) and the bucket for it: about 60 buckets.
   const STEPS = { 3600: 60, 21600: 300, 86400: 1800, 604800: 10800 };
 
@@ -293,6 +293,7 @@
     if (generation !== charts.generation || state.view !== "charts") return;
     charts.points = answer.points || [];
     charts.step = answer.step || step;
+    charts.span = [Math.floor(since / charts.step) * charts.step, Date.now() / 1000];
     renderCharts();
     setText($("charts-updated"), "Updated " + new Date().toLocaleTimeString());
   }
@@ -342,7 +343,10 @@
       }
       const box = el("div", { class: "chart-box" });
       card.append(box, chart.legend(series));
-      card.spec = { times, step: charts.step, series, format: spec.format, label: spec.title + " of " + charts.name };
+      card.spec = {
+        times, step: charts.step, series, format: spec.format, label: spec.title + " of " + charts.name,
+        start: charts.span[0], end: charts.span[1],
+      };
       return card;
     });
     $("charts-body").replaceChildren(...cards);

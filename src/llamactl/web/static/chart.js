@@ -55,16 +55,18 @@
     return found;
   }
 
-  // draw({ times, step, series: [{ name, kind: "bar" | "line", values, cls }], format, label })
-  // returns an <svg> of the container's width (``width``); each value is a number or null.
+  // draw({ times, step, series: [{ name, kind: "bar" | "line", values, cls }], format, label,
+  // width, start, end }) returns an <svg> ``width`` pixels wide; each value is a number or
+  // null. The x axis spans start..end (unix seconds; the buckets' own span when not given).
   // Every bar is a rect.bar and every line point a circle.point, each with a <title>.
   function draw(spec) {
     const width = Math.max(240, Math.floor(spec.width || 600));
     const format = spec.format || String;
     const times = spec.times;
     const step = spec.step;
-    const start = times.length ? times[0] : 0;
-    const end = times.length ? times[times.length - 1] + step : step;
+    const first = times.length ? times[0] : 0;
+    const start = Math.min(spec.start ?? first, first);
+    const end = Math.max(spec.end ?? 0, times.length ? times[times.length - 1] + step : start + step);
     const inner = { w: width - PAD.left - PAD.right, h: HEIGHT - PAD.top - PAD.bottom };
     let max = 0;
     for (const series of spec.series) for (const value of series.values) if (value > max) max = value;
