@@ -28,9 +28,11 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.sql.elements import ColumnElement
 
 __all__ = [
+    "COLUMNS",
     "Activity",
     "ActivityQuery",
     "insert_activity",
+    "insert_rows",
     "prune_activity",
     "select_activity",
     "select_samples",
@@ -118,10 +120,30 @@ class ActivityQuery:
     limit: int = 100
 
 
+# The columns of a row tuple, in order (what ``insert_rows`` takes).
+COLUMNS = (
+    "time", "instance", "node", "route", "status", "duration", "ttfb", "queue_wait",
+    "cold_start", "streamed", "prompt_tokens", "completion_tokens", "tokens_per_second",
+    "key_id", "key_name",
+)  # fmt: skip
+
+
 def insert_activity(connection: Connection, rows: Sequence[Activity]) -> None:
     """Add ``rows`` (one statement, many parameter sets)."""
     if rows:
         connection.execute(insert(activity), [_values(row) for row in rows])
+
+
+def insert_rows(connection: Connection, rows: Sequence[Sequence[object]]) -> None:
+    """Add rows given as tuples in the order of ``COLUMNS``, straight to the driver's
+    ``executemany`` (the request log's batches: no per-row work in Python)."""
+    if not rows:
+        return
+    marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    statement = (
+        f"INSERT INTO activity ({', '.join(COLUMNS)}) VALUES ({', '.join([marker] * len(COLUMNS))})"
+    )
+    connection.exec_driver_sql(statement, list(rows))
 
 
 def select_activity(connection: Connection, query: ActivityQuery) -> list[Activity]:

@@ -384,13 +384,17 @@ class DB:
         with self.writing() as connection:
             activity.insert_activity(connection, rows)
 
+    def add_activity_rows(self, rows: Sequence[Sequence[object]]) -> None:
+        """Add a batch of requests given as tuples (``activity.COLUMNS``), in one
+        transaction."""
+        with self.writing() as connection:
+            activity.insert_rows(connection, rows)
+
     def list_activity(self, query: activity.ActivityQuery) -> list[activity.Activity]:
         with self.reading() as connection:
             return activity.select_activity(connection, query)
 
-    def activity_samples(
-        self, instance: str, since: float, limit: int
-    ) -> list[activity.Activity]:
+    def activity_samples(self, instance: str, since: float, limit: int) -> list[activity.Activity]:
         with self.reading() as connection:
             return activity.select_samples(connection, instance, since, limit)
 

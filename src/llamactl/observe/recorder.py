@@ -1,11 +1,13 @@
-"""One ``Tally`` per proxied request, and the ``Recorder`` that counts it when it ends.
+"""One ``Tally`` per proxied request, and the ``Recorder`` that counts them in batches.
 
 The proxy creates a tally when a request arrives (``Recorder.begin``; ``None`` when both
 the metrics and the activity log are off), fills in what it learns — the instance, the
-response status, the first body piece, the wait for a start — and ends it exactly once
-(``finish``). Ending it counts the request in the metrics and queues its activity row;
-the rows are written in batches by whoever calls ``take_activity`` (the server, every
-``activity.flush_interval``). Nothing here blocks or allocates more than a tuple.
+response head, the first and last body pieces, the wait for a start — and ends it once
+(``finish``), which only puts it in a list. ``Recorder.drain`` turns what the list holds
+into counts (the metrics) and rows (the activity log) at once: the server calls it every
+``activity.flush_interval`` and before each scrape of ``/metrics``. So a request costs
+the hot path a few attribute writes; reading the ``usage``, counting and building rows
+happen in one loop, off the request.
 """
 
 from __future__ import annotations
@@ -14,72 +16,57 @@ import time
 from collections.abc import Sequence
 
 from llamactl.config import AppConfig
-from llamactl.database.activity import Activity
 from llamactl.observe.metrics import Metrics, route_label
 from llamactl.observe.usage import usage_of
 
-__all__ = ["Recorder", "Tally"]
+__all__ = ["ActivityRow", "Recorder", "Tally"]
 
-# Rows kept in memory at most between two writes; beyond it the oldest are dropped (and
-# counted), so that a database that cannot be written does not grow memory without end.
+# Tallies kept at most between two drains; beyond it the oldest are dropped (and counted),
+# so that a server whose drains stopped does not grow memory without end.
 MAX_PENDING = 200_000
 CLIENT_GONE = 499  # the client left before a response started (as nginx logs it)
+_KEPT = 4096  # bytes of a response's first and last pieces kept for its usage
 
 _clock = time.perf_counter
-_wall = time.time
+
+# (time, instance, node, route, status, duration, ttfb, queue_wait, cold_start, streamed,
+#  prompt_tokens, completion_tokens, tokens_per_second, key_id, key_name): the activity
+# table's columns, in that order (see ``database.activity.COLUMNS``).
+ActivityRow = tuple[
+    float, str | None, str | None, str, int, float, float | None, float | None, int, int,
+    int | None, int | None, float | None, int | None, str | None,
+]  # fmt: skip
 
 
 class Tally:
     """What is known of one request so far; see the module docstring."""
 
-    __slots__ = (
-        "_recorder",
-        "arrived",
-        "backend",
-        "began",
-        "cold",
-        "first",
-        "first_byte",
-        "instance",
-        "key_id",
-        "key_name",
-        "last",
-        "node",
-        "over",
-        "path",
-        "previous",
-        "queue_wait",
-        "status",
-        "streamed",
-    )
+    # Class defaults: a request sets only what it learns.
+    instance: str | None = None
+    backend = ""
+    status = 0
+    headers: Sequence[tuple[bytes, bytes]] = ()
+    first_byte: float | None = None
+    queue_wait: float | None = None
+    cold = False
+    key_id: int | None = None
+    key_name: str | None = None
+    node: str | None = None
+    first: bytes | None = None
+    previous: bytes | None = None
+    last: bytes | None = None
+    ended = 0.0
+    over = False
 
     def __init__(self, recorder: Recorder, path: str) -> None:
         self._recorder = recorder
         self.path = path
         self.began = _clock()
-        self.arrived = _wall()
-        self.instance: str | None = None
-        self.backend = ""
-        self.status = 0
-        self.first_byte: float | None = None
-        self.queue_wait: float | None = None
-        self.cold = False
-        self.streamed = False
-        self.key_id: int | None = None
-        self.key_name: str | None = None
-        self.node: str | None = None
-        self.first: bytes | None = None
-        self.previous: bytes | None = None
-        self.last: bytes | None = None
-        self.over = False
 
     def head(self, status: int, headers: Sequence[tuple[bytes, bytes]]) -> None:
         """The backend's response head, on its way to the client."""
         self.status = status
-        for name, value in headers:
-            if name == b"content-type":
-                self.streamed = value.startswith(b"text/event-stream")
-                break
+        self.headers = headers
 
     def chunk(self, data: bytes) -> None:
         """A piece of the backend's response body went to the client."""
@@ -102,9 +89,18 @@ class Tally:
 
     def finish(self) -> None:
         """The request is over (its response ended, or the client left): count it, once."""
-        if not self.over:
-            self.over = True
-            self._recorder.finish(self)
+        if self.over:
+            return
+        self.over = True
+        self.ended = _clock()
+        first, last = self.first, self.last
+        if first is not None and len(first) > _KEPT:
+            self.first = first[:_KEPT]
+        if last is not None and len(last) > _KEPT:
+            self.last, self.previous = last[-_KEPT:], None
+        elif self.previous is not None and len(self.previous) > _KEPT:
+            self.previous = self.previous[-_KEPT:]
+        self._recorder.pending.append(self)
 
     def discard(self) -> None:
         """Count nothing: the request is handled again another way (which counts it)."""
@@ -112,142 +108,95 @@ class Tally:
 
 
 class Recorder:
-    """Counts finished requests in ``metrics`` and queues their activity rows."""
+    """Counts finished requests in ``metrics`` and makes their activity rows."""
 
     def __init__(self, config: AppConfig, metrics: Metrics | None) -> None:
         self.metrics = metrics
-        self._pending: list[tuple[object, ...]] = []
+        self.pending: list[Tally] = []  # ended, not counted yet
+        self._rows: list[ActivityRow] = []  # counted, not written yet
         self.dropped = 0
+        # Unix time of a perf_counter reading: a request's arrival without a clock call.
+        self._epoch = time.time() - _clock()
         self.reconfigure(config)
 
     def reconfigure(self, config: AppConfig) -> None:
         self._activity = config.activity.enabled
         self._counting = self.metrics is not None and config.metrics.enabled
 
-    @property
-    def on(self) -> bool:
-        return self._activity or self._counting
-
     def begin(self, path: str) -> Tally | None:
         """A tally for a request that arrived now, or ``None`` when nothing is counted."""
         if not (self._activity or self._counting):
             return None
-        return Tally(self, path)
-
-    def finish(self, tally: Tally) -> None:
-        duration = _clock() - tally.began
-        status = tally.status or CLIENT_GONE
-        instance = tally.instance
-        prompt = completion = None
-        if tally.last is not None and status < 300:
-            prompt, completion = usage_of(tally.first, tally.previous, tally.last)
-        metrics = self.metrics
-        if self._counting and metrics is not None:
-            name = instance or ""
-            metrics.request(
-                name,
-                tally.backend,
-                route_label(tally.path),
-                status,
-                duration,
-                tally.first_byte,
-                tally.queue_wait,
-                tally.cold,
-            )
-            if prompt is not None or completion is not None:
-                metrics.tokens(name, tally.backend, prompt, completion)
-        if self._activity and tally.path.startswith("/v1/"):
-            self._queue(tally, status, duration, prompt, completion)
-
-    def _queue(
-        self,
-        tally: Tally,
-        status: int,
-        duration: float,
-        prompt: int | None,
-        completion: int | None,
-    ) -> None:
-        pending = self._pending
+        pending = self.pending
         if len(pending) >= MAX_PENDING:
             del pending[: MAX_PENDING // 10]
             self.dropped += MAX_PENDING // 10
-        pending.append(
-            (
-                tally.arrived,
-                tally.instance,
-                tally.path,
-                status,
-                duration,
-                tally.first_byte,
-                tally.queue_wait,
-                tally.cold,
-                tally.streamed,
-                prompt,
-                completion,
-                tally.key_id,
-                tally.key_name,
-                tally.node,
+        return Tally(self, path)
+
+    def count(self) -> None:
+        """Count every request that ended since the last count (the metrics); keep their
+        activity rows (none while the log is off) for ``drain``."""
+        pending, self.pending = self.pending, []
+        metrics = self.metrics if self._counting else None
+        rows = self._rows
+        activity = self._activity
+        for tally in pending:
+            row = self._count(tally, metrics)
+            if activity and tally.path.startswith("/v1/"):
+                rows.append(row)
+        if len(rows) > MAX_PENDING:
+            self.dropped += len(rows) - MAX_PENDING
+            del rows[: len(rows) - MAX_PENDING]
+
+    def drain(self) -> list[ActivityRow]:
+        """``count``, then the activity rows of every request counted since the last
+        drain, oldest first."""
+        self.count()
+        rows, self._rows = self._rows, []
+        return rows
+
+    def _count(self, tally: Tally, metrics: Metrics | None) -> ActivityRow:
+        duration = tally.ended - tally.began
+        status = tally.status or CLIENT_GONE
+        first_byte, queue_wait, last = tally.first_byte, tally.queue_wait, tally.last
+        prompt = completion = None
+        if last is not None and status < 300:
+            prompt, completion = usage_of(tally.first, tally.previous, last)
+        streamed = _is_stream(tally.headers)
+        instance, backend = tally.instance, tally.backend
+        if metrics is not None:
+            name = instance or ""
+            route = route_label(tally.path)
+            metrics.request(
+                name, backend, route, status, duration, first_byte, queue_wait, tally.cold
             )
+            if prompt is not None or completion is not None:
+                metrics.tokens(name, backend, prompt, completion)
+        rate = None
+        if completion:
+            generating = duration - ((first_byte if streamed else queue_wait) or 0.0)
+            rate = completion / generating if generating > 0 else None
+        return (
+            self._epoch + tally.began,
+            instance,
+            tally.node,
+            tally.path[:200],
+            status,
+            duration,
+            first_byte,
+            queue_wait,
+            int(tally.cold),
+            int(streamed),
+            prompt,
+            completion,
+            rate,
+            tally.key_id,
+            tally.key_name,
         )
 
-    def take_activity(self) -> list[Activity]:
-        """The rows queued since the last call, as ``Activity`` values, oldest first."""
-        pending, self._pending = self._pending, []
-        return [_activity(row) for row in pending]
 
-
-def _activity(row: tuple[object, ...]) -> Activity:
-    (arrived, instance, path, status, duration, first_byte, queue_wait, cold, streamed,
-     prompt, completion, key_id, key_name, node) = row  # fmt: skip
-    return Activity(
-        time=_float(arrived),
-        instance=_text(instance),
-        route=str(path)[:200],
-        status=_int(status) or CLIENT_GONE,
-        duration=_float(duration),
-        ttfb=_optional_float(first_byte),
-        queue_wait=_optional_float(queue_wait),
-        cold_start=bool(cold),
-        streamed=bool(streamed),
-        prompt_tokens=_optional_int(prompt),
-        completion_tokens=_optional_int(completion),
-        tokens_per_second=_rate(completion, duration, first_byte, queue_wait, bool(streamed)),
-        key_id=_optional_int(key_id),
-        key_name=_text(key_name),
-        node=_text(node),
-    )
-
-
-def _rate(
-    completion: object, duration: object, first_byte: object, queue_wait: object, streamed: bool
-) -> float | None:
-    """Completion tokens per second of generation: from the first byte to the end for a
-    stream, from the end of the wait for a start to the end otherwise."""
-    tokens = _optional_int(completion)
-    if not tokens:
-        return None
-    began = _optional_float(first_byte) if streamed else _optional_float(queue_wait)
-    generating = _float(duration) - (began or 0.0)
-    return round(tokens / generating, 3) if generating > 0 else None
-
-
-def _float(value: object) -> float:
-    assert isinstance(value, int | float)
-    return float(value)
-
-
-def _optional_float(value: object) -> float | None:
-    return None if value is None else _float(value)
-
-
-def _int(value: object) -> int:
-    assert isinstance(value, int)
-    return value
-
-
-def _optional_int(value: object) -> int | None:
-    return None if value is None else _int(value)
-
-
-def _text(value: object) -> str | None:
-    return None if value is None else str(value)
+def _is_stream(headers: Sequence[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if name == b"content-type":
+            return value.startswith(b"text/event-stream")
+    return False

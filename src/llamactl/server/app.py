@@ -130,24 +130,27 @@ class LlamactlApp:
 
     async def _write_activity(self) -> None:
         """Write the requests logged meanwhile every ``activity.flush_interval``, in one
-        transaction; prune the log by age and count about once a minute."""
+        transaction, then prune the log to its count; by age at least once a minute."""
         loop = asyncio.get_running_loop()
         pruned = loop.time()
         while True:
             await asyncio.sleep(self.services.config.activity.flush_interval.total_seconds())
-            await self._flush_activity()
-            if loop.time() - pruned >= _PRUNE_EVERY:
+            wrote = await self._flush_activity()
+            if wrote or loop.time() - pruned >= _PRUNE_EVERY:
                 pruned = loop.time()
                 await self._prune_activity()
 
-    async def _flush_activity(self) -> None:
-        rows = self.recorder.take_activity()
+    async def _flush_activity(self) -> bool:
+        """Count the requests that ended meanwhile and write their rows; whether there
+        were any."""
+        rows = self.recorder.drain()
         if not rows:
-            return
+            return False
         try:
-            await anyio.to_thread.run_sync(self.services.db.add_activity, rows)
+            await anyio.to_thread.run_sync(self.services.db.add_activity_rows, rows)
         except LlamactlError as exc:
             logger.warning("%d requests are not written to the activity log: %s", len(rows), exc)
+        return True
 
     async def _prune_activity(self) -> None:
         settings = self.services.config.activity
