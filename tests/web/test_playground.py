@@ -240,3 +240,36 @@ def test_the_playground_at_every_width(sized_page: Page, server: Server) -> None
     finally:
         server.api("POST", "instances/chat-sized/stop")
         server.api("DELETE", "instances/chat-sized")
+
+
+def test_comment_lines_are_skipped_and_an_error_event_is_shown(page: Page, server: Server) -> None:
+    """A stream cut by an ``event: error`` (as a proxy sends when the backend fails
+    midway), with keep-alive comments between the chunks: the fake sends neither, so
+    this one stream is the page's own."""
+
+    def chunk(text: str) -> str:
+        return "data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": text}}]})
+
+    body = "\n\n".join(
+        [
+            ": keep-alive",
+            chunk("half "),
+            ": still here",
+            chunk("an answer"),
+            'event: error\ndata: {"error": {"message": "the backend went away", "code": 502}}',
+            chunk(" never shown"),
+            "",
+        ]
+    )
+    page.route(
+        "**/v1/chat/completions",
+        lambda route: route.fulfill(
+            status=200, headers={"Content-Type": "text/event-stream"}, body=body
+        ),
+    )
+    log_in(page, server)
+    page.goto(f"{server.url}#/chat/scripted")
+    say(page, "go")
+    expect(page.locator("#chat-error")).to_have_text("the backend went away")
+    expect(page.locator("#chat-log .msg.assistant .msg-text")).to_have_text("half an answer")
+    expect(page.locator("#chat-state")).to_have_text("Failed.")
