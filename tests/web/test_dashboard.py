@@ -439,13 +439,12 @@ def test_requests_waiting_for_a_start_are_shown(page: Page, server: Server) -> N
                 )
                 for _ in range(2)
             ]
-            expect(row(page, "queue-shown").locator(".col-last")).to_have_text(
-                "2 waiting", timeout=READY_TIMEOUT
-            )
+            queue = row(page, "queue-shown").locator(".col-status .queue")
+            expect(queue).to_have_text("starting, 2 waiting", timeout=READY_TIMEOUT)
+            expect(row(page, "queue-shown").locator(".col-last")).to_have_text("now")
             assert [answer.result().status_code for answer in answers] == [200, 200]
-        expect(row(page, "queue-shown").locator(".col-last")).not_to_contain_text(
-            "waiting", timeout=READY_TIMEOUT
-        )
+        expect(queue).to_be_hidden(timeout=READY_TIMEOUT)
+        expect(row(page, "queue-shown").locator(".col-last")).to_have_text(re.compile(r" ago$"))
     finally:
         server.api("POST", "instances/queue-shown/stop")
         server.api("DELETE", "instances/queue-shown")

@@ -46,6 +46,8 @@ def test_every_action_and_the_header_are_reachable(
         for selector in (
             '#nav a[data-view="instances"]',
             '#nav a[data-view="form"]',
+            '#nav a[data-view="activity"]',
+            '#nav a[data-view="nodes"]',
             '#nav a[data-view="keys"]',
             '#nav a[data-view="system"]',
             "#theme-toggle",

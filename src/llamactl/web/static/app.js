@@ -110,17 +110,24 @@
     return Math.round(seconds / 86400) + " d ago";
   }
 
-  // Time since the last request ended (idle_seconds); requests in flight show as such,
-  // and those of them still waiting for the instance to become ready as "waiting".
+  // Time since the last request ended (idle_seconds), or "now" while there are requests
+  // (the status column says how many).
   function lastRequest(inst) {
-    const queued = inst.queued || 0;
-    if (queued > 0) {
-      const started = inst.in_flight - queued;
-      return (started > 0 ? started + " in flight, " : "") + queued + " waiting";
-    }
-    if (inst.in_flight > 0) return inst.in_flight === 1 ? "1 in flight" : inst.in_flight + " in flight";
+    if (inst.in_flight > 0) return "now";
     if (typeof inst.idle_seconds === "number") return ago(inst.idle_seconds);
     return "—";
+  }
+
+  // The requests at an instance now, for its status cell: those it answers and those
+  // waiting for it to become ready ("starting, 3 waiting" while none is answered yet);
+  // "" when there are none. in_flight counts the waiting ones too.
+  function queueText(inst) {
+    const queued = inst.queued || 0;
+    const answering = Math.max(0, (inst.in_flight || 0) - queued);
+    const parts = [];
+    if (answering > 0) parts.push(answering + " in flight");
+    if (queued > 0) parts.push(answering === 0 && inst.readiness !== "ready" ? "starting, " + queued + " waiting" : queued + " waiting");
+    return parts.join(" · ");
   }
 
   // -- the API ----------------------------------------------------------------------------
@@ -243,6 +250,10 @@
     $("nodes-body").replaceChildren();
     $("keys-body").replaceChildren();
     state.keyEditing = null;
+    for (const page of Object.values(pages)) {
+      page.leave();
+      page.forget();
+    }
     showView("login");
     if (message) showMessage(message, "info");
   }
@@ -256,6 +267,15 @@
   $("message-close").addEventListener("click", clearMessage);
 
   // -- views and routing ------------------------------------------------------------------
+
+  // Views kept in files of their own (activity.js, playground.js) register here: open(args)
+  // is called with the hash's parts after the page's name, leave() whenever any view is
+  // routed to (it stops what the view runs), forget() at log-out (it drops what it shows).
+  const pages = {};
+
+  function registerPage(name, page) {
+    pages[name] = page;
+  }
 
   // ``nav`` is the nav item to highlight when it is not the view's own (editing and logs
   // belong to Instances, not to "New instance").
@@ -289,7 +309,9 @@
     const arg = rest.length ? decodeURIComponent(rest.join("/")) : null;
     if (page !== "logs") stopFollow();
     stopPolling();
-    if (page === "new") openForm(null);
+    for (const other of Object.values(pages)) other.leave();
+    if (pages[page]) pages[page].open(rest.map((part) => decodeURIComponent(part)));
+    else if (page === "new") openForm(null);
     else if (page === "edit" && arg) openForm(arg);
     else if (page === "logs" && arg) openLogs(arg);
     else if (page === "nodes") openNodes();
@@ -505,10 +527,16 @@
     });
     return el(
       "tr", { "data-name": name },
-      el("td", { class: "col-name" }, el("strong", { text: name, title: name })),
+      el("td", { class: "col-name" }, el("strong", { text: name, title: name }),
+        el("span", { class: "name-links small" },
+          el("a", { class: "act-chat", href: "#/chat/" + enc(name), text: "Chat", "aria-label": "Chat with " + name }),
+          el("a", { class: "act-charts", href: "#/charts/" + enc(name), text: "Charts", "aria-label": "Charts of " + name }))),
       el("td", { class: "col-node", "data-label": "Node" }),
       el("td", { class: "col-backend", "data-label": "Backend" }),
-      el("td", { class: "col-status", "data-label": "Status" }, el("span", { class: "badge" })),
+      el("td", { class: "col-status", "data-label": "Status" },
+        el("div", { class: "status-cell" }, el("span", { class: "badge" }),
+          el("span", { class: "queue small", hidden: true }),
+          el("span", { class: "held small", hidden: true }))),
       el("td", { class: "col-readiness", "data-label": "Readiness" }, el("span", { class: "badge" })),
       el("td", { class: "col-port mono", "data-label": "Port" }),
       el("td", { class: "col-failure", "data-label": "Failure" }, el("span", { class: "reason" }), output),
@@ -662,6 +690,13 @@
     const status = row.querySelector(".col-status .badge");
     setText(status, inst.status);
     status.className = "badge status-" + inst.status;
+    const queue = row.querySelector(".col-status .queue");
+    setText(queue, queueText(inst));
+    queue.hidden = queue.textContent === "";
+    // Held: it finishes what it answers, then stops to make room for another instance.
+    const held = row.querySelector(".col-status .held");
+    setText(held, inst.held === true ? "held: finishing its requests to make room" : "");
+    held.hidden = inst.held !== true;
     const readiness = row.querySelector(".col-readiness .badge");
     setText(readiness, inst.readiness || "—");
     readiness.className = "badge" + (inst.readiness ? " ready-" + inst.readiness : " none");
@@ -1340,8 +1375,9 @@
     }
   }
 
-  // Server-sent events read from a fetch body (EventSource cannot send the key).
-  async function readEvents(response, controller, onEvent) {
+  // Server-sent events read from a fetch body (EventSource cannot send the key): each
+  // event's name and its data lines joined; comment lines (":") are skipped.
+  async function readSse(response, controller, onEvent) {
     const reader = response.body.getReader();
     const decoder = new TextDecoder();
     let buffer = "";
@@ -1365,12 +1401,18 @@
           if (field === "event") event = content;
           else if (field === "data") data.push(content);
         }
-        if (!data.length) continue;
-        let parsed;
-        try { parsed = JSON.parse(data.join("\n")); } catch (e) { parsed = { text: data.join("\n") + "\n" }; }
-        onEvent(event, parsed);
+        if (data.length) onEvent(event, data.join("\n"));
       }
     }
+  }
+
+  // The log follow's events: JSON data, else the text as a line.
+  function readEvents(response, controller, onEvent) {
+    return readSse(response, controller, (event, data) => {
+      let parsed;
+      try { parsed = JSON.parse(data); } catch (e) { parsed = { text: data + "\n" }; }
+      onEvent(event, parsed);
+    });
   }
 
   $("logs-load").addEventListener("click", loadLogs);
@@ -2055,8 +2097,17 @@
 
   // -- start ------------------------------------------------------------------------------
 
+  // What the other files of the dashboard use (they run after this one, before the page
+  // is routed: every deferred script runs before DOMContentLoaded).
+  window.llamactl = {
+    state, el, api, enc, errorFrom, key, showView, showMessage, clearMessage, setText, toast,
+    ago, localTime, readSse, registerPage,
+  };
+
   applyTheme(document.documentElement.dataset.theme);
   buildBackendFields();
-  route();
-  document.body.dataset.ready = "true";
+  document.addEventListener("DOMContentLoaded", () => {
+    route();
+    document.body.dataset.ready = "true";
+  });
 })();
