@@ -9,7 +9,10 @@
 - ``/api/v1/instances/{name}/proxy/...``: any request to a running backend, management key
   required, never started on demand.
 
-Errors on ``/v1`` and ``/llama-cpp`` come in the OpenAI shape. Each request counts as in
+Errors on ``/v1`` and ``/llama-cpp`` come in the OpenAI shape, those on Anthropic's
+Messages API (``/v1/messages``, ``/v1/messages/count_tokens``) in Anthropic's; a backend
+whose spec says it has no Messages API (``messages_api``) gets no such request: 501,
+before anything is started. Each request counts as in
 flight from its arrival until its response ends or its client goes away; a client that
 goes away cancels the request to the backend.
 
@@ -38,6 +41,7 @@ from llamactl.errors import (
     InvalidInput,
     LlamactlError,
     NotFound,
+    NotServed,
     PermissionDenied,
 )
 from llamactl.instance import Instance, Status, validate_name
@@ -57,7 +61,7 @@ from llamactl.proxy.asgi import (
 from llamactl.proxy.remote import RemoteRelay
 from llamactl.proxy.scheduler import Scheduler
 from llamactl.proxy.upstream import Relay, Responder, Upstream, request_headers
-from llamactl.rendering import openai_error_body
+from llamactl.rendering import Shape, render_status, send_rendered, shape_for
 
 __all__ = ["ProxyApp"]
 
@@ -118,7 +122,6 @@ class ProxyApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
-        openai = not path.startswith("/api/")
         try:
             if path.startswith("/v1/"):
                 await self._openai(scope, receive, send)
@@ -129,7 +132,7 @@ class ProxyApp:
         except ClientGone:
             return
         except LlamactlError as exc:
-            await send_error(send, exc, openai=openai)
+            await send_error(send, exc, shape_for(path))
 
     def relay_now(
         self, scope: Scope, body: bytes, responder: Responder, remembered: auth.Remembered
@@ -150,6 +153,8 @@ class ProxyApp:
         name = _small_json_model(body)
         if name is None or not self._scheduler.accepts(name):
             return None  # no model, unknown, starting, held: the ordinary path decides
+        if shape_for(scope["path"]) is Shape.ANTHROPIC and not self._serves_messages(name):
+            return None  # the ordinary path answers 501
         record = remembered.record  # the stored key that passed, if it was one
         if record is not None:
             if record.permission_mode != "allow_all" and _permission(record, name) is None:
@@ -206,12 +211,11 @@ class ProxyApp:
             await send_json(send, 200, self._model(name, record))
             return
         if method != "POST":
-            await send_json(
-                send,
-                405,
-                openai_error_body(405, f"{method} is not allowed here", "method_not_allowed"),
-                [(b"allow", b"POST")],
-            )
+            message = f"{method} is not allowed here"
+            shape = shape_for(scope["path"])
+            allow = ((b"allow", b"POST"),)
+            rendered = render_status(405, "method_not_allowed", message, shape, allow)
+            await send_rendered(send, rendered)
             return
         body = await read_body(scope, receive, self._body_limit)
         name, is_json = _model_of(scope, body)
@@ -219,6 +223,7 @@ class ProxyApp:
             name, not_found=f"model {name!r} not found: no instance has that name"
         )
         self._permit(record, inst)
+        _check_served(inst, scope["path"])
         with self._limited(record):
             if self._remote.goes_elsewhere(name):
                 target = _remote_target(scope)
@@ -339,7 +344,7 @@ class ProxyApp:
         refused = auth.rejection(self._keys, scope, management=management)
         if refused is None:
             return True
-        await auth.reject(send, refused)
+        await auth.reject(send, refused, shape_for(scope["path"]))
         return False
 
     @contextlib.contextmanager
@@ -432,6 +437,12 @@ class ProxyApp:
             "node": node,
         }
 
+    def _serves_messages(self, name: str) -> bool:
+        try:
+            return spec_for(self._manager.get(name).options.backend_type).messages_api
+        except LlamactlError:
+            return False
+
     def _body_for(self, inst: Instance, body: bytes, is_json: bool) -> bytes:
         """The body to send: a backend that checks the name (its spec's ``rewrites_model``:
         vLLM, MLX) gets its own model name in a JSON body's ``model`` (its value replaced,
@@ -462,6 +473,18 @@ def _may_use(record: KeyRecord | None, name: str) -> bool:
         or record.permission_mode == "allow_all"
         or (_permission(record, name) is not None)
     )
+
+
+def _check_served(inst: Instance, path: str) -> None:
+    """``NotServed`` (501) for Anthropic's Messages API on a backend without it."""
+    if shape_for(path) is not Shape.ANTHROPIC:
+        return
+    spec = spec_for(inst.options.backend_type)
+    if not spec.messages_api:
+        raise NotServed(
+            f"instance {inst.name} runs {spec.label}, which does not serve Anthropic's "
+            f"Messages API ({path}): use /v1/chat/completions with it"
+        )
 
 
 def _backend_key(inst: Instance) -> str | None:
