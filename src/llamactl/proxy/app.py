@@ -58,6 +58,7 @@ from llamactl.proxy.asgi import (
     send_error,
     send_json,
 )
+from llamactl.proxy.progress import NOT_2XX, Progress
 from llamactl.proxy.remote import RemoteRelay
 from llamactl.proxy.scheduler import Scheduler
 from llamactl.proxy.upstream import Relay, Responder, Upstream, request_headers
@@ -295,21 +296,33 @@ class ProxyApp:
 
         The watch for the client going away starts once the request is written to the
         backend (or before a wait for the instance), so that it costs the request nothing.
+        A streamed request that waits for the instance may get loading progress
+        (``progress``): an error after its early head ends the stream as an event.
         """
         name = inst.name
         self._scheduler.begin(name)
         current = asyncio.current_task()
         assert current is not None
         watch = DisconnectWatch(receive, current)
+        progress: Progress | None = None
         try:
             if on_demand and not self._scheduler.accepts(name):
                 watch.start()
-                await self._scheduler.ready(name)
-            await self._relay(scope, send, self._manager.get(name), path, body, watch.start)
+                progress = self._progress(scope, send, inst, body)
+                if progress is None:
+                    await self._scheduler.ready(name)
+                else:
+                    await progress.during(self._scheduler.ready(name))
+            inst = self._manager.get(name)
+            await self._relay(scope, send, inst, path, body, watch.start, progress)
         except asyncio.CancelledError:
             if not watch.gone:
                 raise
             current.uncancel()  # the client left: nothing more to send
+        except LlamactlError as exc:
+            if progress is None or not progress.started:
+                raise
+            await progress.fail(exc)
         finally:
             watch.stop()
             self._scheduler.end(name)
@@ -322,11 +335,13 @@ class ProxyApp:
         path: str,
         body: bytes,
         sent: Callable[[], None],
+        progress: Progress | None = None,
     ) -> None:
         host, port = self._manager.address(inst.name)
         target = _target(scope, inst.name)
+        started = progress is not None and progress.started
         await self._upstream.relay(
-            send,
+            progress.send if progress is not None else send,
             method=scope["method"],
             host=host,
             port=port,
@@ -336,6 +351,26 @@ class ProxyApp:
             extra_headers=self._response_headers[inst.options.backend_type],
             name=inst.name,
             sent=sent,
+            check=progress.check if progress is not None and started else None,
+            checked=NOT_2XX if started else frozenset(),
+        )
+
+    def _progress(self, scope: Scope, send: Send, inst: Instance, body: bytes) -> Progress | None:
+        """The loading progress of a streamed request that must wait for ``inst``, unless
+        the instance's ``loading_progress`` (else ``instances.loading_progress``) is off."""
+        settings = self._config.instances
+        enabled = inst.options.loading_progress
+        if not (settings.loading_progress if enabled is None else enabled):
+            return None
+        if scope["method"] != "POST" or not jsonscan.is_streamed(body):
+            return None
+        return Progress(
+            send,
+            inst.name,
+            shape_for(scope["path"]),
+            settings.loading_progress_interval,
+            self._response_headers[inst.options.backend_type],
+            self._manager.clock,
         )
 
     # -- helpers ------------------------------------------------------------------------
