@@ -93,6 +93,7 @@ def test_upgrade_creates_exactly_the_spec_schema(tmp_path: Path) -> None:
             "instance_processes",
             "api_keys",
             "key_permissions",
+            "activity",
             "alembic_version",
         }
     finally:
@@ -160,7 +161,7 @@ def test_current_and_head_revision(tmp_path: Path) -> None:
     try:
         assert database.current_revision(db) is None
         database.run_migrations(db)
-        assert database.current_revision(db) == database.head_revision() == "0005"
+        assert database.current_revision(db) == database.head_revision() == "0006"
     finally:
         db.close()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -61,8 +62,9 @@ class LiveServers:
         self._tmp_path = tmp_path
         self._started: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
 
-    async def start(self, **environ: str) -> Running:
-        """Start llamactl with both keys and extra ``LLAMACTL_*`` settings."""
+    async def start(self, clock: Callable[[], float] | None = None, **environ: str) -> Running:
+        """Start llamactl with both keys and extra ``LLAMACTL_*`` settings; ``clock`` is
+        the manager's (idle times), ``time.monotonic`` by default."""
         settings = {
             "LLAMACTL_MANAGEMENT_KEYS": MANAGEMENT_KEY,
             "LLAMACTL_INFERENCE_KEYS": INFERENCE_KEY,
@@ -70,7 +72,8 @@ class LiveServers:
         }
         config = fake_config(self._tmp_path, **settings)
         db = migrated(DatabaseSettings.from_config(config.database))
-        services = build_services(config, db, auth.load_keys(config).keys)
+        options = {} if clock is None else {"clock": clock}
+        services = build_services(config, db, auth.load_keys(config).keys, **options)
         port = free_port()
         app = create_app(services)
         server = uvicorn.Server(

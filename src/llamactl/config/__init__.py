@@ -12,6 +12,7 @@ from llamactl.config.describe import ConfigRow, describe_config, public_config
 from llamactl.config.durations import format_duration, parse_duration
 from llamactl.config.loader import load_config
 from llamactl.config.models import (
+    ActivityConfig,
     AppConfig,
     AuthConfig,
     BackendConfig,
@@ -20,6 +21,7 @@ from llamactl.config.models import (
     DockerConfig,
     InstancesConfig,
     LlamaCppConfig,
+    MetricsConfig,
     NodeConfig,
     ServerConfig,
 )
@@ -29,6 +31,7 @@ from llamactl.config.registry import CONFIG_PATH_ENV, SETTINGS, Setting
 __all__ = [
     "CONFIG_PATH_ENV",
     "SETTINGS",
+    "ActivityConfig",
     "AppConfig",
     "AuthConfig",
     "BackendConfig",
@@ -38,6 +41,7 @@ __all__ = [
     "DockerConfig",
     "InstancesConfig",
     "LlamaCppConfig",
+    "MetricsConfig",
     "NodeConfig",
     "ServerConfig",
     "Setting",

@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 __all__ = [
+    "ActivityConfig",
     "AppConfig",
     "AuthConfig",
     "BackendConfig",
@@ -20,6 +21,7 @@ __all__ = [
     "DockerConfig",
     "InstancesConfig",
     "LlamaCppConfig",
+    "MetricsConfig",
     "NodeConfig",
     "ServerConfig",
 ]
@@ -157,6 +159,22 @@ class NodeConfig(_Frozen):
     ca_file: str = ""
 
 
+class MetricsConfig(_Frozen):
+    """The Prometheus metrics at ``/metrics``."""
+
+    enabled: bool = True
+    require_auth: bool = True
+
+
+class ActivityConfig(_Frozen):
+    """The request log in the database."""
+
+    enabled: bool = True
+    max_age: datetime.timedelta = datetime.timedelta(hours=168)
+    max_rows: int = 100_000
+    flush_interval: datetime.timedelta = datetime.timedelta(seconds=2)
+
+
 class AppConfig(_Frozen):
     """The whole effective configuration, with where each value came from.
 
@@ -175,5 +193,7 @@ class AppConfig(_Frozen):
     node_check_interval: datetime.timedelta
     node_connect_timeout: datetime.timedelta
     node_request_timeout: datetime.timedelta
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    activity: ActivityConfig = Field(default_factory=ActivityConfig)
     config_path: Path | None = None
     sources: dict[str, str] = Field(default_factory=dict)

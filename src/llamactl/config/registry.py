@@ -300,10 +300,28 @@ _NODES = [
        "LLAMACTL_NODE_REQUEST_TIMEOUT"),
 ]  # fmt: skip
 
+_OBSERVING = [
+    _s("metrics.enabled", kinds.BOOL, True,
+       "serve Prometheus metrics at `/metrics` and count for them", "LLAMACTL_METRICS_ENABLED"),
+    _s("metrics.require_auth", kinds.BOOL, True,
+       "`/metrics` and `/metrics/targets` need a management key (false: open to a local "
+       "Prometheus)", "LLAMACTL_METRICS_REQUIRE_AUTH"),
+    _s("activity.enabled", kinds.BOOL, True,
+       "log every `/v1` request in the database (`GET /api/v1/activity`)",
+       "LLAMACTL_ACTIVITY_ENABLED"),
+    _s("activity.max_age", kinds.DURATION, parse_duration("168h"),
+       "requests older than this leave the log", "LLAMACTL_ACTIVITY_MAX_AGE"),
+    _s("activity.max_rows", kinds.INT, 100_000, "the log keeps at most this many requests",
+       "LLAMACTL_ACTIVITY_MAX_ROWS", minimum=1),
+    _s("activity.flush_interval", kinds.DURATION, parse_duration("2s"),
+       "how often the requests logged meanwhile are written, in one transaction",
+       "LLAMACTL_ACTIVITY_FLUSH_INTERVAL"),
+]  # fmt: skip
+
 SETTINGS: tuple[Setting, ...] = (
     _s("data_dir", kinds.PATH, _data_dir, "base of every relative or derived path",
        "LLAMACTL_DATA_DIRECTORY", default_doc="platform data dir (see below)"),
-    *_SERVER, *_BACKENDS, *_INSTANCES, *_DATABASE, *_AUTH, *_NODES,
+    *_SERVER, *_BACKENDS, *_INSTANCES, *_DATABASE, *_AUTH, *_NODES, *_OBSERVING,
 )  # fmt: skip
 
 ALIASES: dict[Key, Key] = {

@@ -11,7 +11,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -23,8 +23,8 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.pool import QueuePool, StaticPool
 
 from llamactl.config import DatabaseConfig
+from llamactl.database import activity, keys, ownership, processes
 from llamactl.database import instances as sql
-from llamactl.database import keys, ownership, processes
 from llamactl.database.processes import ProcessRecord
 from llamactl.errors import DatabaseError, DatabaseUnavailable
 from llamactl.instance import Instance
@@ -376,6 +376,33 @@ class DB:
         """Add the requests of a batch to each key's count and last use."""
         with self.writing() as connection:
             keys.record_use(connection, uses)
+
+    # The activity log (migration 0006).
+
+    def add_activity(self, rows: Sequence[activity.Activity]) -> None:
+        """Add a batch of requests to the log, in one transaction."""
+        with self.writing() as connection:
+            activity.insert_activity(connection, rows)
+
+    def add_activity_rows(self, rows: Sequence[Sequence[object]]) -> None:
+        """Add a batch of requests given as tuples (``activity.COLUMNS``), in one
+        transaction."""
+        with self.writing() as connection:
+            activity.insert_rows(connection, rows)
+
+    def list_activity(self, query: activity.ActivityQuery) -> list[activity.Activity]:
+        with self.reading() as connection:
+            return activity.select_activity(connection, query)
+
+    def activity_samples(self, instance: str, since: float, limit: int) -> list[activity.Activity]:
+        with self.reading() as connection:
+            return activity.select_samples(connection, instance, since, limit)
+
+    def prune_activity(self, older_than: float | None, max_rows: int) -> int:
+        """Delete the log's rows from before ``older_than`` and beyond the newest
+        ``max_rows``; how many went."""
+        with self.writing() as connection:
+            return activity.prune_activity(connection, older_than, max_rows)
 
     def instance_ids(self, names: Iterable[str]) -> dict[str, int]:
         """The row ids of the instances called ``names`` (those that exist)."""

@@ -28,6 +28,7 @@ from llamactl.config import AppConfig, BackendConfig
 from llamactl.database.processes import ProcessRecord
 from llamactl.errors import BackendFailed, ConfigError, InvalidOptions
 from llamactl.instance import Options, Status
+from llamactl.manager.lifecycle import Lifecycle, NoLifecycle, StopCause
 from llamactl.manager.logs import InstanceLog
 from llamactl.manager.persistence import Persistence
 from llamactl.manager.ports import LOOPBACK, connect_host, is_port_free
@@ -81,6 +82,7 @@ class Environment:
     logs_dir: Path
     transport: Transport
     traffic: Traffic = dataclasses.field(default_factory=NoTraffic)
+    lifecycle: Lifecycle = dataclasses.field(default_factory=NoLifecycle)
 
 
 class InstanceProcess:
@@ -241,6 +243,7 @@ class InstanceProcess:
             raise
         self._adopt(process, log)
         events.info("instance %s: started (pid %d, port %d)", self.name, process.pid, port)
+        self._env.lifecycle.started(self.name, self._backend())
         self._track(self._supervise(process))
         self._track(self._watch_health(process, host, port, time.monotonic()))
 
@@ -259,12 +262,19 @@ class InstanceProcess:
         self._failure = Failure(message)
         self._set(Status.FAILED)
         events.info("instance %s: failed: %s", self.name, message)
+        self._env.lifecycle.failed(self.name, self._backend())
 
-    async def stop(self, reason: str | None = None) -> None:
+    def _backend(self) -> str:
+        """The backend type of the process (of its last start), for the lifecycle events."""
+        options = self._options
+        return options.backend_type.value if options is not None else ""
+
+    async def stop(self, reason: str | None = None, *, cause: StopCause = StopCause.MANUAL) -> None:
         """Cancel a pending restart, let the requests the backend serves end (within
         ``drain_timeout``), signal, wait for the exit.
 
-        ``reason`` completes the log line ("stopped to make room for b").
+        ``reason`` completes the log line ("stopped to make room for b"); ``cause`` is
+        what the lifecycle events say.
         """
         if self._restart_task is not None:
             self._restart_task.cancel()
@@ -289,6 +299,7 @@ class InstanceProcess:
         self._failure = None
         self._set(Status.STOPPED)
         log_stopped(self.name, reason, time.monotonic() - began)
+        self._env.lifecycle.stopped(self.name, self._backend(), cause)
 
     async def halt(self) -> None:
         """Stop the process at once (llamactl is shutting down); the status stays, so
@@ -302,6 +313,7 @@ class InstanceProcess:
             await process.stop(self._env.timings.stop_timeout)
             await self.wait_for(lambda: self._process is None, 5.0)
             log_stopped(self.name, "(llamactl is shutting down)", time.monotonic() - began)
+            self._env.lifecycle.stopped(self.name, self._backend(), StopCause.SHUTDOWN)
         for task in list(self._tasks):
             task.cancel()
 
@@ -404,6 +416,8 @@ class InstanceProcess:
             self._set(Status.STOPPED)
             events.info("instance %s: %s; stopped", self.name, status.describe())
             return
+        lifecycle = self._env.lifecycle
+        lifecycle.crashed(self.name, self._backend())
         stable_since = self._ready_since
         if stable_since is not None and (
             self._env.clock() - stable_since >= self._env.timings.stable_after
@@ -424,6 +438,7 @@ class InstanceProcess:
                 delay,
                 count,
             )
+            lifecycle.restarting(self.name, self._backend())
             return
         if self._failure is not None and self._restarts:
             reason = f"{self._failure.reason} (after {self._restarts} restarts)"
@@ -431,6 +446,7 @@ class InstanceProcess:
         self._set(Status.FAILED)
         reason = self._failure.reason if self._failure else status.describe()
         events.info("instance %s: failed: %s", self.name, reason)
+        lifecycle.failed(self.name, self._backend())
 
     async def _restart_later(self, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -484,6 +500,7 @@ class InstanceProcess:
                 self._ready_since = self._active_since = self._env.clock()
                 took = time.monotonic() - began
                 events.info("instance %s: ready in %.2f s", self.name, took)
+                self._env.lifecycle.ready(self.name, self._backend(), took)
             else:
                 events.info("instance %s: healthy again", self.name)
             self._readiness = Readiness.READY

@@ -36,6 +36,7 @@ from llamactl.errors import (
 from llamactl.instance import Instance, Options, Status, validate_name
 from llamactl.manager import rules
 from llamactl.manager.instance_process import Environment, InstanceProcess
+from llamactl.manager.lifecycle import Lifecycle, StopCause
 from llamactl.manager.nodes import Nodes
 from llamactl.manager.persistence import RETRY_DELAY, Persistence
 from llamactl.manager.ports import with_port
@@ -113,6 +114,10 @@ class InstanceManager(ManagerReads):
         stops wait for those a backend serves, and ``info`` shows them."""
         self._env.traffic = traffic
 
+    def use_lifecycle(self, lifecycle: Lifecycle) -> None:
+        """Tell ``lifecycle`` what happens to the local backends from now on."""
+        self._env.lifecycle = lifecycle
+
     async def create(self, name: str, options: Options | Mapping[str, object]) -> Instance:
         """Create a stopped instance with the configured defaults and a port; one whose
         nodes name other nodes on those first (deleted there again if it fails here)."""
@@ -174,7 +179,7 @@ class InstanceManager(ManagerReads):
             )
             try:
                 if was_active:
-                    await owner.stop("to restart with its new options")
+                    await owner.stop("to restart with its new options", cause=StopCause.RESTART)
                 await self._registry.write(
                     self.get(name).with_options(new_options),
                     then=lambda: ports.keep_only(name, port),
@@ -232,26 +237,35 @@ class InstanceManager(ManagerReads):
             await self._launch(owner)
             return self.get(name)
 
-    async def stop(self, name: str, *, reason: str | None = None) -> Instance:
+    async def stop(
+        self, name: str, *, reason: str | None = None, cause: StopCause = StopCause.MANUAL
+    ) -> Instance:
         """Stop the backend (waiting for requests in flight, within bounds). It stops even
         if the database does not take the status now (written when it does).
 
-        ``reason`` completes the log line ("stopped to make room for b").
+        ``reason`` completes the log line ("stopped to make room for b"); ``cause`` is
+        what the lifecycle events (the metrics) say.
         """
         async with self._locked(name) as owner:
-            await self._stop(owner, reason)
+            await self._stop(owner, reason, cause)
             copies = self._remotes.of(name)
             if copies is not None and copies is not owner:
                 await copies.stop_quietly()  # the copies on other nodes too, if they answer
             return self.get(name)
 
-    async def stop_if(self, name: str, condition: Callable[[Instance], bool], reason: str) -> bool:
+    async def stop_if(
+        self,
+        name: str,
+        condition: Callable[[Instance], bool],
+        reason: str,
+        cause: StopCause = StopCause.MANUAL,
+    ) -> bool:
         """Stop ``name`` if ``condition(instance)`` still holds once its lock is taken;
         whether it did (not if it was deleted meanwhile)."""
         try:
             async with self._locked(name) as owner:
                 if condition(self.get(name)):
-                    await self._stop(owner, reason)
+                    await self._stop(owner, reason, cause)
                     return True
         except InstanceNotFound:
             pass
@@ -259,7 +273,7 @@ class InstanceManager(ManagerReads):
 
     async def restart(self, name: str) -> Instance:
         async with self._locked(name) as owner:
-            await self._stop(owner, "to restart")
+            await self._stop(owner, "to restart", StopCause.RESTART)
             await self._launch(owner)
             return self.get(name)
 
@@ -380,9 +394,9 @@ class InstanceManager(ManagerReads):
         finally:
             await self._settle(name)
 
-    async def _stop(self, owner: Owner, reason: str | None) -> None:
+    async def _stop(self, owner: Owner, reason: str | None, cause: StopCause) -> None:
         try:
-            await owner.stop(reason)
+            await owner.stop(reason, cause=cause)
         finally:
             await self._settle(owner.name)
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from llamactl.errors import BackendFailed, LlamactlError, NodeFailed, NodeUnreachable
 from llamactl.instance import Failure, Options, Status
+from llamactl.manager.lifecycle import StopCause
 from llamactl.manager.nodes import Nodes, NodeState
 from llamactl.manager.runtime import Readiness, RuntimeInfo
 
@@ -257,7 +258,7 @@ class RemoteInstance:
         assert error is not None, "an instance lives on at least one node"
         raise error
 
-    async def stop(self, reason: str | None = None) -> None:
+    async def stop(self, reason: str | None = None, *, cause: StopCause = StopCause.MANUAL) -> None:
         """Stop every copy (the nodes drain their own requests). What is known here may be
         behind (a node starts its copy on demand), so each node is asked. A node that
         cannot be reached is passed over if another one stopped its copy."""

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import json
 import re
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from urllib.parse import unquote_to_bytes
 
@@ -47,6 +48,7 @@ from llamactl.errors import (
 from llamactl.instance import Instance, Status, validate_name
 from llamactl.manager import InstanceManager
 from llamactl.manager.instance_process import backend_config
+from llamactl.observe import Recorder, Tally
 from llamactl.proxy import jsonscan
 from llamactl.proxy.asgi import (
     ClientGone,
@@ -92,10 +94,14 @@ class ProxyApp:
         keys: auth.Keys,
         upstream: Upstream,
         scheduler: Scheduler,
+        recorder: Recorder | None = None,
     ) -> None:
+        """``recorder`` counts each ``/v1`` and ``/llama-cpp`` request (the metrics and the
+        activity log); without one nothing is counted."""
         self._manager = manager
         self._upstream = upstream
         self._scheduler = scheduler
+        self._recorder = recorder
         self._remote = RemoteRelay(manager, upstream)
         self.reconfigure(config, keys)
 
@@ -123,17 +129,25 @@ class ProxyApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
+        openai = not path.startswith("/api/")
+        recorder = self._recorder
+        tally = recorder.begin(path) if recorder is not None and openai else None
         try:
             if path.startswith("/v1/"):
-                await self._openai(scope, receive, send)
+                await self._openai(scope, receive, send, tally)
             elif path.startswith("/llama-cpp/"):
-                await self._llama_cpp(scope, receive, send)
+                await self._llama_cpp(scope, receive, send, tally)
             else:
                 await self._instance_proxy(scope, receive, send)
         except ClientGone:
             return
         except LlamactlError as exc:
+            if tally is not None:
+                tally.answered(exc.status)
             await send_error(send, exc, shape_for(path))
+        finally:
+            if tally is not None:
+                tally.finish()
 
     def relay_now(
         self, scope: Scope, body: bytes, responder: Responder, remembered: auth.Remembered
@@ -163,16 +177,23 @@ class ProxyApp:
             if record.max_concurrent is not None or record.requests_per_minute is not None:
                 return None  # the ordinary path holds it to its limits
             self._book_used(record)
+        recorder = self._recorder
+        tally = recorder.begin(scope["path"]) if recorder is not None else None
         try:
             if self._manager.is_remote(name):
-                return self._remote.relay_now(scope, responder, name, body, _remote_target(scope))
+                if tally is not None:
+                    _identify(tally, self._manager.get(name), record)
+                target = _remote_target(scope)
+                return self._remote.relay_now(scope, responder, name, body, target, tally)
             inst = self._manager.get(name)
-            return self._relay_now(scope, responder, inst, self._body_for(inst, body, True))
+            if tally is not None:
+                _identify(tally, inst, record)
+            return self._relay_now(scope, responder, inst, self._body_for(inst, body, True), tally)
         except LlamactlError:
             return None
 
     def _relay_now(
-        self, scope: Scope, responder: Responder, inst: Instance, body: bytes
+        self, scope: Scope, responder: Responder, inst: Instance, body: bytes, tally: Tally | None
     ) -> Relay | None:
         name = inst.name
         host, port = self._manager.address(name)
@@ -189,6 +210,7 @@ class ProxyApp:
             extra_headers=self._response_headers[inst.options.backend_type],
             name=name,
             done=lambda: self._scheduler.end(name),
+            tally=tally,
         )
         if relay is None:
             self._scheduler.end(name)
@@ -196,22 +218,28 @@ class ProxyApp:
 
     # -- routes -------------------------------------------------------------------------
 
-    async def _openai(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not await self._authorized(scope, send, management=False):
+    async def _openai(
+        self, scope: Scope, receive: Receive, send: Send, tally: Tally | None
+    ) -> None:
+        if not await self._authorized(scope, send, management=False, tally=tally):
             return
         record = auth.key_record(self._keys, scope)
         method = scope["method"]
         if record is not None and method == "GET" and scope["path"].startswith("/v1/models"):
             self._book_used(record)  # a read of the models; a request counts once admitted
+        if tally is not None:
+            _identify(tally, None, record)
         if scope["path"] == "/v1/models" and method == "GET":
-            await send_json(send, 200, self._models(record))
+            await _answer_json(send, tally, self._models(record))
             return
         if scope["path"].startswith("/v1/models/") and method == "GET":
             # The decoded path, once: decoding it again would read "%2541" as "A".
             name = scope["path"].removeprefix("/v1/models/")
-            await send_json(send, 200, self._model(name, record))
+            await _answer_json(send, tally, self._model(name, record))
             return
         if method != "POST":
+            if tally is not None:
+                tally.answered(405)
             message = f"{method} is not allowed here"
             shape = shape_for(scope["path"])
             allow = ((b"allow", b"POST"),)
@@ -223,28 +251,36 @@ class ProxyApp:
         inst = self._instance(
             name, not_found=f"model {name!r} not found: no instance has that name"
         )
+        if tally is not None:
+            _identify(tally, inst, record)
         self._permit(record, inst)
         _check_served(inst, scope["path"])
         with self._limited(record):
             if self._remote.goes_elsewhere(name):
                 target = _remote_target(scope)
-                await self._remote.forward(scope, receive, send, name, body, target)
+                await self._remote.forward(scope, receive, send, name, body, target, tally)
                 return
             body = self._body_for(inst, body, is_json)
-            await self._forward(scope, receive, send, inst, scope["path"], body, on_demand=True)
+            await self._forward(
+                scope, receive, send, inst, scope["path"], body, on_demand=True, tally=tally
+            )
 
-    async def _llama_cpp(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _llama_cpp(
+        self, scope: Scope, receive: Receive, send: Send, tally: Tally | None
+    ) -> None:
         match = _LLAMA_CPP.match(scope["path"])
         rest = (match.group(2) if match else None) or "/"
         is_page = match is not None and rest == "/" and scope["method"] == "GET"
         # The key first: without one, nothing may tell which instances exist or run.
-        if not is_page and not await self._authorized(scope, send, management=False):
+        if not is_page and not await self._authorized(scope, send, management=False, tally=tally):
             return
         if match is None:
             raise NotFound(f"no route matches {scope['path']}: use /llama-cpp/{{name}}/...")
         name = _path_name(match.group(1))
         inst = self._instance(name)
         record = None if is_page else auth.key_record(self._keys, scope)
+        if tally is not None:
+            _identify(tally, inst, record)
         self._permit(record, inst)
         if inst.options.backend_type is not BackendType.LLAMA_CPP:
             raise InvalidInput(f"instance {name} is not a llama_cpp instance")
@@ -255,9 +291,11 @@ class ProxyApp:
         with self._limited(record):
             if remote:  # the node has the whole path: its own prefix routing applies there
                 target = _remote_target(scope)
-                await self._remote.forward(scope, receive, send, name, body, target)
+                await self._remote.forward(scope, receive, send, name, body, target, tally)
                 return
-            await self._forward(scope, receive, send, inst, rest, body, on_demand=not is_page)
+            await self._forward(
+                scope, receive, send, inst, rest, body, on_demand=not is_page, tally=tally
+            )
 
     async def _instance_proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = _INSTANCE_PROXY.match(scope["path"])
@@ -291,6 +329,7 @@ class ProxyApp:
         body: bytes,
         *,
         on_demand: bool,
+        tally: Tally | None = None,
     ) -> None:
         """Relay to the instance's backend, counted in flight, cancelled if the client goes.
 
@@ -310,11 +349,11 @@ class ProxyApp:
                 watch.start()
                 progress = self._progress(scope, send, inst, body)
                 if progress is None:
-                    await self._scheduler.ready(name)
+                    await self._wait_for(name, tally)
                 else:
-                    await progress.during(self._scheduler.ready(name))
+                    await progress.during(self._wait_for(name, tally))
             inst = self._manager.get(name)
-            await self._relay(scope, send, inst, path, body, watch.start, progress)
+            await self._relay(scope, send, inst, path, body, watch.start, tally, progress)
         except asyncio.CancelledError:
             if not watch.gone:
                 raise
@@ -322,10 +361,25 @@ class ProxyApp:
         except LlamactlError as exc:
             if progress is None or not progress.started:
                 raise
+            if tally is not None:
+                tally.answered(exc.status)  # what the error event says, not the early 200
             await progress.fail(exc)
         finally:
             watch.stop()
             self._scheduler.end(name)
+
+    async def _wait_for(self, name: str, tally: Tally | None) -> None:
+        """Wait until ``name`` is ready (the tally learns for how long, and whether it was
+        a cold start: not running and ready when the wait began)."""
+        if tally is None:
+            await self._scheduler.ready(name)
+            return
+        cold = not self._manager.is_ready(name)
+        began = time.perf_counter()
+        try:
+            await self._scheduler.ready(name)
+        finally:
+            tally.waited(began, cold)
 
     async def _relay(
         self,
@@ -335,6 +389,7 @@ class ProxyApp:
         path: str,
         body: bytes,
         sent: Callable[[], None],
+        tally: Tally | None,
         progress: Progress | None = None,
     ) -> None:
         host, port = self._manager.address(inst.name)
@@ -351,6 +406,7 @@ class ProxyApp:
             extra_headers=self._response_headers[inst.options.backend_type],
             name=inst.name,
             sent=sent,
+            tally=tally,
             check=progress.check if progress is not None and started else None,
             checked=NOT_2XX if started else frozenset(),
         )
@@ -375,10 +431,14 @@ class ProxyApp:
 
     # -- helpers ------------------------------------------------------------------------
 
-    async def _authorized(self, scope: Scope, send: Send, *, management: bool) -> bool:
+    async def _authorized(
+        self, scope: Scope, send: Send, *, management: bool, tally: Tally | None = None
+    ) -> bool:
         refused = auth.rejection(self._keys, scope, management=management)
         if refused is None:
             return True
+        if tally is not None:
+            tally.answered(401)
         await auth.reject(send, refused, shape_for(scope["path"]))
         return False
 
@@ -493,6 +553,22 @@ class ProxyApp:
         start, end = span
         whole = memoryview(body)  # slices of a view are not copies: the join is the one copy
         return b"".join((whole[:start], json.dumps(model).encode(), whole[end:]))
+
+
+def _identify(tally: Tally, inst: Instance | None, record: KeyRecord | None) -> None:
+    """Tell ``tally`` the request's instance and its stored key (id and name, never the
+    key)."""
+    if inst is not None:
+        tally.instance = inst.name
+        tally.backend = inst.options.backend_type.value
+    if record is not None:
+        tally.key_id, tally.key_name = record.id, record.name
+
+
+async def _answer_json(send: Send, tally: Tally | None, body: bytes) -> None:
+    if tally is not None:
+        tally.answered(200)
+    await send_json(send, 200, body)
 
 
 def _permission(record: KeyRecord, name: str) -> KeyPermission | None:

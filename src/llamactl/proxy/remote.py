@@ -19,6 +19,7 @@ import asyncio
 from llamactl.errors import LlamactlError, NodeUnreachable
 from llamactl.manager import InstanceManager
 from llamactl.manager.nodes import NodeState
+from llamactl.observe import Tally
 from llamactl.proxy.asgi import DisconnectWatch, Receive, Scope, Send
 from llamactl.proxy.upstream import (
     HeadCheck,
@@ -62,7 +63,13 @@ class RemoteRelay:
         )
 
     def relay_now(
-        self, scope: Scope, responder: Responder, name: str, body: bytes, target: bytes
+        self,
+        scope: Scope,
+        responder: Responder,
+        name: str,
+        body: bytes,
+        target: bytes,
+        tally: Tally | None = None,
     ) -> Relay | None:
         """Relay a request for an instance that lives on other nodes only with no task in
         between (see ``ProxyApp.relay_now``): when its best node has it ready, is known
@@ -81,6 +88,8 @@ class RemoteRelay:
         address = client.address
         headers = request_headers(scope["headers"])
         headers.extend(client.relay_headers)
+        if tally is not None:
+            tally.node = node
         return self._upstream.relay_now(
             responder,
             method="POST",
@@ -95,6 +104,7 @@ class RemoteRelay:
             transport=client.pool,
             check=self._refusal(client),
             checked=_REFUSED_KEY,
+            tally=tally,
         )
 
     def _refusal(self, client: NodeClient) -> HeadCheck:
@@ -108,7 +118,14 @@ class RemoteRelay:
         return refused
 
     async def forward(
-        self, scope: Scope, receive: Receive, send: Send, name: str, body: bytes, target: bytes
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        name: str,
+        body: bytes,
+        target: bytes,
+        tally: Tally | None = None,
     ) -> None:
         """Relay to a node of ``name``: the first that takes the connection."""
         came_from = sender(scope["headers"])
@@ -117,7 +134,7 @@ class RemoteRelay:
         watch = DisconnectWatch(receive, current)
         token = forwarded_by.set(came_from)
         try:
-            await self._to_a_node(scope, send, name, body, target, watch)
+            await self._to_a_node(scope, send, name, body, target, watch, tally)
         except asyncio.CancelledError:
             if not watch.gone:
                 raise
@@ -134,6 +151,7 @@ class RemoteRelay:
         body: bytes,
         target: bytes,
         watch: DisconnectWatch,
+        tally: Tally | None,
     ) -> None:
         nodes = self._manager.nodes
         tried: list[str] = []
@@ -142,8 +160,10 @@ class RemoteRelay:
         for node in copies.candidates():
             check_one_hop(node)
             client = nodes.client(node)
+            if tally is not None:
+                tally.node = node
             try:
-                await self._relay(scope, send, client, name, body, target, watch)
+                await self._relay(scope, send, client, name, body, target, watch, tally)
                 return
             except NotConnected as exc:
                 nodes.failed(node, client.unreachable(exc.message))
@@ -165,6 +185,7 @@ class RemoteRelay:
         body: bytes,
         target: bytes,
         watch: DisconnectWatch,
+        tally: Tally | None,
     ) -> None:
         address = client.address
         headers = request_headers(scope["headers"])
@@ -182,6 +203,7 @@ class RemoteRelay:
             transport=client.pool,
             check=self._refusal(client),
             checked=_REFUSED_KEY,
+            tally=tally,
         )
 
 

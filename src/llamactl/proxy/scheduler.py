@@ -39,8 +39,10 @@ from llamactl.errors import (
 )
 from llamactl.instance import Instance, Status
 from llamactl.manager import InstanceManager
+from llamactl.manager.lifecycle import StopCause
 from llamactl.manager.runtime import Failure, Readiness, Signal
 from llamactl.manager.traffic import TrafficInfo
+from llamactl.observe import Metrics
 from llamactl.proxy.policy import Admit, Evict, Hold, Refuse, Slot, Snapshot, Wait, decide
 
 __all__ = ["FAILED_START_COOLDOWN", "Requests", "Scheduler"]
@@ -158,8 +160,12 @@ class Requests:
 class Scheduler:
     """Counts the proxy's requests and brings instances up for them."""
 
-    def __init__(self, manager: InstanceManager, config: AppConfig) -> None:
+    def __init__(
+        self, manager: InstanceManager, config: AppConfig, metrics: Metrics | None = None
+    ) -> None:
+        """``metrics`` counts the evictions and holds."""
         self._manager = manager
+        self._metrics = metrics
         self._settings = config.instances
         self.requests = Requests(manager.clock, manager.changes)
         manager.use_traffic(self.requests)
@@ -216,7 +222,9 @@ class Scheduler:
             if idle is None:
                 continue
             reason = f"(idle for {idle:.0f} s)"
-            if await self._manager.stop_if(inst.name, self._is_idle, reason=reason):
+            if await self._manager.stop_if(
+                inst.name, self._is_idle, reason=reason, cause=StopCause.IDLE
+            ):
                 stopped.append(inst.name)
         return stopped
 
@@ -404,7 +412,8 @@ class Scheduler:
                     case Refuse(message=message):
                         raise Unavailable(message, retry_after=_LIMIT_RETRY_AFTER)
                     case Evict(name=victim, reason=reason):
-                        await manager.stop(victim, reason=reason)
+                        self._count(victim, Metrics.evicted)
+                        await manager.stop(victim, reason=reason, cause=StopCause.EVICTION)
                         continue
                     case Hold(name=busy):
                         logger.info(
@@ -416,10 +425,15 @@ class Scheduler:
                         )
                         self.requests.hold(busy)
                         held.append(busy)
+                        self._count(busy, Metrics.held)
                 await self._wait_for_room(name, timeout, held)
         finally:
             for other in held:
                 self.requests.release(other)  # nothing to do for those that stopped
+
+    def _count(self, name: str, event: Callable[[Metrics, str, str], None]) -> None:
+        if self._metrics is not None and self._manager.exists(name):
+            event(self._metrics, name, self._manager.get(name).options.backend_type.value)
 
     async def _wait_for_room(self, name: str, timeout: float, held: list[str]) -> None:
         """Wait until the policy has something to do other than wait."""

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from llamactl.errors import BackendFailed, GatewayTimeout, LlamactlError
+from llamactl.observe import Tally
 from llamactl.proxy.asgi import Send
 from llamactl.transport import (
     ConnectionPool,
@@ -131,7 +132,8 @@ class Relay:
     502, a body cut off midway leaves the client's response unfinished. ``done`` is called
     exactly once, when the exchange is over whichever way it ended. A head whose status is
     in ``checked`` goes to ``check`` first: the error it returns is answered instead of
-    the response (which is read to its end and dropped).
+    the response (which is read to its end and dropped). ``tally``, if given, learns the
+    status and the body pieces, and is finished after ``done`` (discarded on a retry).
     """
 
     def __init__(
@@ -143,6 +145,7 @@ class Relay:
         done: Callable[[], None],
         check: HeadCheck | None = None,
         checked: frozenset[int] = frozenset(),
+        tally: Tally | None = None,
     ) -> None:
         self._responder = responder
         self._exchange: Exchange | None = exchange
@@ -154,6 +157,7 @@ class Relay:
         self._check = check
         self._checked = checked
         self._refused: LlamactlError | None = None
+        self._tally = tally
 
     # -- Sink (from the backend's connection) ------------------------------------------
 
@@ -163,6 +167,8 @@ class Relay:
             if self._refused is not None:
                 return
         self._started = True
+        if self._tally is not None:
+            self._tally.head(status, headers)
         self._guarded(self._responder.start, status, response_headers(headers, self._extra))
 
     def data(self, chunk: bytes) -> None:
@@ -175,6 +181,8 @@ class Relay:
             return
         chunk = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         pieces.clear()
+        if self._tally is not None:
+            self._tally.chunk(chunk)
         try:
             more = self._responder.write(chunk, True)
         except Exception:
@@ -189,8 +197,7 @@ class Relay:
             return  # the flush failed: both connections are closed already
         self._exchange = None
         if self._refused is not None:
-            self._finish()
-            self._responder.error(self._refused)
+            self._answer(self._refused)
             return
         self._guarded(self._responder.write, b"", False)
         self._finish()
@@ -200,20 +207,21 @@ class Relay:
         if self._done is None:
             return  # the flush failed: both connections are closed already
         exchange, self._exchange = self._exchange, None
-        self._finish()
         if self._refused is not None:
-            self._responder.error(self._refused)
+            self._answer(self._refused)
         elif self._started:
+            self._finish()
             _log.warning("the backend of %s cut its response off: %s", self._name, error)
             self._responder.abort()
         elif isinstance(error, UpstreamTimeout):
-            self._responder.error(
-                GatewayTimeout(f"the backend of {self._name} did not answer: {error}")
-            )
+            self._answer(GatewayTimeout(f"the backend of {self._name} did not answer: {error}"))
         elif exchange is not None and exchange.reused and not exchange.received_anything:
+            if self._tally is not None:
+                self._tally.discard()  # the ordinary path counts it
+            self._finish()
             self._responder.retry()  # a kept-alive connection the backend had closed
         else:
-            self._responder.error(BackendFailed(f"the backend of {self._name} failed: {error}"))
+            self._answer(BackendFailed(f"the backend of {self._name} failed: {error}"))
 
     # -- from the client's side --------------------------------------------------------
 
@@ -245,10 +253,19 @@ class Relay:
         self.gone()
         self._responder.abort()
 
+    def _answer(self, exc: LlamactlError) -> None:
+        """End the exchange and answer ``exc`` instead of a response."""
+        if self._tally is not None:
+            self._tally.answered(exc.status)
+        self._finish()
+        self._responder.error(exc)
+
     def _finish(self) -> None:
         done, self._done = self._done, None
         if done is not None:
             done()
+            if self._tally is not None:
+                self._tally.finish()
 
 
 class NotConnected(BackendFailed):
@@ -288,16 +305,17 @@ class Upstream:
         transport: Transport | None = None,
         check: HeadCheck | None = None,
         checked: frozenset[int] = frozenset(),
+        tally: Tally | None = None,
     ) -> Relay | None:
         """Send the request on an idle kept-alive connection, if there is one, and relay
         its response to ``responder`` as it arrives (see ``Relay``); ``None``, having sent
         nothing, when there is no idle connection to the backend. ``transport``,
-        ``check`` and ``checked`` as for ``relay``."""
+        ``check``, ``checked`` and ``tally`` as for ``relay``."""
         pool = transport or self._pool
         exchange = pool.idle(host, port)
         if exchange is None:
             return None
-        relay = Relay(responder, exchange, extra_headers, name, done, check, checked)
+        relay = Relay(responder, exchange, extra_headers, name, done, check, checked, tally)
         exchange.start(
             encode_request(host, port, method, target, headers, body),
             relay,
@@ -322,6 +340,7 @@ class Upstream:
         transport: Transport | None = None,
         check: HeadCheck | None = None,
         checked: frozenset[int] = frozenset(),
+        tally: Tally | None = None,
     ) -> None:
         """Send the request to the backend and stream its response to the ASGI ``send``;
         ``sent`` is called as soon as the request is written.
@@ -333,7 +352,8 @@ class Upstream:
 
         ``transport``: another than the default one (a node's). ``check(status, body)``
         sees a response whose status is in ``checked``, read whole, before anything is
-        sent: the error it returns is raised instead.
+        sent: the error it returns is raised instead. ``tally`` learns the status and the
+        body pieces sent.
         """
         try:
             response = await (transport or self._pool).request(
@@ -351,6 +371,8 @@ class Upstream:
             refused = check(response.status, whole)
             if refused is not None:
                 raise refused
+        if tally is not None:
+            tally.head(response.status, response.headers)
         await send(
             {
                 "type": "http.response.start",
@@ -359,10 +381,14 @@ class Upstream:
             }
         )
         if whole is not None:
+            if tally is not None:
+                tally.chunk(whole)
             await send({"type": "http.response.body", "body": whole, "more_body": False})
             return
         try:
             async for chunk in response.body():
+                if tally is not None:
+                    tally.chunk(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except UpstreamError as exc:
             # Not ended: the server then closes the client's connection mid-response.

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 
 import anyio.to_thread
 from fastapi import Depends, FastAPI, Request
@@ -24,6 +25,8 @@ from starlette.types import ASGIApp
 from llamactl import auth
 from llamactl.config import AppConfig
 from llamactl.errors import LlamactlError, Unauthorized
+from llamactl.manager import InstanceManager
+from llamactl.observe import InstanceSample, Metrics, Recorder
 from llamactl.proxy import LastResort, ProxyApp, Scheduler, Upstream
 from llamactl.proxy.asgi import Receive, Scope, Send
 from llamactl.server.guards import ManagementGuard, OriginPolicy, refuse
@@ -41,13 +44,18 @@ class LlamactlApp:
 
     def __init__(self, services: Services) -> None:
         self.services = services
-        self.upstream = Upstream(services.config.instances.response_header_timeout)
-        self.scheduler = Scheduler(services.manager, services.config)
+        config, manager = services.config, services.manager
+        self.metrics = Metrics(config.local_node, lambda: _samples(manager))
+        manager.use_lifecycle(self.metrics)
+        self.recorder = services.recorder = Recorder(config, self.metrics)
+        self.upstream = Upstream(config.instances.response_header_timeout)
+        self.scheduler = Scheduler(manager, config, self.metrics)
         self.proxy = ProxyApp(
-            services.manager, services.config, services.keys, self.upstream, self.scheduler
+            manager, config, services.keys, self.upstream, self.scheduler, self.recorder
         )
         self.guarded_proxy = LastResort(self.proxy)
         self._key_uses: asyncio.Task[None] | None = None
+        self._activity: asyncio.Task[None] | None = None
         server = services.config.server
         self.origins = OriginPolicy(
             server.allowed_origins, enforced=not services.keys.require_management
@@ -66,6 +74,7 @@ class LlamactlApp:
         self.services.manager.reconfigure(config)
         self.scheduler.reconfigure(config)
         self.proxy.reconfigure(config, keys)
+        self.recorder.reconfigure(config)
         # The origin rule holds while management auth is off; CORS itself needs a restart.
         self.origins.enforced = not keys.require_management
         self.management.body_limit = config.server.max_request_body_mb * 1024 * 1024
@@ -119,6 +128,51 @@ class LlamactlApp:
                 await task
         await self._flush_key_uses()
 
+    async def _write_activity(self) -> None:
+        """Write the requests logged meanwhile every ``activity.flush_interval``, in one
+        transaction, then prune the log to its count; by age at least once a minute."""
+        loop = asyncio.get_running_loop()
+        pruned = loop.time()
+        while True:
+            await asyncio.sleep(self.services.config.activity.flush_interval.total_seconds())
+            wrote = await self._flush_activity()
+            if wrote or loop.time() - pruned >= _PRUNE_EVERY:
+                pruned = loop.time()
+                await self._prune_activity()
+
+    async def _flush_activity(self) -> bool:
+        """Count the requests that ended meanwhile and write their rows; whether there
+        were any."""
+        rows = self.recorder.drain()
+        if not rows:
+            return False
+        try:
+            await anyio.to_thread.run_sync(self.services.db.add_activity_rows, rows)
+        except LlamactlError as exc:
+            logger.warning("%d requests are not written to the activity log: %s", len(rows), exc)
+        return True
+
+    async def _prune_activity(self) -> None:
+        settings = self.services.config.activity
+        older_than = time.time() - settings.max_age.total_seconds()
+        try:
+            removed = await anyio.to_thread.run_sync(
+                self.services.db.prune_activity, older_than, settings.max_rows
+            )
+        except LlamactlError as exc:
+            logger.warning("the activity log is not pruned: %s", exc)
+            return
+        if removed:
+            logger.debug("activity log: %d old requests removed", removed)
+
+    async def _stop_activity(self) -> None:
+        task, self._activity = self._activity, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._flush_activity()
+
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         await receive()  # lifespan.startup
         try:
@@ -126,6 +180,7 @@ class LlamactlApp:
             await self.services.manager.boot()
             self.scheduler.start_idle_checks()
             self._key_uses = asyncio.create_task(self._write_key_uses())
+            self._activity = asyncio.create_task(self._write_activity())
         except Exception as exc:  # reported to the server, which stops
             await send({"type": "lifespan.startup.failed", "message": str(exc)})
             return
@@ -134,6 +189,7 @@ class LlamactlApp:
         try:
             self.scheduler.close()
             await self._stop_key_uses()
+            await self._stop_activity()
             await self.services.manager.shutdown()
             await self.upstream.aclose()
         finally:
@@ -142,6 +198,26 @@ class LlamactlApp:
 
 
 _KEY_USES_EVERY = 5.0  # seconds between two writes of the stored keys' use
+_PRUNE_EVERY = 60.0  # seconds between two prunings of the activity log
+
+
+def _samples(manager: InstanceManager) -> list[InstanceSample]:
+    """Every instance as it is now, for the metrics' gauges."""
+    samples = []
+    for inst in manager.list():
+        info = manager.info(inst.name)
+        samples.append(
+            InstanceSample(
+                name=inst.name,
+                backend=inst.options.backend_type.value,
+                status=inst.status.value,
+                ready=manager.is_ready(inst.name),
+                in_flight=info.in_flight,
+                queued=info.queued,
+                pid=info.pid,
+            )
+        )
+    return samples
 
 
 def _management(services: Services) -> FastAPI:

@@ -26,6 +26,7 @@ from llamactl.manager.datadir import (
     make_private_dir,
     tighten,
 )
+from llamactl.observe import Recorder
 
 __all__ = [
     "Services",
@@ -53,6 +54,7 @@ class Services:
     keys: auth.Keys
     lock: DataDirLock | None = None
     book: KeyBook | None = None  # the keys stored in the database
+    recorder: Recorder | None = None  # the metrics and the activity log, once serving
     stopped: bool = field(default=False, init=False)
 
 

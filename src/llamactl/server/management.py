@@ -16,7 +16,13 @@ from fastapi import FastAPI, params
 
 from llamactl import __version__
 from llamactl.errors import DatabaseError
-from llamactl.server import routes_backends, routes_instances, routes_keys, routes_system
+from llamactl.server import (
+    routes_backends,
+    routes_instances,
+    routes_keys,
+    routes_observe,
+    routes_system,
+)
 from llamactl.server.docs import mount_docs
 from llamactl.server.errors import install_error_handlers
 from llamactl.server.lifecycle import Services
@@ -49,7 +55,8 @@ def build_management_app(
     if services.config.server.enable_swagger:
         mount_docs(app)
     app.get("/healthz", tags=["system"])(healthz)
-    for module in (routes_system, routes_instances, routes_backends, routes_keys):
+    app.include_router(routes_observe.metrics_router)  # its own key check
+    for module in (routes_system, routes_instances, routes_backends, routes_keys, routes_observe):
         app.include_router(
             module.router,
             prefix=API_PREFIX,

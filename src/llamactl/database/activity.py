@@ -1,0 +1,258 @@
+"""Every statement that touches ``activity`` (migration 0006): the request log.
+
+Rows are added in batches (one transaction for many requests), read newest first with
+filters and an id cursor, and pruned by age and by count. Callers give and get
+``Activity`` values, never rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    Float,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    and_,
+    delete,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.sql.elements import ColumnElement
+
+__all__ = [
+    "COLUMNS",
+    "Activity",
+    "ActivityQuery",
+    "insert_activity",
+    "insert_rows",
+    "prune_activity",
+    "select_activity",
+    "select_samples",
+]
+
+_metadata = MetaData()
+activity = Table(
+    "activity",
+    _metadata,
+    Column("id", Integer, primary_key=True),
+    Column("time", Float, nullable=False),
+    Column("instance", Text),
+    Column("node", Text),
+    Column("route", Text, nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("duration", Float, nullable=False),
+    Column("ttfb", Float),
+    Column("queue_wait", Float),
+    Column("cold_start", Integer, nullable=False),
+    Column("streamed", Integer, nullable=False),
+    Column("prompt_tokens", Integer),
+    Column("completion_tokens", Integer),
+    Column("tokens_per_second", Float),
+    Column("key_id", Integer),
+    Column("key_name", Text),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """One request as the log keeps it (``id`` is 0 until it is stored)."""
+
+    time: float
+    instance: str | None
+    route: str
+    status: int
+    duration: float
+    ttfb: float | None = None
+    queue_wait: float | None = None
+    cold_start: bool = False
+    streamed: bool = False
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    tokens_per_second: float | None = None
+    key_id: int | None = None
+    key_name: str | None = None
+    node: str | None = None
+    id: int = 0
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "time": self.time,
+            "instance": self.instance,
+            "node": self.node,
+            "route": self.route,
+            "status": self.status,
+            "duration": self.duration,
+            "ttfb": self.ttfb,
+            "queue_wait": self.queue_wait,
+            "cold_start": self.cold_start,
+            "streamed": self.streamed,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "tokens_per_second": self.tokens_per_second,
+            "key_id": self.key_id,
+            "key_name": self.key_name,
+        }
+
+
+@dataclass(frozen=True)
+class ActivityQuery:
+    """Which rows to read: all filters are optional; newest first, at most ``limit``.
+
+    ``statuses`` is an inclusive range of status codes; ``after`` / ``before`` are row
+    ids (exclusive), for live updates and for paging back.
+    """
+
+    instance: str | None = None
+    statuses: tuple[int, int] | None = None
+    since: float | None = None
+    until: float | None = None
+    after: int | None = None
+    before: int | None = None
+    limit: int = 100
+
+
+# The columns of a row tuple, in order (what ``insert_rows`` takes).
+COLUMNS = (
+    "time", "instance", "node", "route", "status", "duration", "ttfb", "queue_wait",
+    "cold_start", "streamed", "prompt_tokens", "completion_tokens", "tokens_per_second",
+    "key_id", "key_name",
+)  # fmt: skip
+
+
+def insert_activity(connection: Connection, rows: Sequence[Activity]) -> None:
+    """Add ``rows`` (one statement, many parameter sets)."""
+    if rows:
+        connection.execute(insert(activity), [_values(row) for row in rows])
+
+
+def insert_rows(connection: Connection, rows: Sequence[Sequence[object]]) -> None:
+    """Add rows given as tuples in the order of ``COLUMNS``, straight to the driver's
+    ``executemany`` (the request log's batches: no per-row work in Python)."""
+    if not rows:
+        return
+    marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    statement = (
+        f"INSERT INTO activity ({', '.join(COLUMNS)}) VALUES ({', '.join([marker] * len(COLUMNS))})"
+    )
+    connection.exec_driver_sql(statement, list(rows))
+
+
+def select_activity(connection: Connection, query: ActivityQuery) -> list[Activity]:
+    statement = select(activity).order_by(activity.c.id.desc()).limit(query.limit)
+    conditions = _conditions(query)
+    if conditions:
+        statement = statement.where(and_(*conditions))
+    return [_activity(row) for row in connection.execute(statement).mappings()]
+
+
+def select_samples(
+    connection: Connection, instance: str, since: float, limit: int
+) -> list[Activity]:
+    """The newest ``limit`` rows of ``instance`` since ``since``, oldest first, with only
+    what the charts draw (time, status, TTFB, tokens/s, cold start and its wait)."""
+    c = activity.c
+    statement = (
+        select(c.id, c.time, c.status, c.ttfb, c.tokens_per_second, c.cold_start, c.queue_wait)
+        .where(and_(c.instance == instance, c.time >= since))
+        .order_by(c.id.desc())
+        .limit(limit)
+    )
+    rows = connection.execute(statement).all()
+    return [
+        Activity(
+            id=row.id,
+            time=row.time,
+            instance=instance,
+            route="",
+            status=row.status,
+            duration=0.0,
+            ttfb=row.ttfb,
+            tokens_per_second=row.tokens_per_second,
+            cold_start=bool(row.cold_start),
+            queue_wait=row.queue_wait,
+        )
+        for row in reversed(rows)
+    ]
+
+
+def prune_activity(connection: Connection, older_than: float | None, max_rows: int) -> int:
+    """Delete the rows from before ``older_than`` (unix seconds), then all but the newest
+    ``max_rows``; how many went."""
+    removed = 0
+    if older_than is not None:
+        removed += connection.execute(delete(activity).where(activity.c.time < older_than)).rowcount
+    newest = connection.execute(select(func.max(activity.c.id))).scalar()
+    if newest is not None:
+        removed += connection.execute(
+            delete(activity).where(activity.c.id <= newest - max_rows)
+        ).rowcount
+    return removed
+
+
+def _conditions(query: ActivityQuery) -> list[ColumnElement[bool]]:
+    c = activity.c
+    conditions: list[ColumnElement[bool]] = []
+    if query.instance is not None:
+        conditions.append(c.instance == query.instance)
+    if query.statuses is not None:
+        low, high = query.statuses
+        conditions.append(c.status.between(low, high))
+    if query.since is not None:
+        conditions.append(c.time >= query.since)
+    if query.until is not None:
+        conditions.append(c.time < query.until)
+    if query.after is not None:
+        conditions.append(c.id > query.after)
+    if query.before is not None:
+        conditions.append(c.id < query.before)
+    return conditions
+
+
+def _values(row: Activity) -> dict[str, object]:
+    return {
+        "time": row.time,
+        "instance": row.instance,
+        "node": row.node,
+        "route": row.route,
+        "status": row.status,
+        "duration": row.duration,
+        "ttfb": row.ttfb,
+        "queue_wait": row.queue_wait,
+        "cold_start": int(row.cold_start),
+        "streamed": int(row.streamed),
+        "prompt_tokens": row.prompt_tokens,
+        "completion_tokens": row.completion_tokens,
+        "tokens_per_second": row.tokens_per_second,
+        "key_id": row.key_id,
+        "key_name": row.key_name,
+    }
+
+
+def _activity(row: RowMapping) -> Activity:
+    return Activity(
+        id=row["id"],
+        time=row["time"],
+        instance=row["instance"],
+        node=row["node"],
+        route=row["route"],
+        status=row["status"],
+        duration=row["duration"],
+        ttfb=row["ttfb"],
+        queue_wait=row["queue_wait"],
+        cold_start=bool(row["cold_start"]),
+        streamed=bool(row["streamed"]),
+        prompt_tokens=row["prompt_tokens"],
+        completion_tokens=row["completion_tokens"],
+        tokens_per_second=row["tokens_per_second"],
+        key_id=row["key_id"],
+        key_name=row["key_name"],
+    )
