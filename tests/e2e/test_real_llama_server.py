@@ -254,7 +254,11 @@ def test_parse_command_makes_an_instance_that_starts(llamactl: Llamactl) -> None
 
 def test_anthropic_messages_plain_and_streamed(llamactl: Llamactl) -> None:
     llamactl.create("claudeish")
-    client = anthropic.Anthropic(base_url=llamactl.url, api_key=KEY, max_retries=0)
+    with anthropic.Anthropic(base_url=llamactl.url, api_key=KEY, max_retries=0) as client:
+        ask_anthropic(client)
+
+
+def ask_anthropic(client: anthropic.Anthropic) -> None:
     hello: list[anthropic.types.MessageParam] = [{"role": "user", "content": "Say hello."}]
     message = client.messages.create(model="claudeish", max_tokens=16, messages=hello)
     assert message.type == "message" and message.role == "assistant"
