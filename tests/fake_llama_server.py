@@ -37,6 +37,16 @@ HTTP
 - ``POST /v1/completions`` (also ``/completions``): ``choices[0].text`` is
   ``"echo: <prompt>"`` (a list prompt uses its last item); 400 when ``prompt`` is missing.
 - ``POST /v1/embeddings`` (also ``/embeddings``): one fixed 4-number vector per input.
+- ``POST /v1/messages`` (Anthropic's Messages API): a ``message`` whose one ``text``
+  content block is ``"echo: <last user message>"`` (string content, or its text blocks
+  joined by spaces), ``stop_reason`` ``"end_turn"`` (``"max_tokens"`` when truncated),
+  ``usage`` with ``input_tokens`` (the words of ``system`` and every message) and
+  ``output_tokens``; 400 when ``messages`` is not a list. Streamed, Anthropic's events:
+  ``message_start`` (``usage.input_tokens``), ``content_block_start``, N
+  ``content_block_delta`` (``text_delta``), ``content_block_stop``, ``message_delta``
+  (``stop_reason``, ``usage.output_tokens``), ``message_stop``, each
+  ``event: <type>\ndata: <JSON>\n\n``, with the same chunking and interval as chat.
+- ``POST /v1/messages/count_tokens``: ``{"input_tokens": N}``, counted as above.
 - Any other GET/POST/PUT/DELETE/PATCH: 404 ``{"error": {"code": 404, ...}}``. Other methods
   (HEAD, OPTIONS) get the standard library's 501 and are not logged.
 
@@ -464,6 +474,12 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json(200, {"status": "ok"})
         elif method == "GET" and path in ("/v1/models", "/models"):
             self._send_json(200, self._models())
+        elif method == "POST" and path in ("/v1/messages", "/v1/messages/count_tokens"):
+            if problem or not isinstance(body, dict):
+                message = problem or "the body must be a JSON object"
+                self._send_json(400, _error(400, message, "invalid_request_error"))
+            else:
+                self._messages(body, count_only=path.endswith("/count_tokens"))
         elif method == "POST" and path in (
             "/v1/chat/completions",
             "/chat/completions",
@@ -564,18 +580,42 @@ class Handler(BaseHTTPRequestHandler):
             },
         )
 
+    def _messages(self, body: dict[str, Any], count_only: bool) -> None:
+        """Anthropic's Messages API: a message, its token count, or its stream of events."""
+        messages = body.get("messages")
+        if not isinstance(messages, list):
+            self._send_json(400, _error(400, "'messages' must be a list", "invalid_request_error"))
+            return
+        dicts = [m for m in messages if isinstance(m, dict)]
+        users = [m for m in dicts if m.get("role") == "user"] or dicts
+        prompt = _text(users[-1].get("content")) if users else ""
+        input_tokens = _words(_text(body.get("system"))) + sum(
+            _words(_text(m.get("content"))) for m in dicts
+        )
+        if count_only:
+            self._send_json(200, {"input_tokens": input_tokens})
+            return
+        content, finish = make_content(prompt, _max_tokens(body))
+        stop_reason = "max_tokens" if finish == "length" else "end_turn"
+        message: dict[str, Any] = {
+            "id": f"msg_fake_{os.getpid()}_{next(self.state.ids)}",
+            "type": "message",
+            "role": "assistant",
+            "model": self.state.model_id,
+            "content": [{"type": "text", "text": content}],
+            "stop_reason": stop_reason,
+            "stop_sequence": None,
+            "usage": {"input_tokens": input_tokens, "output_tokens": _words(content)},
+        }
+        if body.get("stream") is True:
+            self._stream_message(message, content)
+        else:
+            self._send_json(200, message)
+
     # ---- streaming
 
-    def _stream(
-        self,
-        path: str,
-        ident: str,
-        chat: bool,
-        content: str,
-        finish: str,
-        usage: dict[str, int],
-    ) -> None:
-        settings = self.state.settings
+    def _start_stream(self) -> bool:
+        """Send the head of an event stream; whether its body is chunked."""
         chunked = self.request_version != "HTTP/1.0"
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -587,6 +627,67 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
             self.close_connection = True
         self.end_headers()
+        return chunked
+
+    def _stream_message(self, message: dict[str, Any], content: str) -> None:
+        settings = self.state.settings
+        chunked = self._start_stream()
+        usage = message["usage"]
+        start = {
+            **message,
+            "content": [],
+            "stop_reason": None,
+            "usage": {"input_tokens": usage["input_tokens"], "output_tokens": 0},
+        }
+        block = {"type": "text", "text": ""}
+        sent = 0
+        try:
+            self._named("message_start", {"message": start}, chunked)
+            self._named("content_block_start", {"index": 0, "content_block": block}, chunked)
+            for index, piece in enumerate(split_pieces(content, settings.stream_chunks)):
+                if index and settings.stream_interval:
+                    self._pause(settings.stream_interval)
+                delta = {"type": "text_delta", "text": piece}
+                self._named("content_block_delta", {"index": 0, "delta": delta}, chunked)
+                sent += 1
+            self._named("content_block_stop", {"index": 0}, chunked)
+            delta = {"stop_reason": message["stop_reason"], "stop_sequence": None}
+            final = {"output_tokens": usage["output_tokens"]}
+            self._named("message_delta", {"delta": delta, "usage": final}, chunked)
+            self._named("message_stop", {}, chunked)
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
+        except (Disconnected, ConnectionError):
+            self._abandoned(sent)
+
+    def _named(self, kind: str, data: dict[str, Any], chunked: bool) -> None:
+        """One Anthropic event: ``event: <kind>`` and its data, which repeats the type."""
+        self._event(json.dumps({"type": kind, **data}), chunked, kind)
+
+    def _abandoned(self, sent: int) -> None:
+        self.close_connection = True
+        self.state.log(
+            {
+                "t": time.time(),
+                "event": "client_disconnected",
+                "path": self.path,
+                "pid": os.getpid(),
+                "peer": self._peer(),
+                "chunks_sent": sent,
+            }
+        )
+
+    def _stream(
+        self,
+        path: str,
+        ident: str,
+        chat: bool,
+        content: str,
+        finish: str,
+        usage: dict[str, int],
+    ) -> None:
+        settings = self.state.settings
+        chunked = self._start_stream()
         pieces = split_pieces(content, settings.stream_chunks)
         sent = 0
         try:
@@ -624,20 +725,12 @@ class Handler(BaseHTTPRequestHandler):
             if chunked:
                 self.wfile.write(b"0\r\n\r\n")
         except (Disconnected, ConnectionError):
-            self.close_connection = True
-            self.state.log(
-                {
-                    "t": time.time(),
-                    "event": "client_disconnected",
-                    "path": self.path,
-                    "pid": os.getpid(),
-                    "peer": self._peer(),
-                    "chunks_sent": sent,
-                }
-            )
+            self._abandoned(sent)
 
-    def _event(self, data: str, chunked: bool) -> None:
+    def _event(self, data: str, chunked: bool, kind: str | None = None) -> None:
         payload = f"data: {data}\n\n".encode()
+        if kind is not None:
+            payload = f"event: {kind}\n".encode() + payload
         if chunked:
             payload = f"{len(payload):x}\r\n".encode() + payload + b"\r\n"
         self.wfile.write(payload)

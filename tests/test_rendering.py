@@ -15,7 +15,7 @@ from llamactl.errors import (
     Unauthorized,
     Unavailable,
 )
-from llamactl.rendering import Shape, render, render_status, send_rendered
+from llamactl.rendering import Shape, render, render_status, send_rendered, shape_for
 
 
 def test_the_management_shape_is_compact_ascii_json() -> None:
@@ -39,8 +39,8 @@ def test_the_openai_shape_carries_type_param_and_code() -> None:
     }
 
 
-@pytest.mark.parametrize("shape", list(Shape))
-def test_unauthorized_is_the_openai_401_on_every_route(shape: Shape) -> None:
+@pytest.mark.parametrize("shape", [Shape.MANAGEMENT, Shape.OPENAI])
+def test_unauthorized_is_the_openai_401_on_every_route_but_anthropics(shape: Shape) -> None:
     rendered = render(Unauthorized("Missing API key"), shape)
     assert rendered.status == 401
     assert rendered.headers == ((b"www-authenticate", b"Bearer"),)
@@ -48,6 +48,58 @@ def test_unauthorized_is_the_openai_401_on_every_route(shape: Shape) -> None:
         b'{"error": {"message": "Missing API key", "type": "authentication_error",'
         b' "param": null, "code": "invalid_api_key"}}'
     )
+
+
+def test_unauthorized_on_anthropics_routes_is_anthropics_401() -> None:
+    rendered = render(Unauthorized("Missing API key"), Shape.ANTHROPIC)
+    assert rendered.status == 401
+    assert rendered.headers == ((b"www-authenticate", b"Bearer"),)
+    assert json.loads(rendered.body) == {
+        "type": "error",
+        "error": {"type": "authentication_error", "message": "Missing API key"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        (400, "invalid_request_error"),
+        (401, "authentication_error"),
+        (403, "permission_error"),
+        (404, "not_found_error"),
+        (405, "invalid_request_error"),
+        (413, "request_too_large"),
+        (429, "rate_limit_error"),
+        (500, "api_error"),
+        (501, "api_error"),
+        (502, "api_error"),
+        (503, "overloaded_error"),
+        (504, "api_error"),
+        (529, "overloaded_error"),
+    ],
+)
+def test_the_anthropic_shape_has_a_type_per_status(status: int, kind: str) -> None:
+    rendered = render_status(status, "some_code", "what went wrong", Shape.ANTHROPIC)
+    assert rendered.status == status
+    assert json.loads(rendered.body) == {
+        "type": "error",
+        "error": {"type": kind, "message": "what went wrong"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "shape"),
+    [
+        ("/v1/messages", Shape.ANTHROPIC),
+        ("/v1/messages/count_tokens", Shape.ANTHROPIC),
+        ("/v1/messagesx", Shape.OPENAI),
+        ("/v1/chat/completions", Shape.OPENAI),
+        ("/llama-cpp/a/v1/messages", Shape.OPENAI),
+        ("/api/v1/instances/a/proxy/v1/messages", Shape.MANAGEMENT),
+    ],
+)
+def test_the_shape_of_a_path(path: str, shape: Shape) -> None:
+    assert shape_for(path) is shape
 
 
 @pytest.mark.parametrize("shape", list(Shape))

@@ -50,10 +50,11 @@ def test_default_server_creates_the_database_and_answers(
     with sqlite3.connect(database) as connection:
         columns = describe_table(connection, "instances").columns
         spec = spec_schema().columns
-        assert columns[: len(spec)] == spec  # then the failure columns of migration 0003
+        assert columns[: len(spec)] == spec  # then the columns of migrations 0003 and 0007
         assert [column.name for column in columns[len(spec) :]] == [
             "failure_reason",
             "failure_output",
+            "loading_progress",
         ]
     connection.close()
     assert (data_dir / "instances").is_dir() and (data_dir / "logs").is_dir()

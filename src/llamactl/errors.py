@@ -27,9 +27,11 @@ pydantic, ``OSError``) are translated once, at the layer that meets them, chaine
     │   ├── InstanceExists        an instance with that name already exists
     │   ├── InvalidTransition     a status change that the lifecycle forbids
     │   └── LimitReached          a configured limit (max_instances, ...) is reached
+    ├── NotServed                 the instance's backend does not serve the API asked for (501)
     ├── BackendFailed             a backend process could not be started or kept running
     │   ├── StartFailedRecently   an on-demand start is asked for again right after failing
-    │   └── GatewayTimeout        a backend did not send its response headers in time (504)
+    │   ├── GatewayTimeout        a backend did not send its response headers in time (504)
+    │   └── BackendRefused        a backend answered an error after a stream had begun
     ├── ClientError               a request from the command-line client did not succeed
     │   ├── ApiError              the server answered with an error status
     │   └── Unreachable           the server cannot be reached
@@ -53,6 +55,7 @@ from __future__ import annotations
 __all__ = [
     "ApiError",
     "BackendFailed",
+    "BackendRefused",
     "CapacityReached",
     "ClientError",
     "CommandParseError",
@@ -82,6 +85,7 @@ __all__ = [
     "NodeUnreachable",
     "NotALlamactlDatabase",
     "NotFound",
+    "NotServed",
     "PayloadTooLarge",
     "PermissionDenied",
     "QueueFull",
@@ -296,6 +300,17 @@ class GatewayTimeout(BackendFailed):
     status = 504
 
 
+class BackendRefused(BackendFailed):
+    """Raised when a backend answers a streamed request with an error status after
+    llamactl had already begun the response (loading progress): its status and message."""
+
+    code = "backend_error"
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class Unavailable(LlamactlError):
     """Raised when a request cannot be served now; ``retry_after`` seconds is a hint."""
 
@@ -353,6 +368,14 @@ class NodeRefusedKey(NodeFailed):
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
+
+
+class NotServed(LlamactlError):
+    """Raised when a request asks for an API (Anthropic's Messages API) that the backend
+    of its instance does not serve, as its spec says."""
+
+    code = "not_implemented"
+    status = 501
 
 
 class ForwardingLoop(LlamactlError):

@@ -3,10 +3,13 @@
 - **management** (``/api/v1``, ``/healthz``, the dashboard):
   ``{"error": {"code": "<slug>", "message": "<sentence>"}}``, compact ASCII JSON;
 - **openai** (``/v1``, ``/llama-cpp``):
-  ``{"error": {"message", "type", "param", "code"}}``, as OpenAI's clients expect.
+  ``{"error": {"message", "type", "param", "code"}}``, as OpenAI's clients expect;
+- **anthropic** (``/v1/messages``, ``/v1/messages/...``: Anthropic's Messages API):
+  ``{"type": "error", "error": {"type", "message"}}``, as Anthropic's clients expect.
 
-``render`` looks at the class of a ``LlamactlError``: ``Unauthorized`` comes in the OpenAI
-shape on every route, with ``WWW-Authenticate: Bearer``; ``Unavailable`` with a
+``shape_for`` tells a route's shape from its path. ``render`` looks at the class of a
+``LlamactlError``: ``Unauthorized`` comes in the OpenAI shape on every route but the
+Anthropic ones (which get theirs), with ``WWW-Authenticate: Bearer``; ``Unavailable`` with a
 ``retry_after`` adds ``Retry-After``; ``StartFailedRecently`` adds ``Retry-After`` and
 ``X-Should-Retry: false``. ``render_status`` renders an error that is not a
 ``LlamactlError`` (routing, an unexpected exception) from its status, code and message.
@@ -37,11 +40,13 @@ __all__ = [
     "INTERNAL_ERROR",
     "Rendered",
     "Shape",
+    "anthropic_error_body",
     "management_error_body",
     "openai_error_body",
     "render",
     "render_status",
     "send_rendered",
+    "shape_for",
 ]
 
 Header = tuple[bytes, bytes]
@@ -58,6 +63,29 @@ class Shape(StrEnum):
 
     MANAGEMENT = "management"  # llamactl's own API and pages
     OPENAI = "openai"  # the OpenAI-compatible inference routes
+    ANTHROPIC = "anthropic"  # Anthropic's Messages API, relayed on /v1/messages
+
+
+# Anthropic's error types by status; any other 4xx is invalid_request_error, 5xx api_error.
+_ANTHROPIC_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
+_MESSAGES = "/v1/messages"
+
+
+def shape_for(path: str) -> Shape:
+    """The error shape of the route at ``path`` (a decoded request path)."""
+    if path.startswith("/api/"):
+        return Shape.MANAGEMENT
+    if path.startswith(_MESSAGES) and path[len(_MESSAGES) : len(_MESSAGES) + 1] in ("", "/"):
+        return Shape.ANTHROPIC
+    return Shape.OPENAI
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +105,7 @@ class Rendered:
 def render(exc: LlamactlError, shape: Shape) -> Rendered:
     """``exc`` as the response for a route whose clients expect ``shape``."""
     if isinstance(exc, Unauthorized):
-        return _unauthorized(exc.message)
+        return _unauthorized(exc.message, shape is Shape.ANTHROPIC)
     return Rendered(exc.status, _body(shape, exc.status, exc.code, exc.message), _hints(exc))
 
 
@@ -92,6 +120,14 @@ def openai_error_body(status: int, message: str, code: str | None) -> bytes:
     """``{"error": {"message", "type", "param", "code"}}``, as OpenAI clients expect."""
     error = {"message": message, "type": _openai_type(status), "param": None, "code": code}
     return json.dumps({"error": error}).encode()
+
+
+def anthropic_error_body(status: int, message: str) -> bytes:
+    """``{"type": "error", "error": {"type", "message"}}``, as Anthropic clients expect."""
+    kind = _ANTHROPIC_TYPES.get(status)
+    if kind is None:
+        kind = "invalid_request_error" if status < 500 else "api_error"
+    return json.dumps({"type": "error", "error": {"type": kind, "message": message}}).encode()
 
 
 def management_error_body(code: str, message: str) -> bytes:
@@ -110,6 +146,8 @@ async def send_rendered(send: Send, rendered: Rendered) -> None:
 def _body(shape: Shape, status: int, code: str, message: str) -> bytes:
     if shape is Shape.OPENAI:
         return openai_error_body(status, message, code)
+    if shape is Shape.ANTHROPIC:
+        return anthropic_error_body(status, message)
     return management_error_body(code, message)
 
 
@@ -134,6 +172,8 @@ def _hints(exc: LlamactlError) -> tuple[Header, ...]:
 _CHALLENGE = ((b"www-authenticate", b"Bearer"),)
 
 
-@lru_cache(maxsize=8)  # a refused key is answered on the hot path, in a few fixed sentences
-def _unauthorized(message: str) -> Rendered:
+@lru_cache(maxsize=16)  # a refused key is answered on the hot path, in a few fixed sentences
+def _unauthorized(message: str, anthropic: bool) -> Rendered:
+    if anthropic:
+        return Rendered(401, anthropic_error_body(401, message), _CHALLENGE)
     return Rendered(401, openai_error_body(401, message, _UNAUTHORIZED_CODE), _CHALLENGE)

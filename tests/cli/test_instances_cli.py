@@ -489,3 +489,17 @@ def test_usage_errors_exit_2(args: list[str]) -> None:
     result = invoke(*args, LLAMACTL_URL=f"http://127.0.0.1:{free_port()}")
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
+
+
+def test_loading_progress_is_set_and_unset_like_any_instance_setting(server: Server) -> None:
+    create(server, "quiet", "--set", "loading_progress=false")
+    assert api_get(server, "/instances/quiet").json()["options"]["loading_progress"] is False
+    result = server.run("instances", "edit", "quiet", "--set", "loading_progress=true")
+    assert result.exit_code == 0, result.output
+    assert api_get(server, "/instances/quiet").json()["options"]["loading_progress"] is True
+    result = server.run("instances", "edit", "quiet", "--unset", "loading_progress")
+    assert result.exit_code == 0, result.output
+    assert "loading_progress" not in api_get(server, "/instances/quiet").json()["options"]
+    result = server.run("instances", "edit", "quiet", "--set", "loading_progress=often")
+    assert result.exit_code != 0
+    assert "loading_progress" in result.output and "often" in result.output

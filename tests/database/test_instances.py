@@ -227,6 +227,16 @@ def test_command_override_round_trip(memory_db: database.DB) -> None:
     assert loaded.options.command_override == "/opt/venv/bin/llama-server --foo 'a b'"
 
 
+@pytest.mark.parametrize(("flag", "stored"), [(None, None), (False, 0), (True, 1)])
+def test_loading_progress_round_trip(
+    memory_db: database.DB, flag: bool | None, stored: int | None
+) -> None:
+    memory_db.save(make("lp", loading_progress=flag))
+    assert row(memory_db, "lp")["loading_progress"] == stored
+    assert memory_db.get_by_name("lp").options.loading_progress is flag
+    assert memory_db.load_all()[0].options.loading_progress is flag
+
+
 @pytest.mark.parametrize("backend_type", BACKENDS)
 def test_created_survives_and_updated_at_moves(
     memory_db: database.DB, clock: FakeClock, backend_type: str

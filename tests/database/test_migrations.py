@@ -19,6 +19,9 @@ FAILURE_COLUMNS = (
     Column("failure_reason", "TEXT", False, None, False),
     Column("failure_output", "TEXT", False, None, False),
 )
+# What migration 0007 adds after them: the instance's loading progress, nullable.
+LOADING_COLUMN = Column("loading_progress", "INTEGER", False, None, False)
+LATER_COLUMNS = (*FAILURE_COLUMNS, LOADING_COLUMN)
 
 
 # Migration 0004 widens the spec's backend_type CHECK to the custom backend; nothing else.
@@ -101,7 +104,7 @@ def test_upgrade_creates_exactly_the_spec_schema(tmp_path: Path) -> None:
     expected = spec_schema()
     spec_count = len(expected.columns)
     assert built.columns[:spec_count] == expected.columns
-    assert built.columns[spec_count:] == FAILURE_COLUMNS
+    assert built.columns[spec_count:] == LATER_COLUMNS
     assert built.checks == widened(expected.checks)
     assert built.indexes == expected.indexes
     assert built.autoincrement and expected.autoincrement
@@ -142,7 +145,7 @@ def test_downgrade_to_base_then_upgrade_again(tmp_path: Path) -> None:
     connection = sqlite3.connect(path)
     try:
         columns = describe_table(connection, "instances").columns
-        assert columns == spec_schema().columns + FAILURE_COLUMNS
+        assert columns == spec_schema().columns + LATER_COLUMNS
     finally:
         connection.close()
 
@@ -161,7 +164,7 @@ def test_current_and_head_revision(tmp_path: Path) -> None:
     try:
         assert database.current_revision(db) is None
         database.run_migrations(db)
-        assert database.current_revision(db) == database.head_revision() == "0006"
+        assert database.current_revision(db) == database.head_revision() == "0007"
     finally:
         db.close()
 

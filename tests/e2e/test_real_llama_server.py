@@ -2,7 +2,7 @@
 
 Needs ``scripts/install-llama-server`` to have run (or LLAMA_SERVER and LLAMA_MODEL set);
 skipped, with the reason, otherwise. A real llamactl process serves on a socket; requests
-go through the official ``openai`` client.
+go through the official ``openai`` client (and ``anthropic``, for the Messages API).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -249,3 +250,25 @@ def test_parse_command_makes_an_instance_that_starts(llamactl: Llamactl) -> None
     assert ask(llamactl.client(), "parsed")
     log = llamactl.api("GET", "/instances/parsed/logs?lines=500").text
     assert "--ctx-size 1024" in log and "--gpu-layers 0" in log
+
+
+def test_anthropic_messages_plain_and_streamed(llamactl: Llamactl) -> None:
+    llamactl.create("claudeish")
+    with anthropic.Anthropic(base_url=llamactl.url, api_key=KEY, max_retries=0) as client:
+        ask_anthropic(client)
+
+
+def ask_anthropic(client: anthropic.Anthropic) -> None:
+    hello: list[anthropic.types.MessageParam] = [{"role": "user", "content": "Say hello."}]
+    message = client.messages.create(model="claudeish", max_tokens=16, messages=hello)
+    assert message.type == "message" and message.role == "assistant"
+    assert message.content[0].type == "text" and message.content[0].text.strip()
+    assert message.usage.input_tokens > 0 and 0 < message.usage.output_tokens <= 16
+    with client.messages.stream(model="claudeish", max_tokens=16, messages=hello) as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_message()
+    assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
+    assert "content_block_delta" in kinds
+    assert final.content[0].type == "text" and final.content[0].text.strip()
+    counted = client.messages.count_tokens(model="claudeish", messages=hello)
+    assert counted.input_tokens > 0

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from llamactl.errors import InvalidInput
+from llamactl.proxy import jsonscan
 from llamactl.proxy.jsonscan import model_span, string_value
 
 
@@ -77,3 +78,24 @@ def test_what_is_not_a_json_object_is_invalid_json(body: bytes) -> None:
 def test_deep_nesting_below_the_top_level_is_skipped_without_recursion() -> None:
     body = b'{"x": ' + b"[" * 100_000 + b"]" * 100_000 + b', "model": "deep"}'
     assert model_of(body) == "deep"
+
+
+@pytest.mark.parametrize(
+    ("body", "streamed"),
+    [
+        (b'{"model": "m", "stream": true}', True),
+        (b'{"stream":true,"model":"m"}', True),
+        (b'{"str\\u0065am": true}', False),  # not looked for: no progress, no harm
+        (b'{"stream": false}', False),
+        (b'{"stream": "true"}', False),
+        (b'{"stream": true, "stream": false}', False),  # the last one counts, as in JSON
+        (b'{"options": {"stream": true}}', False),  # not at the top level
+        (b'{"prompt": "\\"stream\\": true"}', False),
+        (b'{"model": "m"}', False),
+        (b'not json "stream": true', False),
+        (b'{"stream": true', False),
+        (b"", False),
+    ],
+)
+def test_is_streamed(body: bytes, streamed: bool) -> None:
+    assert jsonscan.is_streamed(body) is streamed

@@ -210,6 +210,7 @@ def allows(keys: Keys, scope: Scope, *, management: bool) -> bool:
     return rejection(keys, scope, management=management) is None
 
 
-async def reject(send: Send, message: str) -> None:
-    """Send the 401 for ``message`` (``MISSING_KEY`` / ``INVALID_KEY``) to an ASGI ``send``."""
-    await send_rendered(send, render(Unauthorized(message), Shape.OPENAI))
+async def reject(send: Send, message: str, shape: Shape = Shape.OPENAI) -> None:
+    """Send the 401 for ``message`` (``MISSING_KEY`` / ``INVALID_KEY``) to an ASGI ``send``,
+    in the route's ``shape``."""
+    await send_rendered(send, render(Unauthorized(message), shape))

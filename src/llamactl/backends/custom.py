@@ -139,6 +139,7 @@ SPEC = BackendSpec(
     supports_docker=True,
     docker_section_required=True,  # an entry without a docker part cannot run in docker
     rewrites_model=True,  # requests carry the instance name; the server gets its model
+    messages_api=True,  # llamactl cannot tell: the server answers for itself
     health_path="/health",
     api_key=_no_api_key,
     served_model_name=_served_model_name,

@@ -336,6 +336,7 @@ SPEC = BackendSpec(
     positional_model=False,
     supports_docker=True,
     rewrites_model=False,  # it serves one model and answers to any name
+    messages_api=True,  # since ggml-org/llama.cpp#17570 (November 2025)
     health_path="/health",
     api_key=_api_key,
     served_model_name=_served_model_name,

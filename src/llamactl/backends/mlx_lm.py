@@ -60,6 +60,7 @@ SPEC = BackendSpec(
     positional_model=False,
     supports_docker=False,  # Apple silicon only: there is no container image
     rewrites_model=True,
+    messages_api=False,  # mlx_lm.server has no /v1/messages
     health_path="/health",
     api_key=_no_api_key,
     served_model_name=_served_model_name,

@@ -46,6 +46,9 @@ class BackendSpec:
       built-ins, whose loaded sections always have one, run natively without it);
     - ``rewrites_model``: whether the proxy puts the backend's own model name into the
       ``model`` of a JSON body (the server checks it against what it serves);
+    - ``messages_api``: whether the server answers Anthropic's Messages API
+      (``/v1/messages``, ``/v1/messages/count_tokens``); the proxy answers 501 for one
+      that does not, before starting anything;
     - ``served_name_field``: the option naming the model in responses, which llamactl
       fills with the instance name when unset (llama-server's ``--alias``);
     - ``health_path``: the readiness endpoint, unless the instance's configuration section
@@ -74,6 +77,7 @@ class BackendSpec:
     positional_model: bool
     supports_docker: bool
     rewrites_model: bool
+    messages_api: bool
     health_path: str
     api_key: Callable[[BackendOptionsBase], str | None]
     served_model_name: Callable[[BackendOptionsBase], str | None]

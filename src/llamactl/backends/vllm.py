@@ -179,6 +179,7 @@ SPEC = BackendSpec(
     positional_model=True,  # natively; the container image takes --model
     supports_docker=True,
     rewrites_model=True,
+    messages_api=True,  # vllm serve answers /v1/messages (vllm-project/vllm#21313)
     health_path="/health",
     api_key=_api_key,
     served_model_name=_served_model_name,

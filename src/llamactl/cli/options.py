@@ -43,6 +43,7 @@ INSTANCE_SETTINGS = (
     "restart_delay",
     "on_demand_start",
     "idle_timeout",
+    "loading_progress",
     "environment",
     "docker_enabled",
     "command_override",

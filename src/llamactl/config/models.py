@@ -122,6 +122,8 @@ class InstancesConfig(_Frozen):
     on_demand_start_timeout: int
     response_header_timeout: int
     max_queued_requests: int
+    loading_progress: bool
+    loading_progress_interval: int
     timeout_check_interval: int
     log_rotation_enabled: bool
     log_rotation_max_size: int

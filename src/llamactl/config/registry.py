@@ -238,6 +238,12 @@ _INSTANCES = [
     _s("instances.response_header_timeout", kinds.INT, 600,
        "seconds the proxy waits for a backend's response headers (504 beyond it; 0: no limit)",
        "LLAMACTL_RESPONSE_HEADER_TIMEOUT", minimum=0),
+    _s("instances.loading_progress", kinds.BOOL, True,
+       "a streamed request waiting for a start gets SSE `: loading` comments meanwhile "
+       "(an instance's `loading_progress` overrides it)", "LLAMACTL_LOADING_PROGRESS"),
+    _s("instances.loading_progress_interval", kinds.INT, 3,
+       "seconds between two loading comments; the first (with the response head) comes "
+       "after one", "LLAMACTL_LOADING_PROGRESS_INTERVAL", minimum=1, maximum=3600),
     _s("instances.max_queued_requests", kinds.INT, 100,
        "requests that may wait for an instance to become ready (503 beyond it)",
        "LLAMACTL_MAX_QUEUED_REQUESTS", minimum=1),

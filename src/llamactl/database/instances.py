@@ -5,7 +5,8 @@ left unset take the column DEFAULT, ``nodes`` a sorted JSON array, ``environment
 object, the typed backend options serialised into ``backend_config_json``, ``created_at``
 and ``updated_at`` in unix seconds. Beyond the spec (migration 0003), the last failure:
 ``failure_reason`` and ``failure_output`` (its last output lines, a JSON array), both NULL
-when there is none. Callers never see a row.
+when there is none; and (migration 0007) ``loading_progress``, 0/1, or NULL for an
+instance that leaves it to the configuration. Callers never see a row.
 """
 
 from __future__ import annotations
@@ -68,10 +69,12 @@ instances = Table(
     Column("owner_user_id", Text),
     Column("failure_reason", Text),
     Column("failure_output", Text),
+    Column("loading_progress", Integer),
 )
 
-# The columns later migrations added to the spec's table (0003: the last failure).
-BEYOND_SPEC = ("failure_reason", "failure_output")
+# The columns later migrations added to the spec's table (0003: the last failure; 0007:
+# the instance's loading progress).
+BEYOND_SPEC = ("failure_reason", "failure_output", "loading_progress")
 
 # The column DEFAULTs of the spec's schema: what an option left unset is stored as.
 COLUMN_DEFAULTS: dict[str, int] = {
@@ -102,6 +105,7 @@ def _row_values(inst: Instance, now: int) -> dict[str, Any]:
         "nodes": json.dumps(sorted(options.nodes)) if options.nodes else None,
         "environment": json.dumps(dict(options.environment)) if options.environment else None,
         **_failure_values(inst.failure),
+        "loading_progress": _flag_or_null(options.loading_progress),
     }
     for name in _BOOLEAN_OPTIONS:
         flag = getattr(options, name)
@@ -110,6 +114,10 @@ def _row_values(inst: Instance, now: int) -> dict[str, Any]:
         number = getattr(options, name)
         values[name] = COLUMN_DEFAULTS[name] if number is None else number
     return values
+
+
+def _flag_or_null(flag: bool | None) -> int | None:
+    return None if flag is None else int(flag)
 
 
 def _failure_values(failure: Failure | None) -> dict[str, str | None]:
@@ -286,6 +294,7 @@ class _Row(NamedTuple):
     environment: str | None
     failure_reason: str | None
     failure_output: str | None
+    loading_progress: int | None
     id: int
 
 
@@ -321,6 +330,7 @@ def _to_options(row: _Row) -> Options:
         restart_delay=row.restart_delay,
         on_demand_start=bool(row.on_demand_start),
         idle_timeout=row.idle_timeout,
+        loading_progress=None if row.loading_progress is None else bool(row.loading_progress),
         docker_enabled=bool(row.docker_enabled),
         command_override=row.command_override,
         nodes=tuple(json.loads(row.nodes)) if row.nodes else (),

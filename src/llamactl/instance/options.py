@@ -51,6 +51,7 @@ _KEYS = (
     "restart_delay",
     "on_demand_start",
     "idle_timeout",
+    "loading_progress",
     "environment",
     "docker_enabled",
     "command_override",
@@ -83,9 +84,11 @@ class Options:
     """Everything needed to run one instance, validated; immutable and safe to share.
 
     ``None`` means "not given, use the configured default" for the six settings that
-    ``InstanceDefaults`` covers. ``nodes`` is kept sorted and unique; ``environment`` is a
-    read-only mapping (``dict(options.environment)`` gives a copy). Construction checks
-    ranges and combinations, so ``dataclasses.replace`` copies are validated too.
+    ``InstanceDefaults`` covers, and for ``loading_progress``, which stays ``None`` (the
+    proxy reads ``instances.loading_progress`` for it at each request). ``nodes`` is kept
+    sorted and unique; ``environment`` is a read-only mapping (``dict(options.environment)``
+    gives a copy). Construction checks ranges and combinations, so ``dataclasses.replace``
+    copies are validated too.
     """
 
     backend_type: BackendType
@@ -95,6 +98,7 @@ class Options:
     restart_delay: int | None = None  # seconds
     on_demand_start: bool | None = None
     idle_timeout: int | None = None  # minutes; 0 never stops an idle instance
+    loading_progress: bool | None = None  # SSE comments while a streamed request waits
     docker_enabled: bool | None = None
     command_override: str | None = None
     nodes: tuple[str, ...] = ()
@@ -169,6 +173,7 @@ class Options:
             restart_delay=_optional(data, "restart_delay", check_int),
             on_demand_start=_optional(data, "on_demand_start", check_bool),
             idle_timeout=_optional(data, "idle_timeout", check_int),
+            loading_progress=_optional(data, "loading_progress", check_bool),
             docker_enabled=_optional(data, "docker_enabled", check_bool),
             command_override=_optional(data, "command_override", check_str),
             nodes=_nodes(data.get("nodes")),
@@ -186,6 +191,7 @@ class Options:
             "restart_delay": self.restart_delay,
             "on_demand_start": self.on_demand_start,
             "idle_timeout": self.idle_timeout,
+            "loading_progress": self.loading_progress,
             "environment": dict(self.environment) or None,
             "docker_enabled": self.docker_enabled,
             "command_override": self.command_override,

@@ -9,7 +9,10 @@
 - ``/api/v1/instances/{name}/proxy/...``: any request to a running backend, management key
   required, never started on demand.
 
-Errors on ``/v1`` and ``/llama-cpp`` come in the OpenAI shape. Each request counts as in
+Errors on ``/v1`` and ``/llama-cpp`` come in the OpenAI shape, those on Anthropic's
+Messages API (``/v1/messages``, ``/v1/messages/count_tokens``) in Anthropic's; a backend
+whose spec says it has no Messages API (``messages_api``) gets no such request: 501,
+before anything is started. Each request counts as in
 flight from its arrival until its response ends or its client goes away; a client that
 goes away cancels the request to the backend.
 
@@ -39,6 +42,7 @@ from llamactl.errors import (
     InvalidInput,
     LlamactlError,
     NotFound,
+    NotServed,
     PermissionDenied,
 )
 from llamactl.instance import Instance, Status, validate_name
@@ -56,10 +60,11 @@ from llamactl.proxy.asgi import (
     send_error,
     send_json,
 )
+from llamactl.proxy.progress import NOT_2XX, Progress
 from llamactl.proxy.remote import RemoteRelay
 from llamactl.proxy.scheduler import Scheduler
 from llamactl.proxy.upstream import Relay, Responder, Upstream, request_headers
-from llamactl.rendering import openai_error_body
+from llamactl.rendering import Shape, render_status, send_rendered, shape_for
 
 __all__ = ["ProxyApp"]
 
@@ -139,7 +144,7 @@ class ProxyApp:
         except LlamactlError as exc:
             if tally is not None:
                 tally.answered(exc.status)
-            await send_error(send, exc, openai=openai)
+            await send_error(send, exc, shape_for(path))
         finally:
             if tally is not None:
                 tally.finish()
@@ -163,6 +168,8 @@ class ProxyApp:
         name = _small_json_model(body)
         if name is None or not self._scheduler.accepts(name):
             return None  # no model, unknown, starting, held: the ordinary path decides
+        if shape_for(scope["path"]) is Shape.ANTHROPIC and not self._serves_messages(name):
+            return None  # the ordinary path answers 501
         record = remembered.record  # the stored key that passed, if it was one
         if record is not None:
             if record.permission_mode != "allow_all" and _permission(record, name) is None:
@@ -233,12 +240,11 @@ class ProxyApp:
         if method != "POST":
             if tally is not None:
                 tally.answered(405)
-            await send_json(
-                send,
-                405,
-                openai_error_body(405, f"{method} is not allowed here", "method_not_allowed"),
-                [(b"allow", b"POST")],
-            )
+            message = f"{method} is not allowed here"
+            shape = shape_for(scope["path"])
+            allow = ((b"allow", b"POST"),)
+            rendered = render_status(405, "method_not_allowed", message, shape, allow)
+            await send_rendered(send, rendered)
             return
         body = await read_body(scope, receive, self._body_limit)
         name, is_json = _model_of(scope, body)
@@ -248,6 +254,7 @@ class ProxyApp:
         if tally is not None:
             _identify(tally, inst, record)
         self._permit(record, inst)
+        _check_served(inst, scope["path"])
         with self._limited(record):
             if self._remote.goes_elsewhere(name):
                 target = _remote_target(scope)
@@ -328,22 +335,35 @@ class ProxyApp:
 
         The watch for the client going away starts once the request is written to the
         backend (or before a wait for the instance), so that it costs the request nothing.
+        A streamed request that waits for the instance may get loading progress
+        (``progress``): an error after its early head ends the stream as an event.
         """
         name = inst.name
         self._scheduler.begin(name)
         current = asyncio.current_task()
         assert current is not None
         watch = DisconnectWatch(receive, current)
+        progress: Progress | None = None
         try:
             if on_demand and not self._scheduler.accepts(name):
                 watch.start()
-                await self._wait_for(name, tally)
+                progress = self._progress(scope, send, inst, body)
+                if progress is None:
+                    await self._wait_for(name, tally)
+                else:
+                    await progress.during(self._wait_for(name, tally))
             inst = self._manager.get(name)
-            await self._relay(scope, send, inst, path, body, watch.start, tally)
+            await self._relay(scope, send, inst, path, body, watch.start, tally, progress)
         except asyncio.CancelledError:
             if not watch.gone:
                 raise
             current.uncancel()  # the client left: nothing more to send
+        except LlamactlError as exc:
+            if progress is None or not progress.started:
+                raise
+            if tally is not None:
+                tally.answered(exc.status)  # what the error event says, not the early 200
+            await progress.fail(exc)
         finally:
             watch.stop()
             self._scheduler.end(name)
@@ -370,11 +390,13 @@ class ProxyApp:
         body: bytes,
         sent: Callable[[], None],
         tally: Tally | None,
+        progress: Progress | None = None,
     ) -> None:
         host, port = self._manager.address(inst.name)
         target = _target(scope, inst.name)
+        started = progress is not None and progress.started
         await self._upstream.relay(
-            send,
+            progress.send if progress is not None else send,
             method=scope["method"],
             host=host,
             port=port,
@@ -385,6 +407,26 @@ class ProxyApp:
             name=inst.name,
             sent=sent,
             tally=tally,
+            check=progress.check if progress is not None and started else None,
+            checked=NOT_2XX if started else frozenset(),
+        )
+
+    def _progress(self, scope: Scope, send: Send, inst: Instance, body: bytes) -> Progress | None:
+        """The loading progress of a streamed request that must wait for ``inst``, unless
+        the instance's ``loading_progress`` (else ``instances.loading_progress``) is off."""
+        settings = self._config.instances
+        enabled = inst.options.loading_progress
+        if not (settings.loading_progress if enabled is None else enabled):
+            return None
+        if scope["method"] != "POST" or not jsonscan.is_streamed(body):
+            return None
+        return Progress(
+            send,
+            inst.name,
+            shape_for(scope["path"]),
+            settings.loading_progress_interval,
+            self._response_headers[inst.options.backend_type],
+            self._manager.clock,
         )
 
     # -- helpers ------------------------------------------------------------------------
@@ -397,7 +439,7 @@ class ProxyApp:
             return True
         if tally is not None:
             tally.answered(401)
-        await auth.reject(send, refused)
+        await auth.reject(send, refused, shape_for(scope["path"]))
         return False
 
     @contextlib.contextmanager
@@ -490,6 +532,12 @@ class ProxyApp:
             "node": node,
         }
 
+    def _serves_messages(self, name: str) -> bool:
+        try:
+            return spec_for(self._manager.get(name).options.backend_type).messages_api
+        except LlamactlError:
+            return False
+
     def _body_for(self, inst: Instance, body: bytes, is_json: bool) -> bytes:
         """The body to send: a backend that checks the name (its spec's ``rewrites_model``:
         vLLM, MLX) gets its own model name in a JSON body's ``model`` (its value replaced,
@@ -536,6 +584,18 @@ def _may_use(record: KeyRecord | None, name: str) -> bool:
         or record.permission_mode == "allow_all"
         or (_permission(record, name) is not None)
     )
+
+
+def _check_served(inst: Instance, path: str) -> None:
+    """``NotServed`` (501) for Anthropic's Messages API on a backend without it."""
+    if shape_for(path) is not Shape.ANTHROPIC:
+        return
+    spec = spec_for(inst.options.backend_type)
+    if not spec.messages_api:
+        raise NotServed(
+            f"instance {inst.name} runs {spec.label}, which does not serve Anthropic's "
+            f"Messages API ({path}): use /v1/chat/completions with it"
+        )
 
 
 def _backend_key(inst: Instance) -> str | None:

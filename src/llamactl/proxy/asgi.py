@@ -85,9 +85,9 @@ async def send_json(
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_error(send: Send, exc: LlamactlError, *, openai: bool) -> None:
-    """Render ``exc`` in the OpenAI shape (inference routes) or the management shape."""
-    await send_rendered(send, render(exc, Shape.OPENAI if openai else Shape.MANAGEMENT))
+async def send_error(send: Send, exc: LlamactlError, shape: Shape) -> None:
+    """Render ``exc`` in its route's ``shape`` (``rendering.shape_for``)."""
+    await send_rendered(send, render(exc, shape))
 
 
 class DisconnectWatch:

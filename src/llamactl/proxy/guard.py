@@ -2,10 +2,11 @@
 
 ``ProxyApp`` answers every ``LlamactlError`` itself; anything else that escapes it is a
 bug. ``LastResort`` logs its traceback and answers 500 ``internal_error`` in the route's
-shape (OpenAI's on ``/v1`` and ``/llama-cpp``, the management shape on the per-instance
-proxy), never with the exception's text. Once the response has started nothing more can
-be said to the client: the exception goes on to the server, which logs it and closes the
-connection, so that a cut-off response never looks complete.
+shape (``rendering.shape_for``: OpenAI's on ``/v1`` and ``/llama-cpp``, Anthropic's on
+``/v1/messages``, the management shape on the per-instance proxy), never with the
+exception's text. Once the response has started nothing more can be said to the client:
+the exception goes on to the server, which logs it and closes the connection, so that a
+cut-off response never looks complete.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from llamactl.proxy.asgi import Message, Receive, Scope, Send
-from llamactl.rendering import INTERNAL_ERROR, Shape, render_status, send_rendered
+from llamactl.rendering import INTERNAL_ERROR, render_status, send_rendered, shape_for
 
 __all__ = ["LastResort"]
 
@@ -43,9 +44,7 @@ class LastResort:
             if started:
                 raise
             logger.exception("%s %s failed", scope["method"], scope["path"])
-            rendered = render_status(500, "internal_error", INTERNAL_ERROR, _shape(scope))
+            rendered = render_status(
+                500, "internal_error", INTERNAL_ERROR, shape_for(scope["path"])
+            )
             await send_rendered(send, rendered)
-
-
-def _shape(scope: Scope) -> Shape:
-    return Shape.MANAGEMENT if scope["path"].startswith("/api/") else Shape.OPENAI

@@ -17,7 +17,7 @@ import re
 
 from llamactl.errors import InvalidInput
 
-__all__ = ["model_span", "string_value"]
+__all__ = ["is_streamed", "model_span", "string_value", "value_span"]
 
 # Possessive quantifiers throughout: the matcher then keeps no backtracking state, so a
 # value of millions of strings or escapes is skipped in constant memory.
@@ -26,7 +26,6 @@ _STRING = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"', re.DOTALL)
 _SCALAR = re.compile(rb"-?[0-9][0-9.eE+-]*+|true|false|null")
 # Inside a nested value: everything up to the next bracket, strings included whole.
 _NESTED = re.compile(rb'(?:[^"\[\]{}\\]++|"[^"\\]*+(?:\\.[^"\\]*+)*+")*+', re.DOTALL)
-_KEY = b'"model"'
 _OPEN = frozenset(b"[{")
 _CLOSE = frozenset(b"]}")
 
@@ -35,6 +34,25 @@ def model_span(body: bytes) -> tuple[int, int] | None:
     """Where the value of the top-level ``"model"`` key lies in ``body`` (the last one, as
     a JSON parser would keep); ``None`` if the object has no such key. ``InvalidInput`` when
     ``body`` is not a JSON object."""
+    return value_span(body, "model")
+
+
+def is_streamed(body: bytes) -> bool:
+    """Whether ``body`` is a JSON object whose top-level ``stream`` is ``true``; ``False``
+    for anything else, a body that is not JSON included. A body without the bytes
+    ``"stream"`` is not scanned at all."""
+    if b'"stream"' not in body:
+        return False
+    try:
+        span = value_span(body, "stream")
+    except InvalidInput:
+        return False
+    return span is not None and body[span[0] : span[1]] == b"true"
+
+
+def value_span(body: bytes, name: str) -> tuple[int, int] | None:
+    """Where the value of the top-level key ``name`` lies in ``body``, as ``model_span``."""
+    key_bytes = json.dumps(name).encode()
     pos = _skip_space(body, 0)
     if pos >= len(body) or body[pos] != ord("{"):
         raise InvalidInput("the request body must be a JSON object")
@@ -51,7 +69,7 @@ def model_span(body: bytes) -> tuple[int, int] | None:
             raise _invalid("expected ':' after a key", pos)
         start = _skip_space(body, pos + 1)
         end = _skip_value(body, start)
-        if _is_model(body, key.start(), key.end()):
+        if _is_key(body, key.start(), key.end(), key_bytes, name):
             found = (start, end)
         pos = _skip_space(body, end)
         if pos < len(body) and body[pos] == ord(","):
@@ -74,12 +92,12 @@ def string_value(body: bytes, span: tuple[int, int]) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _is_model(body: bytes, start: int, end: int) -> bool:
-    if end - start == len(_KEY):
-        return body.startswith(_KEY, start)
+def _is_key(body: bytes, start: int, end: int, key: bytes, name: str) -> bool:
+    if end - start == len(key):
+        return body.startswith(key, start)
     if body.find(b"\\", start, end) == -1:
         return False
-    return string_value(body, (start, end)) == "model"  # an escaped spelling of it
+    return string_value(body, (start, end)) == name  # an escaped spelling of it
 
 
 def _skip_space(body: bytes, pos: int) -> int:

@@ -127,6 +127,11 @@ OPTIONS_SCHEMA: dict[str, Any] = {
         "restart_delay": {"type": "integer", "description": "seconds"},
         "on_demand_start": {"type": "boolean"},
         "idle_timeout": {"type": "integer", "description": "minutes; 0 never"},
+        "loading_progress": {
+            "type": "boolean",
+            "description": "SSE ': loading' comments for a streamed request that waits for a "
+            "start; unset: instances.loading_progress",
+        },
         "environment": {"type": "object", "additionalProperties": {"type": "string"}},
         "docker_enabled": {"type": "boolean"},
         "command_override": {"type": "string"},

@@ -31,6 +31,7 @@ from llamactl.errors import LlamactlError
 from llamactl.proxy.app import ProxyApp
 from llamactl.proxy.asgi import Message, Scope, send_error
 from llamactl.proxy.upstream import Relay
+from llamactl.rendering import shape_for
 
 __all__ = ["http_protocol"]
 
@@ -332,7 +333,7 @@ class _Lane:
         self._transport.abort()
 
     def error(self, exc: LlamactlError) -> None:
-        _complete(send_error(self._send, exc, openai=True))
+        _complete(send_error(self._send, exc, shape_for(self._request.path)))
 
     def retry(self) -> None:
         self.over = True
