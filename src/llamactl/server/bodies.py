@@ -3,9 +3,9 @@
 ``instance_body`` is an instance as the API shows it: the stored record (``name``,
 ``status``, ``created``, ``options``) followed by what only the running manager knows
 (``readiness``, ``failure``, ``restarts``, ``in_flight``, ``queued``, ``held``,
-``idle_seconds``, ``pid``). ``read_object`` reads a request body as a JSON object with errors that say what
-was wrong, and refuses a string anywhere in it that is not valid Unicode text (a lone
-surrogate such as ``"\ud800"``). ``OPTIONS_SCHEMA`` documents the create/update body in
+``idle_seconds``, ``pid``). ``read_object`` reads a request body as a JSON object with
+errors that say what was wrong, and refuses a string anywhere in it that is not valid
+Unicode text (a lone surrogate such as ``"\ud800"``). ``OPTIONS_SCHEMA`` documents the create/update body in
 OpenAPI; validation itself is ``Options.from_json``.
 """
 
