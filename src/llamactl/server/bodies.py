@@ -5,8 +5,8 @@
 (``readiness``, ``failure``, ``restarts``, ``in_flight``, ``queued``, ``held``,
 ``idle_seconds``, ``pid``). ``read_object`` reads a request body as a JSON object with
 errors that say what was wrong, and refuses a string anywhere in it that is not valid
-Unicode text (a lone surrogate such as ``"\ud800"``). ``OPTIONS_SCHEMA`` documents the create/update body in
-OpenAPI; validation itself is ``Options.from_json``.
+Unicode text (a lone surrogate such as ``"\ud800"``). ``OPTIONS_SCHEMA`` documents the
+create/update body in OpenAPI; validation itself is ``Options.from_json``.
 """
 
 from __future__ import annotations
