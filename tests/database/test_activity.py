@@ -75,3 +75,16 @@ def test_the_samples_of_one_instance_come_oldest_first(db: database.DB) -> None:
 def test_an_empty_batch_writes_nothing(db: database.DB) -> None:
     db.add_activity([])
     assert db.list_activity(ActivityQuery()) == []
+
+
+def test_a_batch_larger_than_one_insert_statement_is_stored_whole(db: database.DB) -> None:
+    rows = [
+        (1000.0 + n, "alpha", None, "/v1/chat/completions", 200, 0.5, None, None, 0, 0,
+         n, None, None, None, None)
+        for n in range(4500)
+    ]  # fmt: skip
+    db.add_activity_rows(rows)
+    stored = db.list_activity(ActivityQuery(limit=1000))
+    assert stored[0].id == 4500 and stored[0].prompt_tokens == 4499
+    assert len(db.list_activity(ActivityQuery(limit=1000, before=1001))) == 1000
+    assert db.prune_activity(older_than=None, max_rows=4500) == 0

@@ -114,7 +114,7 @@ def test_the_log_off_still_counts_the_metrics(tmp_path: Path) -> None:
     assert 'code="4xx"' in rec.metrics.exposition().decode()
 
 
-def test_big_pieces_are_cut_to_what_usage_needs(tmp_path: Path) -> None:
+def test_big_pieces_are_read_for_their_usage_without_a_copy(tmp_path: Path) -> None:
     rec = recorder(tmp_path)
     tally = rec.begin("/v1/embeddings")
     assert tally is not None
@@ -122,6 +122,4 @@ def test_big_pieces_are_cut_to_what_usage_needs(tmp_path: Path) -> None:
     tally.chunk(b"[" + b"0.5," * 100_000)
     tally.chunk(b"1.0]" * 50_000 + BODY)
     tally.finish()
-    assert tally.last is not None and len(tally.last) <= 4096
-    assert tally.first is not None and len(tally.first) <= 4096
     assert rec.drain()[0][10:12] == (3, 6)

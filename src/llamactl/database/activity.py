@@ -7,6 +7,8 @@ filters and an id cursor, and pruned by age and by count. Callers give and get
 
 from __future__ import annotations
 
+import itertools
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -120,6 +122,8 @@ class ActivityQuery:
     limit: int = 100
 
 
+# Rows in one INSERT: 15 values each stay below SQLite's 32,766 bound variables.
+_ROWS_PER_INSERT = 2000
 # The columns of a row tuple, in order (what ``insert_rows`` takes).
 COLUMNS = (
     "time", "instance", "node", "route", "status", "duration", "ttfb", "queue_wait",
@@ -135,15 +139,22 @@ def insert_activity(connection: Connection, rows: Sequence[Activity]) -> None:
 
 
 def insert_rows(connection: Connection, rows: Sequence[Sequence[object]]) -> None:
-    """Add rows given as tuples in the order of ``COLUMNS``, straight to the driver's
-    ``executemany`` (the request log's batches: no per-row work in Python)."""
+    """Add rows given as tuples in the order of ``COLUMNS``: up to ``_ROWS_PER_INSERT`` of
+    them in each ``INSERT ... VALUES (...), (...)``, so that the driver binds a statement's
+    values in one call and runs it in one step (a row at a time, ``executemany`` would
+    hand the interpreter's lock back and forth with the event loop for every row)."""
     if not rows:
         return
     marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-    statement = (
-        f"INSERT INTO activity ({', '.join(COLUMNS)}) VALUES ({', '.join([marker] * len(COLUMNS))})"
-    )
-    connection.exec_driver_sql(statement, list(rows))
+    one = f"({', '.join([marker] * len(COLUMNS))})"
+    head = f"INSERT INTO activity ({', '.join(COLUMNS)}) VALUES "
+    step = _ROWS_PER_INSERT
+    if connection.dialect.name == "sqlite" and sqlite3.sqlite_version_info < (3, 32, 0):
+        step = 999 // len(COLUMNS)  # the bound variables of an older SQLite
+    for start in range(0, len(rows), step):
+        part = rows[start : start + step]
+        values = tuple(itertools.chain.from_iterable(part))
+        connection.exec_driver_sql(head + ", ".join([one] * len(part)), values)
 
 
 def select_activity(connection: Connection, query: ActivityQuery) -> list[Activity]:

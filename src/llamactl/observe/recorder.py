@@ -3,11 +3,11 @@
 The proxy creates a tally when a request arrives (``Recorder.begin``; ``None`` when both
 the metrics and the activity log are off), fills in what it learns — the instance, the
 response head, the first and last body pieces, the wait for a start — and ends it once
-(``finish``), which only puts it in a list. ``Recorder.drain`` turns what the list holds
-into counts (the metrics) and rows (the activity log) at once: the server calls it every
-``activity.flush_interval`` and before each scrape of ``/metrics``. So a request costs
-the hot path a few attribute writes; reading the ``usage``, counting and building rows
-happen in one loop, off the request.
+(``finish``), after the response's last byte went to the client. Ending it reads the
+``usage`` from the pieces kept, counts the request in the metrics and keeps its activity
+row as a tuple; ``Recorder.drain`` hands the rows over to be written in one transaction
+(the server, every ``activity.flush_interval``). Nothing of a request outlives its end
+but that tuple.
 """
 
 from __future__ import annotations
@@ -21,11 +21,10 @@ from llamactl.observe.usage import usage_of
 
 __all__ = ["ActivityRow", "Recorder", "Tally"]
 
-# Tallies kept at most between two drains; beyond it the oldest are dropped (and counted),
-# so that a server whose drains stopped does not grow memory without end.
+# Rows kept at most between two drains; beyond it the oldest are dropped (and counted),
+# so that a server whose writes fail does not grow memory without end.
 MAX_PENDING = 200_000
 CLIENT_GONE = 499  # the client left before a response started (as nginx logs it)
-_KEPT = 4096  # bytes of a response's first and last pieces kept for its usage
 
 _clock = time.perf_counter
 
@@ -89,18 +88,10 @@ class Tally:
 
     def finish(self) -> None:
         """The request is over (its response ended, or the client left): count it, once."""
-        if self.over:
-            return
-        self.over = True
-        self.ended = _clock()
-        first, last = self.first, self.last
-        if first is not None and len(first) > _KEPT:
-            self.first = first[:_KEPT]
-        if last is not None and len(last) > _KEPT:
-            self.last, self.previous = last[-_KEPT:], None
-        elif self.previous is not None and len(self.previous) > _KEPT:
-            self.previous = self.previous[-_KEPT:]
-        self._recorder.pending.append(self)
+        if not self.over:
+            self.over = True
+            self.ended = _clock()
+            self._recorder.finish(self)
 
     def discard(self) -> None:
         """Count nothing: the request is handled again another way (which counts it)."""
@@ -112,7 +103,6 @@ class Recorder:
 
     def __init__(self, config: AppConfig, metrics: Metrics | None) -> None:
         self.metrics = metrics
-        self.pending: list[Tally] = []  # ended, not counted yet
         self._rows: list[ActivityRow] = []  # counted, not written yet
         self.dropped = 0
         # Unix time of a perf_counter reading: a request's arrival without a clock call.
@@ -127,31 +117,21 @@ class Recorder:
         """A tally for a request that arrived now, or ``None`` when nothing is counted."""
         if not (self._activity or self._counting):
             return None
-        pending = self.pending
-        if len(pending) >= MAX_PENDING:
-            del pending[: MAX_PENDING // 10]
-            self.dropped += MAX_PENDING // 10
         return Tally(self, path)
 
-    def count(self) -> None:
-        """Count every request that ended since the last count (the metrics); keep their
-        activity rows (none while the log is off) for ``drain``."""
-        pending, self.pending = self.pending, []
-        metrics = self.metrics if self._counting else None
-        rows = self._rows
-        activity = self._activity
-        for tally in pending:
-            row = self._count(tally, metrics)
-            if activity and tally.path.startswith("/v1/"):
-                rows.append(row)
-        if len(rows) > MAX_PENDING:
-            self.dropped += len(rows) - MAX_PENDING
-            del rows[: len(rows) - MAX_PENDING]
+    def finish(self, tally: Tally) -> None:
+        """Count an ended request; keep its activity row (while the log is on)."""
+        row = self._count(tally, self.metrics if self._counting else None)
+        if self._activity and tally.path.startswith("/v1/"):
+            rows = self._rows
+            if len(rows) >= MAX_PENDING:
+                del rows[: MAX_PENDING // 10]
+                self.dropped += MAX_PENDING // 10
+            rows.append(row)
 
     def drain(self) -> list[ActivityRow]:
-        """``count``, then the activity rows of every request counted since the last
-        drain, oldest first."""
-        self.count()
+        """The activity rows of the requests that ended since the last drain, oldest
+        first."""
         rows, self._rows = self._rows, []
         return rows
 

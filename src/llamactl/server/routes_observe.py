@@ -51,7 +51,6 @@ def _metrics(services: Services, request: Request) -> Metrics:
         refused = auth.rejection(services.keys, request.scope, management=True)
         if refused is not None:
             raise Unauthorized(refused)
-    recorder.count()  # the requests that ended since the last drain
     return recorder.metrics
 
 
