@@ -200,7 +200,16 @@ def prune_activity(connection: Connection, older_than: float | None, max_rows: i
     ``max_rows``; how many went."""
     removed = 0
     if older_than is not None:
-        removed += connection.execute(delete(activity).where(activity.c.time < older_than)).rowcount
+        # The first row young enough, from the oldest up (rows come in time order): the
+        # scan stops there, having read only the rows that go.
+        first = connection.execute(
+            select(activity.c.id)
+            .where(activity.c.time >= older_than)
+            .order_by(activity.c.id)
+            .limit(1)
+        ).scalar()
+        old = activity.c.id < first if first is not None else activity.c.id.is_not(None)
+        removed += connection.execute(delete(activity).where(old)).rowcount
     newest = connection.execute(select(func.max(activity.c.id))).scalar()
     if newest is not None:
         removed += connection.execute(

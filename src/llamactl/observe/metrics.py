@@ -98,34 +98,39 @@ class _Histogram:
 class _RouteSeries:
     """Everything counted for the requests of one instance, backend and route."""
 
-    __slots__ = ("classes", "duration", "first_byte", "queue_wait")
+    __slots__ = (
+        "classes",
+        "completion_tokens",
+        "duration",
+        "first_byte",
+        "prompt_tokens",
+        "queue_wait",
+    )
 
     def __init__(self) -> None:
         self.classes = [0] * 6  # by status // 100
         self.duration = _Histogram()
         self.first_byte = (_Histogram(), _Histogram())  # warm, cold
         self.queue_wait = (_Histogram(), _Histogram())
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
 
 
 class _InstanceSeries:
     """Everything counted for one instance and backend, whatever the route."""
 
     __slots__ = (
-        "completion_tokens",
         "crashes",
         "evictions",
         "failures",
         "holds",
         "load",
-        "prompt_tokens",
         "restarts",
         "starts",
         "stops",
     )
 
     def __init__(self) -> None:
-        self.prompt_tokens = 0
-        self.completion_tokens = 0
         self.starts = 0
         self.stops = dict.fromkeys(_STOP_CAUSES, 0)
         self.crashes = 0
@@ -180,7 +185,10 @@ class Metrics(Collector):
         first_byte: float | None,
         queue_wait: float | None,
         cold: bool,
+        prompt_tokens: int | None = None,
+        completion_tokens: int | None = None,
     ) -> None:
+        """One request that ended, with what its response reported in ``usage``."""
         key = (instance, backend, route)
         series = self._routes.get(key)
         if series is None:
@@ -191,13 +199,10 @@ class Metrics(Collector):
             series.first_byte[cold].observe(first_byte)
         if queue_wait is not None:
             series.queue_wait[cold].observe(queue_wait)
-
-    def tokens(
-        self, instance: str, backend: str, prompt: int | None, completion: int | None
-    ) -> None:
-        series = self._instance(instance, backend)
-        series.prompt_tokens += prompt or 0
-        series.completion_tokens += completion or 0
+        if prompt_tokens:
+            series.prompt_tokens += prompt_tokens
+        if completion_tokens:
+            series.completion_tokens += completion_tokens
 
     def evicted(self, instance: str, backend: str) -> None:
         self._instance(instance, backend).evictions += 1
@@ -304,10 +309,17 @@ class Metrics(Collector):
             "From a backend's start to its first readiness.",
             labels=labels,
         )
+        tokens: dict[tuple[str, str], list[int]] = {}
+        for (instance, backend, _route), route_series in self._routes.items():
+            if instance:  # a request no instance matched reports no usage
+                counts = tokens.setdefault((instance, backend), [0, 0])
+                counts[0] += route_series.prompt_tokens
+                counts[1] += route_series.completion_tokens
+        for (instance, backend), (prompted, completed) in tokens.items():
+            prompt.add_metric([instance, backend, self.node], prompted)
+            completion.add_metric([instance, backend, self.node], completed)
         for (instance, backend), series in self._instances.items():
             values = [instance, backend, self.node]
-            prompt.add_metric(values, series.prompt_tokens)
-            completion.add_metric(values, series.completion_tokens)
             starts.add_metric(values, series.starts)
             for cause, count in series.stops.items():
                 stops.add_metric([*values, cause], count)

@@ -32,7 +32,7 @@ _clock = time.perf_counter
 #  prompt_tokens, completion_tokens, tokens_per_second, key_id, key_name): the activity
 # table's columns, in that order (see ``database.activity.COLUMNS``).
 ActivityRow = tuple[
-    float, str | None, str | None, str, int, float, float | None, float | None, int, int,
+    float, str | None, str | None, str, int, float, float | None, float | None, bool, bool,
     int | None, int | None, float | None, int | None, str | None,
 ]  # fmt: skip
 
@@ -136,37 +136,44 @@ class Recorder:
         return rows
 
     def _count(self, tally: Tally, metrics: Metrics | None) -> ActivityRow:
-        duration = tally.ended - tally.began
+        began = tally.began
+        duration = tally.ended - began
         status = tally.status or CLIENT_GONE
         first_byte, queue_wait, last = tally.first_byte, tally.queue_wait, tally.last
         prompt = completion = None
         if last is not None and status < 300:
             prompt, completion = usage_of(tally.first, tally.previous, last)
         streamed = _is_stream(tally.headers)
-        instance, backend = tally.instance, tally.backend
+        instance, backend, path, cold = tally.instance, tally.backend, tally.path, tally.cold
         if metrics is not None:
-            name = instance or ""
-            route = route_label(tally.path)
             metrics.request(
-                name, backend, route, status, duration, first_byte, queue_wait, tally.cold
+                instance or "",
+                backend,
+                route_label(path),
+                status,
+                duration,
+                first_byte,
+                queue_wait,
+                cold,
+                prompt,
+                completion,
             )
-            if prompt is not None or completion is not None:
-                metrics.tokens(name, backend, prompt, completion)
         rate = None
         if completion:
             generating = duration - ((first_byte if streamed else queue_wait) or 0.0)
-            rate = completion / generating if generating > 0 else None
+            if generating > 0:
+                rate = completion / generating
         return (
-            self._epoch + tally.began,
+            self._epoch + began,
             instance,
             tally.node,
-            tally.path[:200],
+            path,
             status,
             duration,
             first_byte,
             queue_wait,
-            int(tally.cold),
-            int(streamed),
+            cold,
+            streamed,
             prompt,
             completion,
             rate,

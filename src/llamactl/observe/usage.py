@@ -18,11 +18,30 @@ _PROMPT = re.compile(rb'"(?:prompt_tokens|input_tokens)"\s*:\s*(\d+)')
 _COMPLETION = re.compile(rb'"(?:completion_tokens|output_tokens)"\s*:\s*(\d+)')
 
 
+# The common shapes, read in one match where the last ``"usage"`` starts: OpenAI's order
+# of the two counts, and llama-server's (completion first).
+_PROMPT_FIRST = re.compile(
+    rb'"usage"\s*:\s*\{\s*"prompt_tokens"\s*:\s*(\d+)\s*,\s*"completion_tokens"\s*:\s*(\d+)'
+)
+_COMPLETION_FIRST = re.compile(
+    rb'"usage"\s*:\s*\{\s*"completion_tokens"\s*:\s*(\d+)\s*,\s*"prompt_tokens"\s*:\s*(\d+)'
+)
+
+
 def usage_of(
     first: bytes | None, previous: bytes | None, last: bytes | None
 ) -> tuple[int | None, int | None]:
     """``(prompt_tokens, completion_tokens)`` from a response's first, next-to-last and
     last body pieces (each ``None`` if there was none); ``None`` for what is not reported."""
+    if last is not None:
+        start = last.rfind(_USAGE)
+        if start >= 0:
+            match = _PROMPT_FIRST.match(last, start)
+            if match is not None:
+                return int(match.group(1)), int(match.group(2))
+            match = _COMPLETION_FIRST.match(last, start)
+            if match is not None:
+                return int(match.group(2)), int(match.group(1))
     tail = _usage_tail(previous, last)
     prompt = completion = None
     if tail is not None:

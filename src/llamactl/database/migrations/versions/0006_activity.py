@@ -4,7 +4,9 @@ count.
 ``time`` is when the request arrived (unix seconds); durations are seconds. ``instance``
 is the instance's name as it was (no foreign key: a row outlives its instance), NULL when
 no instance matched. ``key_id`` / ``key_name`` name the stored key that was used, if one
-was (never the key). Rows are read newest first, by ``id`` and by ``time``.
+was (never the key). No index but the primary key: every request adds a row and pruning
+removes one, and each index would double that work on the request path's behalf; reads go
+newest first by ``id``, and pruning by age finds its bound from the oldest ``id`` up.
 
 Revision ID: 0006
 Revises: 0005
@@ -78,11 +80,7 @@ def upgrade() -> None:
         sa.Column("key_name", sa.Text, nullable=True),
         sqlite_autoincrement=True,
     )
-    op.create_index("idx_activity_time", "activity", ["time"])
-    op.create_index("idx_activity_instance_id", "activity", ["instance", "id"])
 
 
 def downgrade() -> None:
-    op.drop_index("idx_activity_instance_id", table_name="activity")
-    op.drop_index("idx_activity_time", table_name="activity")
     op.drop_table("activity")
