@@ -194,9 +194,13 @@ class Metrics(Collector):
         if series is None:
             series = self._routes[key] = _RouteSeries()
         series.classes[min(status // 100, 5)] += 1
-        series.duration.observe(duration)
+        histogram = series.duration  # observe(), inlined: this runs for every request
+        histogram.counts[bisect_left(BUCKETS, duration)] += 1
+        histogram.total += duration
         if first_byte is not None:
-            series.first_byte[cold].observe(first_byte)
+            histogram = series.first_byte[cold]
+            histogram.counts[bisect_left(BUCKETS, first_byte)] += 1
+            histogram.total += first_byte
         if queue_wait is not None:
             series.queue_wait[cold].observe(queue_wait)
         if prompt_tokens:

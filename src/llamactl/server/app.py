@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import logging
 import time
 
@@ -184,6 +185,9 @@ class LlamactlApp:
         except Exception as exc:  # reported to the server, which stops
             await send({"type": "lifespan.startup.failed", "message": str(exc)})
             return
+        # What booting made lives as long as the server: the collector need not look at
+        # it again, so that each full collection costs what the requests left, not more.
+        gc.freeze()
         await send({"type": "lifespan.startup.complete"})
         await receive()  # lifespan.shutdown
         try:
