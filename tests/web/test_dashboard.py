@@ -514,3 +514,30 @@ def test_editing_a_running_instance_says_that_saving_restarts_it(
     finally:
         server.api("POST", "instances/edited-live/stop")
         server.api("DELETE", "instances/edited-live")
+
+
+def test_loading_progress_is_inherited_on_or_off(page: Page, server: Server) -> None:
+    log_in(page, server)
+    page.click("#new-instance")
+    expect(page.locator("#c-loading_progress")).to_have_value("")  # as configured
+    page.fill("#command-text", COMMAND)
+    page.click("#command-parse")
+    expect(page.locator("#b-llama_cpp-model")).to_have_value("/models/fake.gguf")
+    page.fill("#f-name", "progress-off")
+    page.select_option("#c-loading_progress", "false")
+    page.click("#form-submit")
+    expect(page.locator("#toasts")).to_contain_text("Created progress-off.")
+    try:
+        assert (
+            server.api("GET", "instances/progress-off").json()["options"]["loading_progress"]
+            is False
+        )
+        page.goto(f"{server.url}#/edit/progress-off")
+        expect(page.locator("#c-loading_progress")).to_have_value("false")
+        page.select_option("#c-loading_progress", "")
+        page.click("#form-submit")
+        expect(page.locator("#view-instances")).to_be_visible()
+        options = server.api("GET", "instances/progress-off").json()["options"]
+        assert options.get("loading_progress") is None  # back to the global setting
+    finally:
+        server.api("DELETE", "instances/progress-off")

@@ -10,7 +10,7 @@
   const MAX_LOG_CHARS = 2000000;
   const COMMON_FIELDS = [
     "auto_restart", "max_restarts", "restart_delay", "on_demand_start",
-    "idle_timeout", "docker_enabled", "command_override",
+    "loading_progress", "idle_timeout", "docker_enabled", "command_override",
   ];
 
   const CATALOG = JSON.parse(document.getElementById("backend-catalog").textContent);
@@ -1005,6 +1005,7 @@
       restart_delay: instances.default_restart_delay ?? 5,
       on_demand_start: instances.default_on_demand_start ?? true,
       idle_timeout: instances.default_idle_timeout ?? 0,
+      loading_progress: null, // unset: instances.loading_progress decides
       command_override: "",
     };
   }
@@ -1135,7 +1136,7 @@
     const body = { backend_type: backendType, backend_options: backendOptions };
     for (const name of COMMON_FIELDS) {
       const input = $("c-" + name);
-      if (input.dataset.kind === "bool") body[name] = input.checked;
+      if (input.dataset.kind === "bool" && input.type === "checkbox") body[name] = input.checked;
       else {
         const value = readInput(input);
         if (value !== undefined) body[name] = value;
