@@ -23,7 +23,6 @@ from sqlalchemy import (
     and_,
     delete,
     func,
-    insert,
     select,
 )
 from sqlalchemy.engine import RowMapping
@@ -33,7 +32,6 @@ __all__ = [
     "COLUMNS",
     "Activity",
     "ActivityQuery",
-    "insert_activity",
     "insert_rows",
     "prune_activity",
     "select_activity",
@@ -84,6 +82,10 @@ class Activity:
     node: str | None = None
     id: int = 0
 
+    def as_row(self) -> tuple[object, ...]:
+        """The values of ``COLUMNS``, in order (what ``insert_rows`` takes)."""
+        return tuple(getattr(self, column) for column in COLUMNS)
+
     def to_json(self) -> dict[str, object]:
         return {
             "id": self.id,
@@ -130,12 +132,6 @@ COLUMNS = (
     "cold_start", "streamed", "prompt_tokens", "completion_tokens", "tokens_per_second",
     "key_id", "key_name",
 )  # fmt: skip
-
-
-def insert_activity(connection: Connection, rows: Sequence[Activity]) -> None:
-    """Add ``rows`` (one statement, many parameter sets)."""
-    if rows:
-        connection.execute(insert(activity), [_values(row) for row in rows])
 
 
 def insert_rows(connection: Connection, rows: Sequence[Sequence[object]]) -> None:
@@ -235,26 +231,6 @@ def _conditions(query: ActivityQuery) -> list[ColumnElement[bool]]:
     if query.before is not None:
         conditions.append(c.id < query.before)
     return conditions
-
-
-def _values(row: Activity) -> dict[str, object]:
-    return {
-        "time": row.time,
-        "instance": row.instance,
-        "node": row.node,
-        "route": row.route,
-        "status": row.status,
-        "duration": row.duration,
-        "ttfb": row.ttfb,
-        "queue_wait": row.queue_wait,
-        "cold_start": int(row.cold_start),
-        "streamed": int(row.streamed),
-        "prompt_tokens": row.prompt_tokens,
-        "completion_tokens": row.completion_tokens,
-        "tokens_per_second": row.tokens_per_second,
-        "key_id": row.key_id,
-        "key_name": row.key_name,
-    }
 
 
 def _activity(row: RowMapping) -> Activity:

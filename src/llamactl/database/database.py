@@ -381,8 +381,7 @@ class DB:
 
     def add_activity(self, rows: Sequence[activity.Activity]) -> None:
         """Add a batch of requests to the log, in one transaction."""
-        with self.writing() as connection:
-            activity.insert_activity(connection, rows)
+        self.add_activity_rows([row.as_row() for row in rows])
 
     def add_activity_rows(self, rows: Sequence[Sequence[object]]) -> None:
         """Add a batch of requests given as tuples (``activity.COLUMNS``), in one
