@@ -7,7 +7,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from llamactl.observe import InstanceSample, Metrics, Recorder
-from llamactl.observe.recorder import CLIENT_GONE
+from llamactl.observe.recorder import CLIENT_GONE, FOLD_AT, FOLD_BYTES
 from tests.support.config import fake_config
 
 BODY = b'{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":6}}'
@@ -123,3 +123,50 @@ def test_big_pieces_are_read_for_their_usage_without_a_copy(tmp_path: Path) -> N
     tally.chunk(b"1.0]" * 50_000 + BODY)
     tally.finish()
     assert rec.drain()[0][10:12] == (3, 6)
+
+
+def ended(rec: Recorder, body: bytes = BODY) -> None:
+    tally = rec.begin("/v1/chat/completions")
+    assert tally is not None
+    tally.instance, tally.backend = "alpha", "llama_cpp"
+    tally.head(200, JSON)
+    tally.chunk(body)
+    tally.finish()
+
+
+def counted_requests(rec: Recorder) -> float:
+    assert rec.metrics is not None
+    found = samples(rec.metrics.exposition())
+    return sum(v for (name, _labels), v in found.items() if name == "llamactl_requests_total")
+
+
+def test_ended_requests_are_counted_together_and_before_a_scrape(tmp_path: Path) -> None:
+    rec = recorder(tmp_path)
+    for _ in range(FOLD_AT - 1):
+        ended(rec)
+    assert rec._rows == []  # put aside, not counted yet
+    ended(rec)
+    assert len(rec._rows) == FOLD_AT and rec._ended == []  # the batch was counted
+    ended(rec)
+    assert counted_requests(rec) == FOLD_AT + 1  # a scrape counts what was put aside
+    assert len(rec.drain()) == FOLD_AT + 1
+
+
+def test_large_bodies_are_not_kept_waiting_for_a_batch(tmp_path: Path) -> None:
+    rec = recorder(tmp_path)
+    big = b'{"data":"' + b"x" * (FOLD_BYTES // 2) + b'","usage":{"prompt_tokens":3}}'
+    ended(rec, big)
+    assert len(rec._ended) == 1
+    ended(rec, big)
+    assert rec._ended == [] and len(rec._rows) == 2  # counted: their pieces can go
+    assert all(row[10] == 3 for row in rec.drain())
+
+
+def test_a_reload_counts_what_ended_under_the_old_settings(tmp_path: Path) -> None:
+    rec = recorder(tmp_path)
+    ended(rec)
+    rec.reconfigure(fake_config(tmp_path, LLAMACTL_ACTIVITY_ENABLED="false"))
+    assert len(rec.drain()) == 1  # ended while the log was on
+    ended(rec)
+    assert rec.drain() == []
+    assert counted_requests(rec) == 2

@@ -157,6 +157,10 @@ class InstanceSample:
 _STATUSES = ("stopped", "running", "failed", "restarting", "shutting_down")
 
 
+def _nothing() -> None:
+    pass
+
+
 class Metrics(Collector):
     """The counts and their exposition; see the module docstring."""
 
@@ -166,6 +170,8 @@ class Metrics(Collector):
         self._routes: dict[tuple[str, str, str], _RouteSeries] = {}
         self._instances: dict[tuple[str, str], _InstanceSeries] = {}
         self._processes: dict[int, psutil.Process] = {}
+        # Called before each scrape: the recorder counts the requests it put aside.
+        self.before_collect: Callable[[], None] = _nothing
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -244,6 +250,7 @@ class Metrics(Collector):
     # -- Collector -----------------------------------------------------------------------
 
     def collect(self) -> Iterator[Metric]:
+        self.before_collect()
         yield from self._request_families()
         yield from self._instance_families()
         yield from self._state_families(list(self._samples()))

@@ -3,11 +3,14 @@
 The proxy creates a tally when a request arrives (``Recorder.begin``; ``None`` when both
 the metrics and the activity log are off), fills in what it learns — the instance, the
 response head, the first and last body pieces, the wait for a start — and ends it once
-(``finish``), after the response's last byte went to the client. Ending it reads the
-``usage`` from the pieces kept, counts the request in the metrics and keeps its activity
-row as a tuple; ``Recorder.drain`` hands the rows over to be written in one transaction
-(the server, every ``activity.flush_interval``). Nothing of a request outlives its end
-but that tuple.
+(``finish``), after the response's last byte went to the client. Ending a tally only
+puts it aside; the recorder counts what was put aside in one go (``fold``: it reads each
+``usage`` from the pieces kept, counts the request in the metrics and makes its activity
+row as a tuple) once ``FOLD_AT`` tallies or ``FOLD_BYTES`` of kept pieces are waiting,
+before the metrics are scraped, and when ``Recorder.drain`` hands the rows over to be
+written in one transaction (the server, every ``activity.flush_interval``). Counting a
+few hundred requests back to back costs a fraction of counting each as it ends, amid the
+proxy's own work. Nothing of a request outlives its fold but that tuple.
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ __all__ = ["ActivityRow", "Recorder", "Tally"]
 # Rows kept at most between two drains; beyond it the oldest are dropped (and counted),
 # so that a server whose writes fail does not grow memory without end.
 MAX_PENDING = 200_000
+# Ended tallies put aside at most before they are counted, and the bytes of the body
+# pieces they may hold (a large non-streamed response is one piece).
+FOLD_AT = 256
+FOLD_BYTES = 4 << 20
 CLIENT_GONE = 499  # the client left before a response started (as nginx logs it)
 
 _clock = time.perf_counter
@@ -103,13 +110,18 @@ class Recorder:
 
     def __init__(self, config: AppConfig, metrics: Metrics | None) -> None:
         self.metrics = metrics
+        self._ended: list[Tally] = []  # not counted yet
+        self._held = 0  # bytes of the body pieces those keep
         self._rows: list[ActivityRow] = []  # counted, not written yet
         self.dropped = 0
         # Unix time of a perf_counter reading: a request's arrival without a clock call.
         self._epoch = time.time() - _clock()
         self.reconfigure(config)
+        if metrics is not None:
+            metrics.before_collect = self.fold
 
     def reconfigure(self, config: AppConfig) -> None:
+        self.fold()  # what ended so far counts as the settings were
         self._activity = config.activity.enabled
         self._counting = self.metrics is not None and config.metrics.enabled
 
@@ -120,18 +132,41 @@ class Recorder:
         return Tally(self, path)
 
     def finish(self, tally: Tally) -> None:
-        """Count an ended request; keep its activity row (while the log is on)."""
-        row = self._count(tally, self.metrics if self._counting else None)
-        if self._activity and tally.path.startswith("/v1/"):
-            rows = self._rows
-            if len(rows) >= MAX_PENDING:
-                del rows[: MAX_PENDING // 10]
-                self.dropped += MAX_PENDING // 10
-            rows.append(row)
+        """Put an ended request aside, to be counted with others (``fold``)."""
+        ended = self._ended
+        ended.append(tally)
+        last = tally.last
+        if last is not None:
+            self._held += len(last) if tally.first is last else len(last) + 512
+        if len(ended) >= FOLD_AT or self._held >= FOLD_BYTES:
+            self.fold()
+
+    def fold(self) -> None:
+        """Count the requests put aside; keep their activity rows (while the log is on)."""
+        ended = self._ended
+        if not ended:
+            return
+        self._ended, self._held = [], 0
+        metrics = self.metrics if self._counting else None
+        count = self._count
+        if not self._activity:
+            for tally in ended:
+                count(tally, metrics)
+            return
+        rows = self._rows
+        for tally in ended:
+            row = count(tally, metrics)
+            if tally.path.startswith("/v1/"):
+                rows.append(row)
+        if len(rows) > MAX_PENDING:
+            excess = len(rows) - MAX_PENDING + MAX_PENDING // 10
+            del rows[:excess]
+            self.dropped += excess
 
     def drain(self) -> list[ActivityRow]:
         """The activity rows of the requests that ended since the last drain, oldest
         first."""
+        self.fold()
         rows, self._rows = self._rows, []
         return rows
 
