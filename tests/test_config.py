@@ -851,3 +851,55 @@ def test_docs_example_loads(load: Loader, cwd: Path) -> None:
     assert [key.get_secret_value() for key in config.auth.management_keys] == ["sk-admin"]
     assert sorted(config.nodes) == ["gpu-box", "main"]
     assert config.backends.llama_cpp.response_headers == {"X-Accel-Buffering": "no"}
+
+
+# --- database.url ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("postgresql://u:pw@db:5432/llamactl", "postgresql+psycopg://u:pw@db:5432/llamactl"),
+        ("postgres://u@db/llamactl", "postgresql+psycopg://u@db/llamactl"),
+        ("postgresql+psycopg://db/x?sslmode=require", "postgresql+psycopg://db/x?sslmode=require"),
+        ("sqlite:////srv/llamactl.db", "sqlite+pysqlite:////srv/llamactl.db"),
+    ],
+)
+def test_database_url_names_the_driver(load: Loader, given: str, stored: str) -> None:
+    config = load({"LLAMACTL_DATABASE_URL": given})
+    assert config.database.url == stored
+    assert config.database.location == stored
+
+
+def test_database_url_wins_over_the_path(load: Loader, cwd: Path) -> None:
+    write(cwd / "llamactl.yaml", "database:\n  path: other.db\n  url: postgresql://db/llamactl\n")
+    config = load()
+    assert config.database.location == "postgresql+psycopg://db/llamactl"
+    assert load({}).database.url == "postgresql+psycopg://db/llamactl"
+    write(cwd / "llamactl.yaml", "database:\n  path: other.db\n")
+    assert load().database.location.endswith("other.db")
+
+
+@pytest.mark.parametrize(
+    ("given", "reason"),
+    [
+        ("mysql://u:hunter2@db/x", "unsupported database 'mysql'"),
+        ("db.example:5432/llamactl", "expected a URL"),
+        ("postgresql:///llamactl", "needs a host"),
+    ],
+)
+def test_a_bad_database_url_is_refused_by_name(load: Loader, given: str, reason: str) -> None:
+    message = str(error_of(load, environ={"LLAMACTL_DATABASE_URL": given}))
+    assert "database.url" in message and "LLAMACTL_DATABASE_URL" in message
+    assert reason in message
+    assert "hunter2" not in message
+
+
+def test_the_database_password_is_masked_where_config_is_shown(load: Loader) -> None:
+    config = load({"LLAMACTL_DATABASE_URL": "postgresql://llamactl:hunter2@db:5432/llamactl"})
+    assert config.database.shown == "postgresql+psycopg://llamactl:********@db:5432/llamactl"
+    public = public_config(config)
+    assert "hunter2" not in json.dumps(public)
+    database = public["database"]
+    assert isinstance(database, dict)
+    assert database["url"] == "postgresql+psycopg://llamactl:********@db:5432/llamactl"

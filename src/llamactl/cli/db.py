@@ -57,7 +57,7 @@ def db_downgrade(revision: str, yes: bool) -> None:
     config = load_config()
     if not yes:
         click.confirm(
-            f"Downgrade {config.database.path} to {revision}? Data in removed tables is lost",
+            f"Downgrade {config.database.shown} to {revision}? Data in removed tables is lost",
             abort=True,
         )
     with _open(config) as db:

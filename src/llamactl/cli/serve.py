@@ -59,7 +59,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     given = ctx.meta.get(_ADDRESS, {})
     config = _with_address(load_config(), host or given.get("host"), port or given.get("port"))
     click.echo(
-        f"llamactl {__version__}: data in {config.data_dir}, database {config.database.path}"
+        f"llamactl {__version__}: data in {config.data_dir}, database {config.database.shown}"
     )
     run_server(config)
 

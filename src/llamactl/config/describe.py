@@ -109,6 +109,8 @@ def public_config(config: AppConfig) -> dict[str, object]:
         if isinstance(value, SecretStr) or (setting.secret and value is None):
             continue
         plain: object = [] if setting.secret else _plain(value)
+        if isinstance(plain, str):
+            plain = setting.kind.mask(plain)
         branch = root
         for part in key[:-1]:
             child = branch.setdefault(part, {})

@@ -22,6 +22,7 @@ from llamactl.config.durations import format_duration, parse_duration
 __all__ = [
     "ARGS",
     "BOOL",
+    "DATABASE_URL",
     "DURATION",
     "HEADERS",
     "INT",
@@ -36,6 +37,7 @@ __all__ = [
     "STR",
     "Kind",
     "construct",
+    "mask_password",
 ]
 
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
@@ -58,6 +60,8 @@ class Kind:
     from_yaml: Callable[[yaml.Node], object]
     to_text: Callable[[object], str]
     merges: bool = False
+    # What of a raw value may be shown in an error or the public configuration.
+    mask: Callable[[str], str] = str
 
 
 def construct(node: yaml.Node) -> object:
@@ -81,6 +85,47 @@ def _yaml_str(node: yaml.Node) -> str:
 
 def _text(value: object) -> str:
     return str(value)
+
+
+_PASSWORD = re.compile(r"(://[^/?#@:]*:)[^/?#@]*@")
+
+
+def mask_password(text: str) -> str:
+    """``text`` with the password of a URL in it (``scheme://user:password@``) masked."""
+    return _PASSWORD.sub(lambda match: f"{match.group(1)}{MASK}@", text)
+
+
+def _masked_text(value: object) -> str:
+    return mask_password(str(value))
+
+
+# SQLAlchemy URL schemes llamactl connects with; ``postgresql`` means psycopg 3.
+_URL_SCHEMES = {
+    "sqlite": "sqlite+pysqlite",
+    "sqlite+pysqlite": "sqlite+pysqlite",
+    "postgresql": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",
+    "postgresql+psycopg": "postgresql+psycopg",
+}
+
+
+def _env_database_url(text: str) -> str:
+    url = text.strip()
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        raise ValueError("expected a URL such as postgresql://user:password@host:5432/llamactl")
+    driver = _URL_SCHEMES.get(scheme.lower())
+    if driver is None:
+        raise ValueError(
+            f"unsupported database {scheme!r}: use postgresql://… (psycopg 3) or sqlite:///path"
+        )
+    if driver.startswith("postgresql") and not rest.split("?", 1)[0].split("/", 1)[0]:
+        raise ValueError("a PostgreSQL URL needs a host: postgresql://user@host:5432/database")
+    return f"{driver}://{rest}"
+
+
+def _yaml_database_url(node: yaml.Node) -> str:
+    return _env_database_url(_yaml_str(node))
 
 
 def _env_path(text: str) -> str:
@@ -280,7 +325,10 @@ STR = Kind("string", "", str, _yaml_str, _text)
 LOG_LEVEL = Kind(
     "log level", "debug, info, warning or error", _env_log_level, _yaml_log_level, _text
 )
-PATH = Kind("path", "", _env_path, _yaml_path, _text)
+PATH = Kind("path", "", _env_path, _yaml_path, _masked_text, mask=mask_password)
+DATABASE_URL = Kind(
+    "URL", "", _env_database_url, _yaml_database_url, _masked_text, mask=mask_password
+)
 INT = Kind("integer", "", _env_int, _yaml_int, _text)
 BOOL = Kind("boolean", "true/false, 1/0, t/f", _env_bool, _yaml_bool, _bool_text)
 LIST = Kind("list of strings", "comma-separated", _env_list, _yaml_list, _list_text)

@@ -194,7 +194,7 @@ def _apply_env(values: Values, variables: Mapping[str, EnvVar]) -> None:
                 value = setting.kind.from_env(var.value)
                 _check_range(setting, value)
             except ValueError as exc:
-                shown = MASK if setting.secret else var.value
+                shown = MASK if setting.secret else setting.kind.mask(var.value)
                 raise invalid_value(setting.name, shown, var.source, str(exc)) from None
             _set(values, setting, setting.key, value, var.source)
 
@@ -220,7 +220,11 @@ def _apply_yaml_entry(values: Values, entry: _YamlEntry) -> None:
         value = setting.kind.from_yaml(entry.node)
         _check_range(setting, value)
     except (ValueError, yaml.YAMLError) as exc:
-        shown = MASK if setting.secret else _shown(entry.node)
+        shown = _shown(entry.node)
+        if setting.secret:
+            shown = MASK
+        elif isinstance(shown, str):
+            shown = setting.kind.mask(shown)
         reason = exc.problem if isinstance(exc, yaml.MarkedYAMLError) else str(exc)
         raise invalid_value(dotted(entry.written), shown, entry.source, str(reason)) from None
     _set(values, setting, entry.key, value, entry.source)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from llamactl.config.kinds import mask_password
+
 __all__ = [
     "ActivityConfig",
     "AppConfig",
@@ -133,13 +135,25 @@ class InstancesConfig(_Frozen):
 class DatabaseConfig(_Frozen):
     """The database location and connection pool.
 
-    ``path`` is an absolute file path, ``:memory:``, or an SQLAlchemy URL.
+    ``path`` is an absolute file path, ``:memory:``, or an SQLAlchemy URL; ``url``, when
+    set, is an SQLAlchemy URL that wins over ``path``.
     """
 
     path: str
+    url: str | None = None
     max_open_connections: int
     max_idle_connections: int
     connection_max_lifetime: datetime.timedelta
+
+    @property
+    def location(self) -> str:
+        """Where llamactl connects: ``url`` if set, else ``path``."""
+        return self.url or self.path
+
+    @property
+    def shown(self) -> str:
+        """``location`` as it may be shown (a URL's password masked)."""
+        return mask_password(self.location)
 
 
 class AuthConfig(_Frozen):

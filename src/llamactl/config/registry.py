@@ -262,6 +262,10 @@ _DATABASE = [
     _s("database.path", kinds.PATH, "llamactl.db",
        "SQLite file (relative to data_dir, or absolute), `:memory:`, or an SQLAlchemy URL",
        "LLAMACTL_DATABASE_PATH"),
+    _s("database.url", kinds.DATABASE_URL, None,
+       "a database URL (`postgresql://user:password@host:5432/llamactl`, with "
+       "`pip install 'llamactl[postgres]'`); when set it wins over `database.path`",
+       "LLAMACTL_DATABASE_URL"),
     _s("database.max_open_connections", kinds.INT, 25, "most open connections",
        "LLAMACTL_DATABASE_MAX_OPEN_CONNECTIONS", minimum=1),
     _s("database.max_idle_connections", kinds.INT, 5,

@@ -23,6 +23,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.pool import QueuePool, StaticPool
 
 from llamactl.config import DatabaseConfig
+from llamactl.config.kinds import mask_password
 from llamactl.database import activity, keys, ownership, processes
 from llamactl.database import instances as sql
 from llamactl.database.processes import ProcessRecord
@@ -33,6 +34,7 @@ __all__ = ["DB", "Database", "DatabaseHealth", "DatabaseSettings", "open"]
 
 MEMORY = ":memory:"
 BUSY_TIMEOUT_MS = 5000
+PG_CONNECT_TIMEOUT_S = 5  # an unreachable PostgreSQL server fails a connection after it
 PROBE_TIMEOUT_MS = 1000  # how long the health probe waits for the write lock
 # Driver messages that mean "cannot write now" rather than "something is wrong with us".
 _UNAVAILABLE = (
@@ -92,7 +94,7 @@ class DatabaseSettings:
     def from_config(cls, config: DatabaseConfig) -> DatabaseSettings:
         """Take the four settings from the ``database`` section of the configuration."""
         return cls(
-            path=str(config.path),
+            path=config.location,
             max_open_connections=config.max_open_connections,
             max_idle_connections=config.max_idle_connections,
             connection_max_lifetime=config.connection_max_lifetime,
@@ -101,6 +103,11 @@ class DatabaseSettings:
     @property
     def is_memory(self) -> bool:
         return self.path == MEMORY
+
+    @property
+    def shown(self) -> str:
+        """``path`` as it may be shown: a URL's password masked."""
+        return mask_password(self.path)
 
     @property
     def url(self) -> str:
@@ -133,8 +140,13 @@ def open(settings: DatabaseSettings, *, clock: Clock = time.time) -> DB:
         engine = _create_engine(settings)
         with engine.connect():  # fail now, not at the first query
             pass
+    except ImportError as exc:
+        raise DatabaseError(
+            f"cannot open database {settings.shown}: its driver is not installed ({exc}); "
+            "for PostgreSQL: pip install 'llamactl[postgres]'"
+        ) from exc
     except SQLAlchemyError as exc:
-        raise DatabaseError(f"cannot open database {settings.path}: {_reason(exc)}") from exc
+        raise DatabaseError(f"cannot open database {settings.shown}: {_reason(exc)}") from exc
     return DB(engine, settings, clock)
 
 
@@ -192,6 +204,8 @@ def _pool_arguments(settings: DatabaseSettings) -> dict[str, Any]:
     }
     if settings.url.startswith("sqlite"):
         arguments["connect_args"] = {"check_same_thread": False}
+    elif settings.url.startswith("postgresql"):
+        arguments["connect_args"] = {"connect_timeout": PG_CONNECT_TIMEOUT_S}
     return arguments
 
 
@@ -475,7 +489,7 @@ class DB:
         except (SQLAlchemyError, sqlite3.Error) as exc:  # BEGIN (our hook) raises the driver's
             if _is_unavailable(exc):
                 raise DatabaseUnavailable(
-                    f"database {self.settings.path} cannot be written: {_reason(exc)}"
+                    f"database {self.settings.shown} cannot be written: {_reason(exc)}"
                 ) from exc
             raise DatabaseError(f"database error: {_reason(exc)}") from exc
 
@@ -503,8 +517,8 @@ class DB:
             self.check_file()
             self._probe_write()
         except DatabaseError as exc:
-            return DatabaseHealth(self.settings.path, exc.message, self._free_bytes())
-        return DatabaseHealth(self.settings.path, None, self._free_bytes())
+            return DatabaseHealth(self.settings.shown, exc.message, self._free_bytes())
+        return DatabaseHealth(self.settings.shown, None, self._free_bytes())
 
     def _probe_write(self) -> None:
         if self.dialect != "sqlite":

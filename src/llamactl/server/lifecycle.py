@@ -111,7 +111,7 @@ def tighten_modes(config: AppConfig) -> None:
     archive = instances_dir / ARCHIVE_DIR
     for folder in (Path(config.data_dir), instances_dir, logs_dir, archive):
         _tighten(folder, PRIVATE_DIR)
-    database_path = str(config.database.path)
+    database_path = config.database.location
     if database_path != ":memory:" and "://" not in database_path:
         base = Path(database_path)
         for path in [base] + [base.with_name(base.name + end) for end in _SQLITE_SIDE_FILES]:
