@@ -1,4 +1,5 @@
-"""Suite-wide fixtures: the async backend, and the check that no process is left behind."""
+"""Suite-wide fixtures: the async backend, a PostgreSQL server for the tests that need one,
+and the check that no process is left behind."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.postgres import PostgresServer, start_server
 from tests.support.processes import descendants
 
 
@@ -24,6 +26,15 @@ def home(tmp_path: Path) -> Path:
     folder = tmp_path / "home"
     folder.mkdir()
     return folder
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the run (started on first use; see
+    ``tests.support.postgres``)."""
+    server = start_server()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -8,6 +8,7 @@ import pytest
 from llamactl import database
 from llamactl.database import DatabaseSettings
 from tests.support.clock import FakeClock
+from tests.support.postgres import PostgresServer
 
 
 @pytest.fixture
@@ -32,6 +33,27 @@ def db_path(tmp_path: Path) -> Path:
 @pytest.fixture
 def file_db(db_path: Path, clock: FakeClock) -> Iterator[database.DB]:
     db = database.open(DatabaseSettings(path=str(db_path)), clock=clock)
+    database.run_migrations(db)
+    yield db
+    db.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Where an empty database is: an SQLite file, or a new database on the test
+    PostgreSQL server."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "data" / "llamactl.db")
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    with server.fresh_database() as name:
+        yield server.url(name)
+
+
+@pytest.fixture
+def any_db(engine_url: str, clock: FakeClock) -> Iterator[database.DB]:
+    """A migrated database on each engine: SQLite and PostgreSQL."""
+    db = database.open(DatabaseSettings(path=engine_url), clock=clock)
     database.run_migrations(db)
     yield db
     db.close()

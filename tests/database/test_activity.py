@@ -21,8 +21,8 @@ def row(n: int, **fields: object) -> Activity:
 
 
 @pytest.fixture
-def db(file_db: database.DB) -> database.DB:
-    return file_db
+def db(any_db: database.DB) -> database.DB:
+    return any_db
 
 
 def test_a_batch_is_stored_whole_and_read_back_newest_first(db: database.DB) -> None:

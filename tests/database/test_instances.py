@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import inspect, text
 
 from llamactl import database
 from llamactl.database import DatabaseSettings
@@ -68,7 +69,7 @@ def make(
 def row(db_path_or_db: database.DB, name: str) -> sqlite3.Row | dict[str, Any]:
     with db_path_or_db.reading() as connection:
         found = (
-            connection.exec_driver_sql("SELECT * FROM instances WHERE name = ?", (name,))
+            connection.execute(text("SELECT * FROM instances WHERE name = :name"), {"name": name})
             .mappings()
             .one()
         )
@@ -76,7 +77,7 @@ def row(db_path_or_db: database.DB, name: str) -> sqlite3.Row | dict[str, Any]:
 
 
 @pytest.mark.parametrize("backend_type", sorted(BACKEND_OPTIONS))
-def test_full_round_trip_for_each_backend(memory_db: database.DB, backend_type: str) -> None:
+def test_full_round_trip_for_each_backend(any_db: database.DB, backend_type: str) -> None:
     inst = make(
         f"full-{backend_type}",
         status=Status.RUNNING,
@@ -91,10 +92,10 @@ def test_full_round_trip_for_each_backend(memory_db: database.DB, backend_type: 
         nodes=["worker-b", "worker-a"],
         environment={"CUDA_VISIBLE_DEVICES": "0,1", "EMPTY": ""},
     )
-    memory_db.save(inst)
-    (loaded,) = memory_db.load_all()
+    any_db.save(inst)
+    (loaded,) = any_db.load_all()
     assert loaded == inst
-    stored = row(memory_db, inst.name)
+    stored = row(any_db, inst.name)
     assert stored["backend_type"] == backend_type
     assert json.loads(stored["backend_config_json"]) == inst.options.backend_options.to_json()
     assert stored["status"] == "running"
@@ -110,11 +111,11 @@ def test_full_round_trip_for_each_backend(memory_db: database.DB, backend_type: 
 
 
 @pytest.mark.parametrize("backend_type", sorted(BACKEND_OPTIONS))
-def test_unset_options_store_the_column_defaults(memory_db: database.DB, backend_type: str) -> None:
+def test_unset_options_store_the_column_defaults(any_db: database.DB, backend_type: str) -> None:
     inst = make("unset", backend_type=backend_type, backend_options=BACKEND_OPTIONS[backend_type])
     assert inst.options.auto_restart is None and inst.options.max_restarts is None
-    memory_db.save(inst)
-    stored = row(memory_db, "unset")
+    any_db.save(inst)
+    stored = row(any_db, "unset")
     assert {
         key: stored[key]
         for key in (
@@ -138,7 +139,7 @@ def test_unset_options_store_the_column_defaults(memory_db: database.DB, backend
         None,
         None,
     )
-    (loaded,) = memory_db.load_all()
+    (loaded,) = any_db.load_all()
     options = loaded.options
     assert (options.auto_restart, options.max_restarts, options.restart_delay) == (False, -1, 0)
     assert (options.on_demand_start, options.idle_timeout, options.docker_enabled) == (
@@ -149,10 +150,10 @@ def test_unset_options_store_the_column_defaults(memory_db: database.DB, backend
     assert options.nodes == () and dict(options.environment) == {}
 
 
-def test_unset_options_in_an_update_reset_to_the_column_defaults(memory_db: database.DB) -> None:
-    memory_db.save(make("reset", auto_restart=True, max_restarts=4, idle_timeout=9))
-    memory_db.save(make("reset"))
-    stored = row(memory_db, "reset")
+def test_unset_options_in_an_update_reset_to_the_column_defaults(any_db: database.DB) -> None:
+    any_db.save(make("reset", auto_restart=True, max_restarts=4, idle_timeout=9))
+    any_db.save(make("reset"))
+    stored = row(any_db, "reset")
     assert (stored["auto_restart"], stored["max_restarts"], stored["idle_timeout"]) == (0, -1, 0)
 
 
@@ -166,7 +167,7 @@ def on(backend_type: str) -> dict[str, object]:
 
 @pytest.mark.parametrize("backend_type", BACKENDS)
 def test_explicit_zeros_and_falses_are_stored_and_kept(
-    memory_db: database.DB, backend_type: str
+    any_db: database.DB, backend_type: str
 ) -> None:
     inst = make(
         "zeros",
@@ -178,8 +179,8 @@ def test_explicit_zeros_and_falses_are_stored_and_kept(
         idle_timeout=0,
         docker_enabled=False,
     )
-    memory_db.save(inst)
-    (loaded,) = memory_db.load_all()
+    any_db.save(inst)
+    (loaded,) = any_db.load_all()
     options = loaded.options
     assert (options.auto_restart, options.max_restarts, options.restart_delay) == (False, 0, 0)
     assert (options.on_demand_start, options.idle_timeout, options.docker_enabled) == (
@@ -187,136 +188,136 @@ def test_explicit_zeros_and_falses_are_stored_and_kept(
         0,
         False,
     )
-    assert row(memory_db, "zeros")["max_restarts"] == 0
+    assert row(any_db, "zeros")["max_restarts"] == 0
 
 
-def test_typed_zero_backend_options_survive(memory_db: database.DB) -> None:
-    memory_db.save(
+def test_typed_zero_backend_options_survive(any_db: database.DB) -> None:
+    any_db.save(
         make("typed", backend_options={"model": "/m", "seed": 0, "gpu_layers": 0, "no_mmap": False})
     )
-    loaded = memory_db.get_by_name("typed").options.backend_options
+    loaded = any_db.get_by_name("typed").options.backend_options
     assert loaded.to_json() == {"gpu_layers": 0, "model": "/m", "no_mmap": False, "seed": 0}
 
 
 @pytest.mark.parametrize("backend_type", BACKENDS)
 @pytest.mark.parametrize(("nodes", "stored"), [([], None), (["b", "a", "c"], '["a", "b", "c"]')])
 def test_nodes_survive_load_all(
-    memory_db: database.DB, backend_type: str, nodes: list[str], stored: str | None
+    any_db: database.DB, backend_type: str, nodes: list[str], stored: str | None
 ) -> None:
-    memory_db.save(make("noded", nodes=nodes, **on(backend_type)))
-    assert row(memory_db, "noded")["nodes"] == stored
-    (loaded,) = memory_db.load_all()
+    any_db.save(make("noded", nodes=nodes, **on(backend_type)))
+    assert row(any_db, "noded")["nodes"] == stored
+    (loaded,) = any_db.load_all()
     assert loaded.options.nodes == tuple(sorted(nodes))
 
 
 @pytest.mark.parametrize("backend_type", BACKENDS)
 @pytest.mark.parametrize("environment", [{}, {"A": "1", "B": "two words", "C": "x=y"}])
 def test_environment_round_trip(
-    memory_db: database.DB, backend_type: str, environment: dict[str, str]
+    any_db: database.DB, backend_type: str, environment: dict[str, str]
 ) -> None:
-    memory_db.save(make("env", environment=environment, **on(backend_type)))
-    stored = row(memory_db, "env")["environment"]
+    any_db.save(make("env", environment=environment, **on(backend_type)))
+    stored = row(any_db, "env")["environment"]
     assert stored == (json.dumps(environment) if environment else None)
-    assert dict(memory_db.get_by_name("env").options.environment) == environment
+    assert dict(any_db.get_by_name("env").options.environment) == environment
 
 
-def test_command_override_round_trip(memory_db: database.DB) -> None:
-    memory_db.save(make("cmd", command_override="/opt/venv/bin/llama-server --foo 'a b'"))
-    assert row(memory_db, "cmd")["command_override"] == "/opt/venv/bin/llama-server --foo 'a b'"
-    loaded = memory_db.get_by_name("cmd")
+def test_command_override_round_trip(any_db: database.DB) -> None:
+    any_db.save(make("cmd", command_override="/opt/venv/bin/llama-server --foo 'a b'"))
+    assert row(any_db, "cmd")["command_override"] == "/opt/venv/bin/llama-server --foo 'a b'"
+    loaded = any_db.get_by_name("cmd")
     assert loaded.options.command_override == "/opt/venv/bin/llama-server --foo 'a b'"
 
 
 @pytest.mark.parametrize(("flag", "stored"), [(None, None), (False, 0), (True, 1)])
 def test_loading_progress_round_trip(
-    memory_db: database.DB, flag: bool | None, stored: int | None
+    any_db: database.DB, flag: bool | None, stored: int | None
 ) -> None:
-    memory_db.save(make("lp", loading_progress=flag))
-    assert row(memory_db, "lp")["loading_progress"] == stored
-    assert memory_db.get_by_name("lp").options.loading_progress is flag
-    assert memory_db.load_all()[0].options.loading_progress is flag
+    any_db.save(make("lp", loading_progress=flag))
+    assert row(any_db, "lp")["loading_progress"] == stored
+    assert any_db.get_by_name("lp").options.loading_progress is flag
+    assert any_db.load_all()[0].options.loading_progress is flag
 
 
 @pytest.mark.parametrize("backend_type", BACKENDS)
 def test_created_survives_and_updated_at_moves(
-    memory_db: database.DB, clock: FakeClock, backend_type: str
+    any_db: database.DB, clock: FakeClock, backend_type: str
 ) -> None:
-    memory_db.save(make("times", created=1_600_000_000, **on(backend_type)))
-    first = row(memory_db, "times")
+    any_db.save(make("times", created=1_600_000_000, **on(backend_type)))
+    first = row(any_db, "times")
     assert (first["created_at"], first["updated_at"]) == (1_600_000_000, int(clock.now))
     clock.now += 120
-    memory_db.save(make("times", created=1_600_000_000, status=Status.RUNNING))
-    second = row(memory_db, "times")
+    any_db.save(make("times", created=1_600_000_000, status=Status.RUNNING))
+    second = row(any_db, "times")
     assert (second["created_at"], second["updated_at"]) == (1_600_000_000, int(clock.now))
     clock.now += 60
-    memory_db.update(make("times", created=1_699_999_999))
-    third = row(memory_db, "times")
+    any_db.update(make("times", created=1_699_999_999))
+    third = row(any_db, "times")
     assert (third["created_at"], third["updated_at"]) == (1_600_000_000, int(clock.now))
-    assert memory_db.get_by_name("times").created == 1_600_000_000
+    assert any_db.get_by_name("times").created == 1_600_000_000
 
 
-def test_save_of_an_existing_name_updates_the_one_row(memory_db: database.DB) -> None:
-    memory_db.save(make("same", status=Status.STOPPED))
-    memory_db.save(make("same", status=Status.FAILED, idle_timeout=5))
-    assert memory_db.count() == 1
-    loaded = memory_db.get_by_name("same")
+def test_save_of_an_existing_name_updates_the_one_row(any_db: database.DB) -> None:
+    any_db.save(make("same", status=Status.STOPPED))
+    any_db.save(make("same", status=Status.FAILED, idle_timeout=5))
+    assert any_db.count() == 1
+    loaded = any_db.get_by_name("same")
     assert (loaded.status, loaded.options.idle_timeout) == (Status.FAILED, 5)
 
 
-def test_every_status_round_trips(memory_db: database.DB) -> None:
+def test_every_status_round_trips(any_db: database.DB) -> None:
     for status in Status:
-        memory_db.save(make(f"s-{status.value}", status=status))
-    assert {inst.status for inst in memory_db.load_all()} == set(Status)
+        any_db.save(make(f"s-{status.value}", status=status))
+    assert {inst.status for inst in any_db.load_all()} == set(Status)
 
 
-def test_lists_are_sorted_by_name(memory_db: database.DB) -> None:
+def test_lists_are_sorted_by_name(any_db: database.DB) -> None:
     for name in ("zeta", "alpha", "Mid", "beta"):
-        memory_db.save(make(name))
-    assert [inst.name for inst in memory_db.get_all()] == ["Mid", "alpha", "beta", "zeta"]
+        any_db.save(make(name))
+    assert [inst.name for inst in any_db.get_all()] == ["Mid", "alpha", "beta", "zeta"]
 
 
-def test_crud_errors(memory_db: database.DB) -> None:
-    memory_db.create(make("one"))
+def test_crud_errors(any_db: database.DB) -> None:
+    any_db.create(make("one"))
     with pytest.raises(InstanceExists, match="one"):
-        memory_db.create(make("one"))
+        any_db.create(make("one"))
     with pytest.raises(InstanceNotFound, match="two"):
-        memory_db.update(make("two"))
+        any_db.update(make("two"))
     with pytest.raises(InstanceNotFound, match="two"):
-        memory_db.get_by_name("two")
+        any_db.get_by_name("two")
     with pytest.raises(InstanceNotFound, match="two"):
-        memory_db.delete("two")
-    memory_db.delete_instance("one")
-    assert memory_db.load_all() == []
+        any_db.delete("two")
+    any_db.delete_instance("one")
+    assert any_db.load_all() == []
 
 
-def test_a_stored_row_that_does_not_validate_names_the_instance(memory_db: database.DB) -> None:
-    memory_db.save(make("broken"))
-    with memory_db.writing() as connection:
+def test_a_stored_row_that_does_not_validate_names_the_instance(any_db: database.DB) -> None:
+    any_db.save(make("broken"))
+    with any_db.writing() as connection:
         connection.exec_driver_sql(
             'UPDATE instances SET backend_config_json = \'{"ctx_size": "big"}\' '
             "WHERE name = 'broken'"
         )
     with pytest.raises(DatabaseError, match=r"'broken'.*ctx_size"):
-        memory_db.load_all()
+        any_db.load_all()
 
 
-def test_load_all_leaves_the_cycle_collector_as_it_found_it(memory_db: database.DB) -> None:
-    memory_db.save(make("one"))
+def test_load_all_leaves_the_cycle_collector_as_it_found_it(any_db: database.DB) -> None:
+    any_db.save(make("one"))
     assert gc.isenabled()
-    assert [inst.name for inst in memory_db.load_all()] == ["one"]
+    assert [inst.name for inst in any_db.load_all()] == ["one"]
     assert gc.isenabled()
 
     gc.disable()
     try:
-        memory_db.load_all()
+        any_db.load_all()
         assert not gc.isenabled()
     finally:
         gc.enable()
 
-    with memory_db.writing() as connection:
+    with any_db.writing() as connection:
         connection.exec_driver_sql("UPDATE instances SET backend_config_json = '[]'")
     with pytest.raises(DatabaseError, match=r"'one'.*backend_options"):
-        memory_db.load_all()
+        any_db.load_all()
     assert gc.isenabled()
 
 
@@ -373,17 +374,18 @@ def test_row_tuple_matches_the_selected_columns() -> None:
     assert sql._Row._fields == (*sql._WRITTEN, "id")
 
 
-def test_column_defaults_match_the_schema(memory_db: database.DB) -> None:
+def test_column_defaults_match_the_schema(any_db: database.DB) -> None:
     from llamactl.database.instances import COLUMN_DEFAULTS
 
-    with memory_db.reading() as connection:
-        declared = {
-            name: default
-            for _cid, name, _type, _notnull, default, _pk in connection.exec_driver_sql(
-                "PRAGMA table_info(instances)"
-            )
-        }
-    assert {name: int(declared[name]) for name in COLUMN_DEFAULTS} == COLUMN_DEFAULTS
+    with any_db.reading() as connection:
+        columns = inspect(connection).get_columns("instances")
+    declared = {column["name"]: column["default"] for column in columns}
+    assert {name: _integer(declared[name]) for name in COLUMN_DEFAULTS} == COLUMN_DEFAULTS
+
+
+def _integer(default: str) -> int:
+    """A declared default as a number: SQLite says ``-1``, PostgreSQL ``'-1'::integer``."""
+    return int(default.split("::")[0].strip("'"))
 
 
 def test_the_last_failure_survives_a_reopen_and_is_cleared_by_a_save_without_one(

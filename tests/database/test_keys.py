@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from llamactl import database
 from llamactl.database.keys import KeyChanges, KeyPermission, NewKey
@@ -26,10 +26,10 @@ def new_key(name: str = "ci", key_hash: str = "h1", **more: object) -> NewKey:
 
 
 @pytest.fixture
-def db(file_db: database.DB) -> database.DB:
+def db(any_db: database.DB) -> database.DB:
     for name in ("alpha", "beta"):
-        file_db.save(instance(name))
-    return file_db
+        any_db.save(instance(name))
+    return any_db
 
 
 def test_a_key_is_stored_and_read_back_as_it_was_given(db: database.DB, clock: FakeClock) -> None:
@@ -103,9 +103,7 @@ def test_unknown_ids_are_refused(db: database.DB) -> None:
             call()
 
 
-def test_deleting_a_key_or_an_instance_removes_their_permissions(
-    db: database.DB, db_path: Path
-) -> None:
+def test_deleting_a_key_or_an_instance_removes_their_permissions(db: database.DB) -> None:
     ids = db.instance_ids(["alpha", "beta"])
     both = (KeyPermission(ids["alpha"]), KeyPermission(ids["beta"]))
     first = db.create_key(new_key(permission_mode="per_instance", permissions=both))
@@ -113,12 +111,9 @@ def test_deleting_a_key_or_an_instance_removes_their_permissions(
     db.delete("alpha")
     assert [p.instance_name for p in db.get_key(first.id).permissions] == ["beta"]
     db.delete_key(first.id)
-    connection = sqlite3.connect(db_path)
-    try:
-        rows = connection.execute("SELECT key_id, instance_id FROM key_permissions").fetchall()
-    finally:
-        connection.close()
-    assert rows == [(second.id, ids["beta"])]
+    with db.reading() as connection:
+        rows = connection.execute(text("SELECT key_id, instance_id FROM key_permissions")).all()
+    assert [tuple(row) for row in rows] == [(second.id, ids["beta"])]
 
 
 def test_uses_add_up_and_a_deleted_key_is_passed_over(db: database.DB) -> None:

@@ -141,8 +141,7 @@ def insert_rows(connection: Connection, rows: Sequence[Sequence[object]]) -> Non
     hand the interpreter's lock back and forth with the event loop for every row)."""
     if not rows:
         return
-    marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-    one = f"({', '.join([marker] * len(COLUMNS))})"
+    one = _row_markers(connection.dialect.paramstyle)
     head = f"INSERT INTO activity ({', '.join(COLUMNS)}) VALUES "
     step = _ROWS_PER_INSERT
     if connection.dialect.name == "sqlite" and sqlite3.sqlite_version_info < (3, 32, 0):
@@ -151,6 +150,18 @@ def insert_rows(connection: Connection, rows: Sequence[Sequence[object]]) -> Non
         part = rows[start : start + step]
         values = tuple(itertools.chain.from_iterable(part))
         connection.exec_driver_sql(head + ", ".join([one] * len(part)), values)
+
+
+_FLAGS = frozenset({"cold_start", "streamed"})  # integer columns the rows give as bools
+
+
+def _row_markers(paramstyle: str) -> str:
+    """``(?, ?, ...)`` for one row; PostgreSQL takes a bool for an integer column only
+    cast."""
+    if paramstyle == "qmark":
+        return f"({', '.join(['?'] * len(COLUMNS))})"
+    markers = ("%s::integer" if column in _FLAGS else "%s" for column in COLUMNS)
+    return f"({', '.join(markers)})"
 
 
 def select_activity(connection: Connection, query: ActivityQuery) -> list[Activity]:

@@ -35,7 +35,7 @@ from sqlalchemy import delete as sa_delete
 from sqlalchemy import update as sa_update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.interfaces import DBAPICursor
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from llamactl.backends import BackendType, parse_backend_options
@@ -174,7 +174,14 @@ def _build_upsert(dialect: str) -> ClauseElement:
 
 
 _upsert = _Prepared(_build_upsert)
-_insert = _Prepared(lambda _dialect: instances.insert().values(_binds(_WRITTEN)))
+def _build_insert(dialect: str) -> ClauseElement:
+    """An insert that skips a taken name (``rowcount`` 0): PostgreSQL would abort the
+    whole transaction on the unique violation."""
+    insert_ = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(instances)
+    return insert_.values(_binds(_WRITTEN)).on_conflict_do_nothing(index_elements=["name"])
+
+
+_insert = _Prepared(_build_insert)
 _update = _Prepared(
     lambda _dialect: (
         sa_update(instances)
@@ -197,12 +204,8 @@ def upsert(connection: Connection, inst: Instance, now: int) -> None:
 
 
 def insert(connection: Connection, inst: Instance, now: int) -> None:
-    try:
-        _insert(connection, _row_values(inst, now)).close()
-    except IntegrityError as exc:
-        if _fetch_one(connection, inst.name) is not None:
-            raise InstanceExists(inst.name) from exc
-        raise
+    if _changed(_insert(connection, _row_values(inst, now))) == 0:
+        raise InstanceExists(inst.name)
 
 
 def update(connection: Connection, inst: Instance, now: int) -> None:
