@@ -438,3 +438,24 @@ def test_a_stored_failure_output_that_is_not_a_list_is_a_database_error(
     connection.close()
     with pytest.raises(DatabaseError, match=r"stored instance 'odd' is invalid: failure_output"):
         file_db.load_all()
+
+
+def test_a_status_write_keeps_the_options_another_writer_stored(
+    any_db: database.DB, clock: FakeClock
+) -> None:
+    from llamactl.instance import Failure
+
+    old = make("shared", idle_timeout=5)
+    any_db.create(old)
+    any_db.update(make("shared", idle_timeout=60, restart_delay=3))  # another replica's edit
+    clock.now += 10
+    failed = old.with_status(Status.FAILED).with_failure(Failure("exited with code 1", ("boom",)))
+    assert any_db.save_status(failed) is True
+    stored = any_db.get_by_name("shared")
+    assert (stored.options.idle_timeout, stored.options.restart_delay) == (60, 3)
+    assert stored.status is Status.FAILED and stored.failure == failed.failure
+    assert row(any_db, "shared")["updated_at"] == clock.now
+    any_db.delete("shared")
+    assert any_db.save_status(failed) is False
+    with pytest.raises(InstanceNotFound):
+        any_db.get_by_name("shared")

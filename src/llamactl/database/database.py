@@ -56,6 +56,10 @@ class Database(Protocol):
     def delete(self, name: str) -> None:
         """Remove the instance called ``name``; raise ``InstanceNotFound`` if absent."""
 
+    def save_status(self, inst: Instance) -> bool:
+        """Write only the status and last failure of ``inst``'s row (not its options);
+        whether the row exists."""
+
     def load_all(self) -> list[Instance]:
         """Every stored instance, sorted by name."""
 
@@ -313,6 +317,10 @@ class DB:
         """Insert the instance or update the row of that name, in one statement."""
         with self.writing() as connection:
             sql.upsert(connection, inst, self._now())
+
+    def save_status(self, inst: Instance) -> bool:
+        with self.writing() as connection:
+            return sql.update_status(connection, inst, self._now())
 
     def delete(self, name: str) -> None:
         self.delete_instance(name)

@@ -189,6 +189,14 @@ _update = _Prepared(
         .values(_binds(_UPDATED))
     )
 )
+_STATUS_COLUMNS = ("status", "failure_reason", "failure_output", "updated_at")
+_update_status = _Prepared(
+    lambda _dialect: (
+        sa_update(instances)
+        .where(instances.c.name == bindparam("match_name"))
+        .values(_binds(_STATUS_COLUMNS))
+    )
+)
 _delete = _Prepared(
     lambda _dialect: sa_delete(instances).where(instances.c.name == bindparam("name"))
 )
@@ -211,6 +219,18 @@ def insert(connection: Connection, inst: Instance, now: int) -> None:
 def update(connection: Connection, inst: Instance, now: int) -> None:
     if _changed(_update(connection, {"match_name": inst.name, **_row_values(inst, now)})) == 0:
         raise InstanceNotFound(inst.name)
+
+
+def update_status(connection: Connection, inst: Instance, now: int) -> bool:
+    """Write only the status and the last failure of ``inst`` (its options stay as the
+    row has them, whoever wrote them); whether the row is there."""
+    values = {
+        "match_name": inst.name,
+        "status": inst.status.value,
+        "updated_at": now,
+        **_failure_values(inst.failure),
+    }
+    return _changed(_update_status(connection, values)) > 0
 
 
 def delete(connection: Connection, name: str) -> None:

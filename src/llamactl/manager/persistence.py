@@ -165,7 +165,10 @@ class Persistence:
     # -- deferred writes ----------------------------------------------------------------
 
     def defer_save(self, inst: Instance) -> None:
-        """Write ``inst`` soon; the manager already holds it as its truth."""
+        """Write the status and last failure of ``inst`` soon; the manager already holds
+        them as its truth. Only those: the options in the row are what the last
+        configuration write put there (here or on another replica over the same
+        database), and a row deleted meanwhile stays deleted."""
         self._instances[inst.name] = (next(self._generations), inst)
         self._kick()
 
@@ -249,7 +252,7 @@ class Persistence:
         try:
             for name, generation, inst in batch.instances:
                 if self._fresh(("instance", name), generation):
-                    self._db.save(inst)
+                    self._db.save_status(inst)
                     self._written[("instance", name)] = generation
                 outcome.instances.append((name, generation))
             for name, generation, entry in batch.processes:
