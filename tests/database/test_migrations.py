@@ -164,7 +164,7 @@ def test_current_and_head_revision(tmp_path: Path) -> None:
     try:
         assert database.current_revision(db) is None
         database.run_migrations(db)
-        assert database.current_revision(db) == database.head_revision() == "0008"
+        assert database.current_revision(db) == database.head_revision() == "0009"
     finally:
         db.close()
 

@@ -15,7 +15,7 @@ from llamactl.errors import MigrationError, NotALlamactlDatabase
 from tests.support.pg_schema import EQUIVALENT_DDL, describe
 from tests.support.postgres import PostgresServer
 
-REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008")
+REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009")
 
 
 class Target:
@@ -82,6 +82,15 @@ def test_the_newest_revision_is_the_equivalent_schema(target: Target, reference:
     assert built.constraints == expected.constraints
     assert built.indexes == expected.indexes
     assert built.sequences == expected.sequences
+    # Beyond the equivalent schema, PostgreSQL only: the change notices of 0009.
+    assert expected.triggers == frozenset()
+    assert {(row[0], row[1]) for row in built.triggers} == {
+        ("instances", "llamactl_instance_written"),
+        ("instances", "llamactl_instance_configured"),
+        ("api_keys", "llamactl_key_written"),
+        ("api_keys", "llamactl_key_configured"),
+        ("key_permissions", "llamactl_permissions_written"),
+    }
 
 
 def test_the_schema_description_is_not_vacuous(reference: Target) -> None:
@@ -184,7 +193,7 @@ def test_ids_are_not_handed_out_again_across_0008(target: Target) -> None:
 
 
 def test_0008_holds_64_bit_values_and_its_downgrade_refuses_them(target: Target) -> None:
-    target.upgrade()
+    target.upgrade("0008")
     _fill(target)
     ticks = 2**40
     target.execute("UPDATE instance_processes SET start_ticks = %s", (ticks,))

@@ -47,6 +47,13 @@ FROM pg_sequence q JOIN pg_class s ON s.oid = q.seqrelid
 JOIN pg_namespace n ON n.oid = s.relnamespace
 WHERE n.nspname = 'public'
 """
+# Triggers and the functions they run (PostgreSQL only: the change notices of 0009).
+_TRIGGERS = """
+SELECT c.relname, t.tgname, pg_get_triggerdef(t.oid), pg_get_functiondef(t.tgfoid)
+FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'public' AND NOT t.tgisinternal
+"""
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,7 @@ class PgSchema:
     constraints: frozenset[tuple[object, ...]]
     indexes: frozenset[tuple[object, ...]]
     sequences: frozenset[tuple[object, ...]]
+    triggers: frozenset[tuple[object, ...]]
 
     def tables(self) -> set[str]:
         return {str(row[0]) for row in self.columns}
@@ -71,5 +79,6 @@ def describe(dsn: str, *, leave_out: frozenset[str] = frozenset({"alembic_versio
             tuple(rows(_COLUMNS)),
             frozenset(rows(_CONSTRAINTS)),
             frozenset(rows(_INDEXES)),
-            frozenset(rows(_SEQUENCES)) - {("alembic_version",)},
+            frozenset(rows(_SEQUENCES)),
+            frozenset(rows(_TRIGGERS)),
         )
