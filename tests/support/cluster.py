@@ -46,6 +46,7 @@ class Node:
     wrong_keys: frozenset[str] = frozenset()  # of those, the ones given a key they refuse
     # Settings to use for some of those instead (``address``, ``ca_file``).
     instead: dict[str, dict[str, str]] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)  # variables of its own (LLAMACTL_*)
     process: subprocess.Popen[bytes] | None = None
     output: IO[bytes] | None = field(default=None, repr=False)
 
@@ -153,7 +154,7 @@ class Cluster:
         return "sk-refused" if listed in node.wrong_keys else self.nodes[node.lists[listed]].key
 
     def _launch(self, node: Node, environ: Mapping[str, str]) -> None:
-        env = environment(node.folder / "home", **environ)
+        env = environment(node.folder / "home", **{**environ, **node.env})
         env.pop("LLAMACTL_HOST", None)
         env["LLAMACTL_CONFIG_PATH"] = str(node.folder / "llamactl.yaml")
         if node.output is not None:

@@ -54,9 +54,10 @@ class KeyHasher:
         self._secret = secret
 
     @classmethod
-    def of_data_dir(cls, data_dir: Path) -> KeyHasher:
-        """The hasher of the secret in ``data_dir`` (made there, 0600, if there is none)."""
-        return cls(read_or_create_secret(Path(data_dir) / SECRET_FILE))
+    def of_data_dir(cls, data_dir: Path, secret_file: str = "") -> KeyHasher:
+        """The hasher of the secret in ``secret_file`` (relative to ``data_dir``; by default
+        ``keys.secret`` there), made, 0600, if there is none."""
+        return cls(read_or_create_secret(Path(data_dir) / (secret_file or SECRET_FILE)))
 
     def digest(self, key: bytes) -> str:
         return hmac.new(self._secret, key, hashlib.sha256).hexdigest()

@@ -163,6 +163,7 @@ class AuthConfig(_Frozen):
     inference_keys: list[SecretStr]
     require_management_auth: bool
     management_keys: list[SecretStr]
+    key_secret_file: str = ""
 
 
 class NodeConfig(_Frozen):

@@ -284,6 +284,10 @@ _AUTH = [
        "LLAMACTL_REQUIRE_MANAGEMENT_AUTH"),
     _s("auth.management_keys", kinds.SECRET_LIST, [], "keys accepted on `/api/*` and `/v1/*`",
        "LLAMACTL_MANAGEMENT_KEYS", secret=True),
+    _s("auth.key_secret_file", kinds.STR, "",
+       "the secret stored keys are hashed with (made, mode 0600, if missing); relative to "
+       "data_dir; empty: `keys.secret` in data_dir. Replicas over one database share it",
+       "LLAMACTL_KEY_SECRET_FILE"),
 ]  # fmt: skip
 
 _NODES = [

@@ -63,6 +63,9 @@ class Database(Protocol):
     def load_all(self) -> list[Instance]:
         """Every stored instance, sorted by name."""
 
+    def get_by_name(self, name: str) -> Instance:
+        """The stored instance called ``name``; raise ``InstanceNotFound`` if absent."""
+
     def close(self) -> None:
         """Release every connection."""
 

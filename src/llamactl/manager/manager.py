@@ -17,9 +17,10 @@ from __future__ import annotations
 import asyncio
 import builtins
 import dataclasses
+import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from llamactl.errors import (
     InstanceExists,
     InstanceNotFound,
     LimitReached,
+    LlamactlError,
 )
 from llamactl.instance import Instance, Options, Status, validate_name
 from llamactl.manager import rules
@@ -223,6 +225,76 @@ class InstanceManager(ManagerReads):
         self._remotes.forget(name)
         self._env.traffic.forget(name)
         owner.deleted()  # follow streams end: nothing more will come
+
+    # -- changes made by another writer -------------------------------------------------
+
+    async def resync(self, names: Iterable[str] | None = None) -> int:
+        """Take what another writer (a replica over the same database) stored: the rows
+        of ``names``, or of every instance. New rows get an owner, deleted ones lose
+        theirs, changed options are taken; statuses stay as this node's owners know them
+        (a remote instance's come from its nodes). Nothing is written. The number of
+        instances that changed here."""
+        if names is None:
+            rows = await self._store.call(self._db.load_all)
+            stored: dict[str, Instance | None] = {inst.name: inst for inst in rows}
+            wanted = set(stored) | set(self._processes)
+        else:
+            wanted = set(names)
+            find = functools.partial(self._find_all, sorted(wanted))
+            stored = await self._store.call(find)
+        changed = 0
+        for name in sorted(wanted):
+            try:
+                changed += await self._take_stored(name, stored.get(name))
+            except LlamactlError as exc:
+                logger.warning("cannot take the stored change of %s: %s", name, exc.message)
+        if changed:
+            self._changes.notify()
+        return changed
+
+    def _find_all(self, names: builtins.list[str]) -> dict[str, Instance | None]:
+        found: dict[str, Instance | None] = {}
+        for name in names:
+            try:
+                found[name] = self._db.get_by_name(name)
+            except InstanceNotFound:
+                found[name] = None
+        return found
+
+    async def _take_stored(self, name: str, stored: Instance | None) -> bool:
+        if self._registry.being_created(name):
+            return False  # this node is writing it: its own answer will do
+        owner = self._processes.get(name)
+        if owner is None:
+            if stored is None:
+                return False
+            inst = self._registry.take_stored(stored)
+            self._processes[name] = self._owner(inst)
+            logger.info("instance %s was created on another replica", name)
+            return True
+        async with owner.lock:
+            if self._processes.get(name) is not owner:
+                return False
+            return self._take_stored_locked(name, owner, stored)
+
+    def _take_stored_locked(self, name: str, owner: Owner, stored: Instance | None) -> bool:
+        current = self.get(name)
+        if stored is None:
+            if isinstance(owner, InstanceProcess) and current.status in _ACTIVE:
+                logger.warning("instance %s was deleted elsewhere while it runs here", name)
+                return False
+            self._registry.drop(name)
+            self._forget(name, owner)
+            logger.info("instance %s was deleted on another replica", name)
+            return True
+        if stored.options == current.options and stored.id == current.id:
+            return False
+        taken = dataclasses.replace(
+            stored, status=current.status, failure=current.failure, created=stored.created
+        )
+        self._registry.take_stored(taken)
+        logger.info("instance %s was changed on another replica", name)
+        return True
 
     # -- lifecycle ----------------------------------------------------------------------
 

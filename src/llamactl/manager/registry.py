@@ -167,6 +167,24 @@ class Registry:
 
         await self._store.delete(name, then=deleted)
 
+    def take_stored(self, inst: Instance) -> Instance:
+        """Take a row another writer stored (a replica over the same database) into
+        memory, without writing it; one that lives here gets a port of its own. The
+        instance as held now."""
+        if self._local(inst):
+            port = self.ports.claim(inst.name, inst.options.backend_options.port)
+            inst = inst.with_options(with_port(inst.options, port))
+        self._rows[inst.name] = inst
+        return inst
+
+    def drop(self, name: str) -> None:
+        """Forget a row another writer deleted, without writing anything."""
+        self._rows.pop(name, None)
+        self.ports.release(name)
+
+    def being_created(self, name: str) -> bool:
+        return name in self._creating
+
     def take_status(self, name: str, status: Status, failure: Failure | None) -> None:
         """Take ``status`` and ``failure`` (written soon) if they moved."""
         inst = self._rows[name]

@@ -33,6 +33,7 @@ from llamactl.proxy.asgi import Receive, Scope, Send
 from llamactl.server.guards import ManagementGuard, OriginPolicy, refuse
 from llamactl.server.lifecycle import Services, stop_services
 from llamactl.server.management import API_PREFIX, build_management_app
+from llamactl.server.replication import Replication
 from llamactl.transport.nodes import forwarded_by, sender
 
 __all__ = ["LlamactlApp", "OriginOnlyCors", "create_app"]
@@ -56,6 +57,7 @@ class LlamactlApp:
         )
         self.guarded_proxy = LastResort(self.proxy)
         self._key_uses: asyncio.Task[None] | None = None
+        self.replication = Replication(services)
         self._activity: asyncio.Task[None] | None = None
         server = services.config.server
         self.origins = OriginPolicy(
@@ -180,6 +182,7 @@ class LlamactlApp:
             await self.upstream.open()
             await self.services.manager.boot()
             self.scheduler.start_idle_checks()
+            await self.replication.start()
             self._key_uses = asyncio.create_task(self._write_key_uses())
             self._activity = asyncio.create_task(self._write_activity())
         except Exception as exc:  # reported to the server, which stops
@@ -192,6 +195,7 @@ class LlamactlApp:
         await receive()  # lifespan.shutdown
         try:
             self.scheduler.close()
+            await self.replication.stop()
             await self._stop_key_uses()
             await self._stop_activity()
             await self.services.manager.shutdown()

@@ -218,7 +218,7 @@ def _start_with_database(config: AppConfig, db: DB, lock: DataDirLock) -> Servic
         logger.info("imported %d instances from legacy JSON files", result.count)
     manager = InstanceManager(config, db)
     manager.load()
-    book = KeyBook(KeyHasher.of_data_dir(config.data_dir))
+    book = KeyBook(KeyHasher.of_data_dir(config.data_dir, config.auth.key_secret_file))
     book.load(db.list_keys())
     keys = dataclasses.replace(loaded.keys, book=book)
     return Services(config=config, db=db, manager=manager, keys=keys, lock=lock, book=book)
