@@ -85,6 +85,10 @@ class PostgresServer:
             "--encoding", "UTF8", "--locale", "C.UTF-8", "--no-sync",
         )  # fmt: skip
         self.port = free_port()
+        self.resume()
+
+    def resume(self) -> None:
+        """Start the (initialised) server on its port."""
         options = " ".join(
             [
                 f"-h 127.0.0.1 -p {self.port} -k {self.root}",
@@ -97,6 +101,11 @@ class PostgresServer:
             "-D", str(self.data), "-l", str(self.root / "server.log"),
             "-w", "-t", str(_START_TIMEOUT), "-o", options, "start",
         )  # fmt: skip
+
+    def pause(self) -> None:
+        """Stop the server at once (``-m immediate``: every connection drops, as when its
+        machine goes away), keeping its data for ``resume``."""
+        self._run(self.bindir / "pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
 
     def stop(self) -> None:
         """Stop the server and remove its folder."""

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import QueuePool, StaticPool
 
 from llamactl.config import DatabaseConfig
@@ -44,6 +44,23 @@ _UNAVAILABLE = (
     "disk i/o error",
     "readonly database",
     "unable to open database file",
+)
+# What a database server's driver says when it cannot be reached or the connection broke.
+_UNREACHABLE = (
+    "connection refused",
+    "could not connect",
+    "connection failed",
+    "connection timeout",
+    "timeout expired",
+    "server closed the connection",
+    "terminating connection",
+    "the connection is closed",
+    "the connection is lost",
+    "consuming input failed",
+    "no connection to the server",
+    "the database system is shutting down",
+    "the database system is starting up",
+    "the database system is in recovery mode",
 )
 
 
@@ -270,10 +287,22 @@ def _identity(path: str) -> FileIdentity | None:
 
 
 def _is_unavailable(exc: SQLAlchemyError | sqlite3.Error) -> bool:
+    if _is_unreachable(exc):
+        return True
     if not isinstance(exc, OperationalError | sqlite3.OperationalError):
         return False
     message = str(getattr(exc, "orig", exc)).lower()
     return any(fragment in message for fragment in _UNAVAILABLE)
+
+
+def _is_unreachable(exc: SQLAlchemyError | sqlite3.Error) -> bool:
+    """Whether a database server could not be reached, or the connection to it broke."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if not isinstance(exc, OperationalError | InterfaceError):
+        return False
+    message = str(getattr(exc, "orig", exc)).lower()
+    return any(fragment in message for fragment in _UNREACHABLE)
 
 
 def _reason(exc: SQLAlchemyError | sqlite3.Error) -> object:
@@ -498,6 +527,10 @@ class DB:
         try:
             yield
         except (SQLAlchemyError, sqlite3.Error) as exc:  # BEGIN (our hook) raises the driver's
+            if _is_unreachable(exc):
+                raise DatabaseUnavailable(
+                    f"database {self.settings.shown} is unreachable: {_reason(exc)}"
+                ) from exc
             if _is_unavailable(exc):
                 raise DatabaseUnavailable(
                     f"database {self.settings.shown} cannot be written: {_reason(exc)}"
