@@ -135,3 +135,26 @@ def test_a_key_made_on_one_router_opens_the_other(cluster: Cluster) -> None:
     seen_on(rb, refused, "rb to refuse the key ra deleted")
     with ra.client() as a:
         assert a.delete("/api/v1/instances/keyed").status_code == 204
+
+
+def test_the_lead_moves_to_the_other_router_when_its_holder_is_killed(cluster: Cluster) -> None:
+    routers = [cluster.nodes["ra"], cluster.nodes["rb"]]
+    eventually(
+        lambda: sum("now leads" in node.log() for node in routers) >= 1,
+        "a router to lead",
+        timeout=10,
+    )
+    leader = next(node for node in routers if "now leads" in node.log())
+    other = next(node for node in routers if node is not leader)
+    before = other.log().count("now leads")
+    cluster.kill(leader.name)
+    try:
+        eventually(
+            lambda: other.log().count("now leads") > before,
+            f"{other.name} to take the lead {leader.name} held",
+            timeout=10,
+        )
+        with other.client() as client:
+            assert client.get("/api/v1/instances").status_code == 200
+    finally:
+        cluster.restart(leader.name)

@@ -139,6 +139,8 @@ class LlamactlApp:
         while True:
             await asyncio.sleep(self.services.config.activity.flush_interval.total_seconds())
             wrote = await self._flush_activity()
+            if not self.replication.leads:
+                continue  # another replica over the same database prunes
             if wrote or loop.time() - pruned >= _PRUNE_EVERY:
                 pruned = loop.time()
                 await self._prune_activity()

@@ -7,6 +7,7 @@ arrive together are taken in one go: the instances they name are read again and 
 into the manager (``InstanceManager.resync``), the keys are read again when one of them
 changed. As a safety net against a notice lost while the feed's connection was down,
 everything is read again after every reconnection and every ``REREAD_EVERY`` seconds.
+One replica at a time leads (``database.leadership``): only it prunes the activity log.
 
 Over SQLite (one llamactl per file) none of this runs.
 """
@@ -20,6 +21,7 @@ import logging
 import anyio.to_thread
 
 from llamactl.database.changes import ChangeFeed, Notice, feed_for
+from llamactl.database.leadership import ASK_EVERY, Leadership
 from llamactl.errors import LlamactlError
 from llamactl.server.lifecycle import Services
 
@@ -37,6 +39,7 @@ class Replication:
         self._services = services
         self._loop: asyncio.AbstractEventLoop | None = None
         self._feed: ChangeFeed | None = None
+        self._leadership: Leadership | None = None
         self._names: set[str] = set()
         self._keys = False
         self._everything = False
@@ -46,6 +49,12 @@ class Replication:
     @property
     def active(self) -> bool:
         return self._feed is not None
+
+    @property
+    def leads(self) -> bool:
+        """Whether this replica runs the work that must happen once (always over SQLite;
+        see ``database.leadership``)."""
+        return self._leadership is None or self._leadership.leads
 
     async def start(self) -> None:
         """Listen for notices (nothing over SQLite)."""
@@ -57,9 +66,12 @@ class Replication:
         if self._feed is None:
             return
         await anyio.to_thread.run_sync(self._feed.start)
+        self._leadership = Leadership(engine)
+        await anyio.to_thread.run_sync(self._leadership.check)
         self._tasks = [
             asyncio.create_task(self._take_changes()),
             asyncio.create_task(self._reread_now_and_then()),
+            asyncio.create_task(self._keep_asking_to_lead()),
         ]
         logger.info("listening for changes other replicas make to the shared database")
 
@@ -73,6 +85,8 @@ class Replication:
         if self._feed is not None:
             await anyio.to_thread.run_sync(self._feed.stop)
             self._feed = None
+        if self._leadership is not None:
+            await anyio.to_thread.run_sync(self._leadership.close)
 
     # -- from the feed's thread ---------------------------------------------------------
 
@@ -110,6 +124,12 @@ class Replication:
         while True:
             await asyncio.sleep(REREAD_EVERY)
             self._take_gap()
+
+    async def _keep_asking_to_lead(self) -> None:
+        assert self._leadership is not None
+        while True:
+            await asyncio.sleep(ASK_EVERY)
+            await anyio.to_thread.run_sync(self._leadership.check)
 
     async def _apply(self, names: set[str] | None, keys: bool) -> None:
         services = self._services
