@@ -253,3 +253,25 @@ def test_each_downgrade_gives_the_schema_its_revision_builds(
         for reference in make_target(postgres):
             reference.upgrade(revision)
             assert describe(target.dsn) == describe(reference.dsn), revision
+
+
+def test_replicas_migrating_an_empty_database_together_take_turns(target: Target) -> None:
+    import threading
+
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def migrate() -> None:
+        start.wait()
+        try:
+            target.upgrade()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=migrate) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert target.revision() == database.head_revision()

@@ -82,13 +82,35 @@ def downgrade(db: DB, revision: str) -> None:
             connection.commit()
 
 
+# PostgreSQL advisory lock held while migrating: replicas started together over one
+# empty database take turns, and the second finds the schema made.
+MIGRATION_LOCK = 0x6C6C616D61637401
+
+
 @contextmanager
 def _connection(db: DB) -> Iterator[Connection]:
     try:
-        with db.engine.connect() as connection:
+        with db.engine.connect() as connection, _migrating_alone(connection):
             yield connection
     except SQLAlchemyError as exc:
         raise DatabaseError(f"migration failed: {getattr(exc, 'orig', None) or exc}") from exc
+
+
+@contextmanager
+def _migrating_alone(connection: Connection) -> Iterator[None]:
+    """Hold the migration lock on ``connection`` (PostgreSQL; SQLite's writers already
+    take turns)."""
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+    connection.commit()
+    try:
+        yield
+    finally:
+        connection.rollback()
+        connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+        connection.commit()
 
 
 def _user_tables(connection: Connection) -> set[str]:

@@ -97,6 +97,7 @@ class InstanceManager(ManagerReads):
         self._processes: dict[str, Owner] = {}
         self._changes = Signal()  # notified whenever any instance changes
         self._loaded = False
+        self._shared = False
 
     # -- registry -----------------------------------------------------------------------
 
@@ -227,6 +228,18 @@ class InstanceManager(ManagerReads):
         owner.deleted()  # follow streams end: nothing more will come
 
     # -- changes made by another writer -------------------------------------------------
+
+    def share(self) -> None:
+        """Other writers (replicas) use the same database from now on: a name this node
+        does not know is looked up there before it is called unknown (``catch_up``)."""
+        self._shared = True
+
+    async def catch_up(self, name: str) -> None:
+        """Take the stored row of ``name`` if this node does not know it and the database
+        is shared: another replica may have created it a moment ago, and a client behind
+        a load balancer may ask here next."""
+        if self._shared and not self.exists(name):
+            await self.resync([name])
 
     async def resync(self, names: Iterable[str] | None = None) -> int:
         """Take what another writer (a replica over the same database) stored: the rows

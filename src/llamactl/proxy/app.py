@@ -248,6 +248,7 @@ class ProxyApp:
             return
         body = await read_body(scope, receive, self._body_limit)
         name, is_json = _model_of(scope, body)
+        await self._manager.catch_up(name)
         inst = self._instance(
             name, not_found=f"model {name!r} not found: no instance has that name"
         )

@@ -66,6 +66,7 @@ class Replication:
         if self._feed is None:
             return
         await anyio.to_thread.run_sync(self._feed.start)
+        self._services.manager.share()
         self._leadership = Leadership(engine)
         await anyio.to_thread.run_sync(self._leadership.check)
         self._tasks = [

@@ -20,9 +20,12 @@ def get_services(request: Request) -> Services:
     return services
 
 
-def instance_name(name: Annotated[str, Path(description=NAME_RULE)]) -> str:
-    """The ``{name}`` path segment; ``InvalidInstanceName`` (400) if it breaks the rule."""
-    return validate_name(name)
+async def instance_name(name: Annotated[str, Path(description=NAME_RULE)], request: Request) -> str:
+    """The ``{name}`` path segment; ``InvalidInstanceName`` (400) if it breaks the rule.
+    Over a shared database, a name not known here is looked up there first."""
+    validate_name(name)
+    await get_services(request).manager.catch_up(name)
+    return name
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
