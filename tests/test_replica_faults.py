@@ -1,12 +1,14 @@
 """A router over PostgreSQL loses its database: it keeps serving ``/v1`` from what it
 knows, answers management writes with 503 naming the unreachable database, and recovers
-by itself once the server is back. A real PostgreSQL server of its own (stopped with
+by itself once the server is back; past ``database.stale_after`` it refuses ``/v1`` too,
+until the database is back. A real PostgreSQL server of its own (stopped with
 ``-m immediate``, as when its machine goes away), a real router and agent."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import openai
 import pytest
 
@@ -14,6 +16,8 @@ from tests.support.cluster import Cluster
 from tests.support.config import fake_options
 from tests.support.postgres import PostgresServer, start_server
 from tests.support.waiting import eventually
+
+STALE_AFTER = 4  # seconds the router serves /v1 without its database
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +33,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, server: PostgresServer) ->
         nodes = Cluster(tmp_path_factory.mktemp("replica-faults"))
         router = nodes.add("router", {"gpu": "gpu"})
         router.env["LLAMACTL_DATABASE_URL"] = server.url(name)
+        router.env["LLAMACTL_DATABASE_STALE_AFTER"] = f"{STALE_AFTER}s"
         nodes.add("gpu")
         with nodes:
             yield nodes
@@ -61,6 +66,22 @@ def test_without_its_database_a_router_serves_and_refuses_writes_then_recovers(
             message = refused.json()["error"]["message"]
             assert "unreachable" in message and "127.0.0.1" in message
             assert "later" not in [i["name"] for i in client.get("/api/v1/instances").json()]
+
+            def stale() -> bool:
+                answer = httpx.post(
+                    f"{router.url}/v1/chat/completions",
+                    headers=router.headers,
+                    json={"model": "kept", "messages": [{"role": "user", "content": "x"}]},
+                )
+                if answer.status_code != 503:
+                    return False
+                message = answer.json()["error"]["message"]
+                assert "database.stale_after" in message, message
+                return True
+
+            eventually(stale, "/v1 to be refused once the bound has passed", STALE_AFTER + 10)
+            anonymous = httpx.post(f"{router.url}/v1/chat/completions", json={"model": "kept"})
+            assert anonymous.status_code == 401  # the key is checked first
         finally:
             server.resume()
 
@@ -68,7 +89,14 @@ def test_without_its_database_a_router_serves_and_refuses_writes_then_recovers(
             return client.post("/api/v1/instances/later", json=body).status_code == 201
 
         eventually(created, "the router to write again once the database is back", timeout=15)
-        assert ask(cluster, "kept")
+
+        def serves() -> bool:
+            try:
+                return bool(ask(cluster, "kept"))
+            except openai.InternalServerError:  # 503 until the feed listens again
+                return False
+
+        eventually(serves, "/v1 to be served again", timeout=15)
         assert sorted(i["name"] for i in client.get("/api/v1/instances").json()) == [
             "kept", "later",
         ]  # fmt: skip

@@ -144,6 +144,7 @@ class DatabaseConfig(_Frozen):
     max_open_connections: int
     max_idle_connections: int
     connection_max_lifetime: datetime.timedelta
+    stale_after: datetime.timedelta = datetime.timedelta(minutes=5)
 
     @property
     def location(self) -> str:

@@ -273,6 +273,10 @@ _DATABASE = [
        "LLAMACTL_DATABASE_MAX_IDLE_CONNECTIONS", minimum=0),
     _s("database.connection_max_lifetime", kinds.DURATION, parse_duration("5m"),
        "a connection older than this is replaced", "LLAMACTL_DATABASE_CONN_MAX_LIFETIME"),
+    _s("database.stale_after", kinds.DURATION, parse_duration("5m"),
+       "with a shared (PostgreSQL) database: how long a router serves `/v1` from what it "
+       "knew once the database is unreachable; then 503 until it is back (`0`: no bound)",
+       "LLAMACTL_DATABASE_STALE_AFTER"),
 ]  # fmt: skip
 
 _AUTH = [

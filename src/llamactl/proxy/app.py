@@ -110,6 +110,9 @@ class ProxyApp:
         self._config = config
         self._keys = keys
         self._body_limit = config.server.max_request_body_mb * 1024 * 1024
+        # Set by a router over a shared database: the refusal for every request while
+        # what it knows may be out of date (``server.replication``), else ``None``.
+        self.stale: Callable[[], LlamactlError | None] | None = None
         self._response_headers = {
             backend_type: [
                 (key.lower().encode("latin-1"), value.encode("latin-1"))
@@ -163,6 +166,8 @@ class ProxyApp:
         """
         if scope["path"].startswith("/v1/models") or len(body) > self._body_limit:
             return None
+        if self.stale is not None and self.stale() is not None:
+            return None  # the ordinary path refuses it
         if not auth.inference_allowed(self._keys, scope, remembered):
             return None
         name = _small_json_model(body)
