@@ -22,7 +22,7 @@ STALE_AFTER = 4  # seconds the router serves /v1 without its database
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[PostgresServer]:
-    found = start_server()
+    found = start_server(durable=True)  # a pause loses no acknowledged commit
     yield found
     found.stop()
 

@@ -2,8 +2,8 @@
 
 ``PostgresServer.start`` runs ``initdb`` and ``pg_ctl start`` as an unprivileged user (the
 packages' ``postgres`` when the tests run as root), listening on a free port of 127.0.0.1
-only, with durability off (the tests measure nothing and need no crash safety of it);
-``stop`` is ``pg_ctl stop -m fast``. Each test takes a database of its own
+only, with durability off unless asked for (``durable``: no acknowledged commit lost to an
+immediate stop); ``stop`` is ``pg_ctl stop -m fast``. Each test takes a database of its own
 (``fresh_database``), dropped when it ends.
 
 Where no server binaries are installed the PostgreSQL tests are skipped, except under CI
@@ -63,6 +63,9 @@ class PostgresServer:
     root: Path
     bindir: Path
     port: int = 0
+    # Commits acknowledged only once their WAL is written, so that a ``pause`` (an
+    # immediate stop) loses no acknowledged commit; off, the last ~200 ms may be lost.
+    durable: bool = False
     _numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     @property
@@ -92,7 +95,8 @@ class PostgresServer:
         options = " ".join(
             [
                 f"-h 127.0.0.1 -p {self.port} -k {self.root}",
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+                "-c fsync=off -c full_page_writes=off",
+                f"-c synchronous_commit={'on' if self.durable else 'off'}",
                 "-c max_connections=200",
             ]
         )
@@ -156,7 +160,7 @@ class PostgresServer:
             )
 
 
-def start_server() -> PostgresServer:
+def start_server(*, durable: bool = False) -> PostgresServer:
     """A started server in a new temporary folder; skips (or fails, see ``postgres_required``) when
     there are no server binaries."""
     bindir = find_bindir()
@@ -170,7 +174,7 @@ def start_server() -> PostgresServer:
             pwd.getpwnam(_RUN_AS)
         except KeyError:
             pytest.fail(f"running as root and there is no {_RUN_AS!r} user to run PostgreSQL as")
-    server = PostgresServer(Path(tempfile.mkdtemp(prefix="llamactl-pg-")), bindir)
+    server = PostgresServer(Path(tempfile.mkdtemp(prefix="llamactl-pg-")), bindir, durable=durable)
     try:
         server.start()
     except BaseException:
