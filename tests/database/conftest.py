@@ -57,3 +57,13 @@ def any_db(engine_url: str, clock: FakeClock) -> Iterator[database.DB]:
     database.run_migrations(db)
     yield db
     db.close()
+
+
+@pytest.fixture
+def pg_db(postgres: PostgresServer) -> Iterator[database.DB]:
+    """A migrated database of its own on the test PostgreSQL server."""
+    with postgres.fresh_database() as name:
+        db = database.open(DatabaseSettings(path=postgres.url(name)))
+        database.run_migrations(db)
+        yield db
+        db.close()

@@ -51,15 +51,6 @@ class Heard:
 
 
 @pytest.fixture
-def pg_db(postgres: PostgresServer) -> Iterator[database.DB]:
-    with postgres.fresh_database() as name:
-        db = database.open(DatabaseSettings(path=postgres.url(name)))
-        database.run_migrations(db)
-        yield db
-        db.close()
-
-
-@pytest.fixture
 def heard(pg_db: database.DB) -> Iterator[Heard]:
     found = Heard()
     feed = feed_for(pg_db.engine, found.notice, found.gap)
@@ -76,7 +67,7 @@ def test_payloads_parse() -> None:
     assert parse("instance:") is None and parse("later:thing") is None and parse("keys:x") is None
 
 
-def test_sqlite_has_no_feed(tmp_path: object) -> None:
+def test_sqlite_has_no_feed() -> None:
     db = database.open(DatabaseSettings(path=":memory:"))
     try:
         assert feed_for(db.engine, lambda _n: None, lambda: None) is None

@@ -4,7 +4,6 @@ by a session of its own, taken over when its holder goes."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -13,14 +12,6 @@ from llamactl import database
 from llamactl.database import DatabaseSettings
 from llamactl.database.leadership import Leadership
 from tests.support.postgres import PostgresServer
-
-
-@pytest.fixture
-def pg_db(postgres: PostgresServer) -> Iterator[database.DB]:
-    with postgres.fresh_database() as name:
-        db = database.open(DatabaseSettings(path=postgres.url(name)))
-        yield db
-        db.close()
 
 
 def test_sqlite_always_leads() -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -70,12 +71,17 @@ class ChangeFeed:
         self._on_gap = on_gap
         self._stopping = threading.Event()
         self._listening = threading.Event()
+        self._down_since = time.monotonic()  # when listening ended (or the feed was made)
         self._thread: threading.Thread | None = None
 
     @property
     def listening(self) -> bool:
         """Whether the feed's connection is up and listening now."""
         return self._listening.is_set()
+
+    def down_for(self) -> float:
+        """Seconds since the feed stopped listening (0 while it listens)."""
+        return 0.0 if self.listening else time.monotonic() - self._down_since
 
     def start(self, timeout: float = 5.0) -> None:
         """Start listening; wait up to ``timeout`` for the first connection (the feed
@@ -108,6 +114,7 @@ class ChangeFeed:
                 self._lost(exc, False)
             finally:
                 self._listening.clear()
+                self._down_since = time.monotonic()
                 _close(connection)
             first = False
 

@@ -302,9 +302,7 @@ class InstanceManager(ManagerReads):
             return True
         if stored.options == current.options and stored.id == current.id:
             return False
-        taken = dataclasses.replace(
-            stored, status=current.status, failure=current.failure, created=stored.created
-        )
+        taken = dataclasses.replace(stored, status=current.status, failure=current.failure)
         self._registry.take_stored(taken)
         logger.info("instance %s was changed on another replica", name)
         return True

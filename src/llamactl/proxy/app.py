@@ -221,6 +221,12 @@ class ProxyApp:
             self._scheduler.end(name)
         return relay
 
+    def _check_fresh(self) -> None:
+        """Raise ``stale``'s refusal, if there is one now."""
+        refusal = self.stale() if self.stale is not None else None
+        if refusal is not None:
+            raise refusal
+
     # -- routes -------------------------------------------------------------------------
 
     async def _openai(
@@ -228,6 +234,7 @@ class ProxyApp:
     ) -> None:
         if not await self._authorized(scope, send, management=False, tally=tally):
             return
+        self._check_fresh()
         record = auth.key_record(self._keys, scope)
         method = scope["method"]
         if record is not None and method == "GET" and scope["path"].startswith("/v1/models"):
@@ -280,6 +287,7 @@ class ProxyApp:
         # The key first: without one, nothing may tell which instances exist or run.
         if not is_page and not await self._authorized(scope, send, management=False, tally=tally):
             return
+        self._check_fresh()
         if match is None:
             raise NotFound(f"no route matches {scope['path']}: use /llama-cpp/{{name}}/...")
         name = _path_name(match.group(1))

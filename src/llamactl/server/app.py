@@ -30,7 +30,6 @@ from llamactl.manager import InstanceManager
 from llamactl.observe import InstanceSample, Metrics, Recorder
 from llamactl.proxy import LastResort, ProxyApp, Scheduler, Upstream
 from llamactl.proxy.asgi import Receive, Scope, Send
-from llamactl.rendering import render, send_rendered, shape_for
 from llamactl.server.guards import ManagementGuard, OriginPolicy, refuse
 from llamactl.server.lifecycle import Services, stop_services
 from llamactl.server.management import API_PREFIX, build_management_app
@@ -97,14 +96,6 @@ class LlamactlApp:
                 if refused is not None:
                     await refuse(scope, receive, send, refused)
                     return
-            stale = self.replication.stale() if self.replication.active else None
-            if (
-                stale is not None
-                and not scope["path"].startswith(API_PREFIX)
-                and auth.allows(self.services.keys, scope, management=False)
-            ):
-                await send_rendered(send, render(stale, shape_for(scope["path"])))
-                return
             await self.guarded_proxy(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)

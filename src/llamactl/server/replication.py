@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 
 import anyio.to_thread
 
@@ -46,7 +45,6 @@ class Replication:
         self._everything = False
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._lost_since: float | None = None  # when the feed stopped listening
 
     @property
     def active(self) -> bool:
@@ -56,27 +54,15 @@ class Replication:
         """The refusal for ``/v1`` once the shared database has been unreachable longer
         than ``database.stale_after`` (what this router knows may be out of date), else
         ``None``."""
-        lost = self._lost_since
         bound = self._services.config.database.stale_after.total_seconds()
-        if lost is None or bound <= 0 or (self._feed is not None and self._feed.listening):
-            return None
-        away = time.monotonic() - lost
-        if away <= bound:
+        away = self._feed.down_for() if self._feed is not None else 0.0
+        if bound <= 0 or away <= bound:
             return None
         return DatabaseUnavailable(
             f"this router has not reached its database for {away:.0f} s (more than "
             f"database.stale_after, {bound:g} s): what it knows of the instances may be "
             "out of date"
         )
-
-    def _look_at_the_feed(self) -> None:
-        assert self._feed is not None
-        if self._feed.listening:
-            if self._lost_since is not None:
-                logger.info("the shared database is reachable again")
-            self._lost_since = None
-        elif self._lost_since is None:
-            self._lost_since = time.monotonic()
 
     @property
     def leads(self) -> bool:
@@ -86,9 +72,7 @@ class Replication:
 
     async def start(self) -> None:
         """Listen for notices (nothing over SQLite)."""
-        engine = getattr(self._services.db, "engine", None)
-        if engine is None:
-            return
+        engine = self._services.db.engine
         self._loop = asyncio.get_running_loop()
         self._feed = feed_for(engine, self._notice, self._gap)
         if self._feed is None:
@@ -158,7 +142,6 @@ class Replication:
         assert self._leadership is not None
         while True:
             await asyncio.sleep(ASK_EVERY)
-            self._look_at_the_feed()
             await anyio.to_thread.run_sync(self._leadership.check)
 
     async def _apply(self, names: set[str] | None, keys: bool) -> None:
