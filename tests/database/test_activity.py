@@ -88,3 +88,21 @@ def test_a_batch_larger_than_one_insert_statement_is_stored_whole(db: database.D
     assert stored[0].id == 4500 and stored[0].prompt_tokens == 4499
     assert len(db.list_activity(ActivityQuery(limit=1000, before=1001))) == 1000
     assert db.prune_activity(older_than=None, max_rows=4500) == 0
+
+
+def test_zeros_ones_and_nulls_come_back_as_they_went(db: database.DB) -> None:
+    given = [
+        row(1, duration=0.0, ttfb=0.0, queue_wait=1.0, prompt_tokens=0, completion_tokens=1,
+            tokens_per_second=0.0, key_id=1, key_name="-1", node="-1", cold_start=True,
+            streamed=False),
+        row(2, instance="-1", duration=1.0, ttfb=None, prompt_tokens=None, key_id=None,
+            streamed=True),
+    ]  # fmt: skip
+    db.add_activity(given)
+    stored = db.list_activity(ActivityQuery())
+    assert [item.to_json() for item in reversed(stored)] == [
+        {**item.to_json(), "id": n} for n, item in enumerate(given, start=1)
+    ]
+    first = stored[1]
+    assert isinstance(first.duration, float) and isinstance(first.ttfb, float)
+    assert isinstance(first.prompt_tokens, int) and first.cold_start is True

@@ -58,3 +58,15 @@ def test_an_anthropic_stream_counts_input_first_and_output_last() -> None:
 def test_spacing_around_the_colon(spacing: bytes) -> None:
     body = b'{"usage": {"input_tokens"' + spacing + b'8, "output_tokens"' + spacing + b"9}}"
     assert usage_of(body, None, body) == (8, 9)
+
+
+def test_a_stream_is_searched_in_its_last_two_events_only() -> None:
+    first = b'data: {"choices":[{"delta":{"role":"assistant"}}]}\n\n'
+    early = b'data: {"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}\n\n'
+    events = b'data: {"choices":[{"delta":{"content":"x"}}]}\n\n' * 40
+    usage = b'data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7}}\n\n'
+    done = b"data: [DONE]\n\n"
+    assert usage_of(first, None, early + events + done, streamed=False) == (1, 2)
+    assert usage_of(first, None, early + events + done, streamed=True) == (None, None)
+    assert usage_of(first, None, early + events + usage + done, streamed=True) == (5, 7)
+    assert usage_of(first, events + usage, done, streamed=True) == (5, 7)

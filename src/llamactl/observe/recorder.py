@@ -3,14 +3,15 @@
 The proxy creates a tally when a request arrives (``Recorder.begin``; ``None`` when both
 the metrics and the activity log are off), fills in what it learns — the instance, the
 response head, the first and last body pieces, the wait for a start — and ends it once
-(``finish``), after the response's last byte went to the client. Ending a tally only
-puts it aside; the recorder counts what was put aside in one go (``fold``: it reads each
-``usage`` from the pieces kept, counts the request in the metrics and makes its activity
-row as a tuple) once ``FOLD_AT`` tallies or ``FOLD_BYTES`` of kept pieces are waiting,
-before the metrics are scraped, and when ``Recorder.drain`` hands the rows over to be
-written in one transaction (the server, every ``activity.flush_interval``). Counting a
-few hundred requests back to back costs a fraction of counting each as it ends, amid the
-proxy's own work. Nothing of a request outlives its fold but that tuple.
+(``finish``), after the response's last byte went to the client. Ending a tally puts
+what it learned aside as one tuple, and the tally goes. The recorder counts what was put
+aside in one go (``fold``: it reads each ``usage`` from the pieces kept, counts the
+request in the metrics and makes its activity row, another tuple) once ``FOLD_AT``
+requests or ``FOLD_BYTES`` of kept pieces are waiting, before the metrics are scraped,
+and when ``Recorder.drain`` hands the rows over to be written in one transaction (the
+server, every ``activity.flush_interval``). Counting a few hundred requests back to back
+costs a fraction of counting each as it ends, amid the proxy's own work. Nothing of a
+request outlives its fold but its row.
 """
 
 from __future__ import annotations
@@ -47,32 +48,36 @@ ActivityRow = tuple[
 class Tally:
     """What is known of one request so far; see the module docstring."""
 
-    # Class defaults: a request sets only what it learns.
-    instance: str | None = None
-    backend = ""
-    status = 0
-    headers: Sequence[tuple[bytes, bytes]] = ()
-    first_byte: float | None = None
-    queue_wait: float | None = None
-    cold = False
-    key_id: int | None = None
-    key_name: str | None = None
-    node: str | None = None
-    first: bytes | None = None
-    previous: bytes | None = None
-    last: bytes | None = None
-    ended = 0.0
-    over = False
+    __slots__ = (
+        "_recorder", "backend", "began", "cold", "first", "first_byte", "instance", "key_id",
+        "key_name", "last", "node", "over", "path", "previous", "queue_wait", "status",
+        "streamed",
+    )  # fmt: skip
 
     def __init__(self, recorder: Recorder, path: str) -> None:
         self._recorder = recorder
         self.path = path
         self.began = _clock()
+        # What a request learns, if it does (the proxy sets the names and the key).
+        self.instance: str | None = None
+        self.backend = ""
+        self.status = 0
+        self.streamed = False
+        self.first_byte: float | None = None
+        self.queue_wait: float | None = None
+        self.cold = False
+        self.key_id: int | None = None
+        self.key_name: str | None = None
+        self.node: str | None = None
+        self.first: bytes | None = None
+        self.previous: bytes | None = None
+        self.last: bytes | None = None
+        self.over = False
 
     def head(self, status: int, headers: Sequence[tuple[bytes, bytes]]) -> None:
         """The backend's response head, on its way to the client."""
         self.status = status
-        self.headers = headers
+        self.streamed = _is_stream(headers)
 
     def chunk(self, data: bytes) -> None:
         """A piece of the backend's response body went to the client."""
@@ -94,15 +99,30 @@ class Tally:
             self.status = status
 
     def finish(self) -> None:
-        """The request is over (its response ended, or the client left): count it, once."""
+        """The request is over (its response ended, or the client left): count it, once.
+        What is to be counted is kept as one tuple: the tally itself goes now."""
         if not self.over:
             self.over = True
-            self.ended = _clock()
-            self._recorder.finish(self)
+            self._recorder.finish(
+                (
+                    self.began, _clock(), self.path, self.instance, self.backend,
+                    self.status, self.streamed, self.first_byte, self.queue_wait,
+                    self.cold, self.node, self.key_id, self.key_name, self.first,
+                    self.previous, self.last,
+                )
+            )  # fmt: skip
 
     def discard(self) -> None:
         """Count nothing: the request is handled again another way (which counts it)."""
         self.over = True
+
+
+# What ``Tally.finish`` hands over: began, ended, path, instance, backend, status,
+# streamed, first_byte, queue_wait, cold, node, key_id, key_name, first, previous, last.
+_Ended = tuple[
+    float, float, str, str | None, str, int, bool, float | None, float | None, bool,
+    str | None, int | None, str | None, bytes | None, bytes | None, bytes | None,
+]  # fmt: skip
 
 
 class Recorder:
@@ -110,7 +130,7 @@ class Recorder:
 
     def __init__(self, config: AppConfig, metrics: Metrics | None) -> None:
         self.metrics = metrics
-        self._ended: list[Tally] = []  # not counted yet
+        self._ended: list[_Ended] = []  # not counted yet
         self._held = 0  # bytes of the body pieces those keep
         self._rows: list[ActivityRow] = []  # counted, not written yet
         self.dropped = 0
@@ -131,14 +151,17 @@ class Recorder:
             return None
         return Tally(self, path)
 
-    def finish(self, tally: Tally) -> None:
+    def finish(self, ended: _Ended) -> None:
         """Put an ended request aside, to be counted with others (``fold``)."""
-        ended = self._ended
-        ended.append(tally)
-        last = tally.last
+        waiting = self._ended
+        waiting.append(ended)
+        last = ended[15]
         if last is not None:
-            self._held += len(last) if tally.first is last else len(last) + 512
-        if len(ended) >= FOLD_AT or self._held >= FOLD_BYTES:
+            self._held += len(last) if ended[13] is last else len(last) + 512
+            if self._held >= FOLD_BYTES:
+                self.fold()
+                return
+        if len(waiting) >= FOLD_AT:
             self.fold()
 
     def fold(self) -> None:
@@ -147,20 +170,14 @@ class Recorder:
         if not ended:
             return
         self._ended, self._held = [], 0
-        metrics = self.metrics if self._counting else None
-        count = self._count
-        if not self._activity:
-            for tally in ended:
-                count(tally, metrics)
+        rows = self._count(ended, self.metrics if self._counting else None)
+        if rows is None:
             return
-        rows = self._rows
-        for tally in ended:
-            row = count(tally, metrics)
-            if tally.path.startswith("/v1/"):
-                rows.append(row)
-        if len(rows) > MAX_PENDING:
-            excess = len(rows) - MAX_PENDING + MAX_PENDING // 10
-            del rows[:excess]
+        kept = self._rows
+        kept.extend(rows)
+        if len(kept) > MAX_PENDING:
+            excess = len(kept) - MAX_PENDING + MAX_PENDING // 10
+            del kept[:excess]
             self.dropped += excess
 
     def drain(self) -> list[ActivityRow]:
@@ -170,51 +187,40 @@ class Recorder:
         rows, self._rows = self._rows, []
         return rows
 
-    def _count(self, tally: Tally, metrics: Metrics | None) -> ActivityRow:
-        began = tally.began
-        duration = tally.ended - began
-        status = tally.status or CLIENT_GONE
-        first_byte, queue_wait, last = tally.first_byte, tally.queue_wait, tally.last
-        prompt = completion = None
-        if last is not None and status < 300:
-            prompt, completion = usage_of(tally.first, tally.previous, last)
-        streamed = _is_stream(tally.headers)
-        instance, backend, path, cold = tally.instance, tally.backend, tally.path, tally.cold
-        if metrics is not None:
-            metrics.request(
-                instance or "",
-                backend,
-                route_label(path),
-                status,
-                duration,
-                first_byte,
-                queue_wait,
-                cold,
-                prompt,
-                completion,
-            )
-        rate = None
-        if completion:
-            generating = duration - ((first_byte if streamed else queue_wait) or 0.0)
-            if generating > 0:
-                rate = completion / generating
-        return (
-            self._epoch + began,
-            instance,
-            tally.node,
-            path,
-            status,
-            duration,
-            first_byte,
-            queue_wait,
-            cold,
-            streamed,
-            prompt,
-            completion,
-            rate,
-            tally.key_id,
-            tally.key_name,
-        )
+    def _count(self, ended: list[_Ended], metrics: Metrics | None) -> list[ActivityRow] | None:
+        """Count ``ended`` in ``metrics`` (if given); their activity rows, or ``None``
+        while the log is off. One loop over plain tuples: this runs for every request."""
+        rows: list[ActivityRow] | None = [] if self._activity else None
+        epoch = self._epoch
+        request = metrics.request if metrics is not None else None
+        for (
+            began, finished, path, instance, backend, status, streamed, first_byte,
+            queue_wait, cold, node, key_id, key_name, first, previous, last,
+        ) in ended:  # fmt: skip
+            duration = finished - began
+            if not status:
+                status = CLIENT_GONE
+            prompt = completion = rate = None
+            if last is not None and status < 300:
+                prompt, completion = usage_of(first, previous, last, streamed)
+                if completion:
+                    generating = duration - ((first_byte if streamed else queue_wait) or 0.0)
+                    if generating > 0:
+                        rate = completion / generating
+            if request is not None:
+                request(
+                    instance or "", backend, route_label(path), status, duration,
+                    first_byte, queue_wait, cold, prompt, completion,
+                )  # fmt: skip
+            if rows is not None and path.startswith("/v1/"):
+                rows.append(
+                    (
+                        epoch + began, instance, node, path, status, duration, first_byte,
+                        queue_wait, cold, streamed, prompt, completion, rate, key_id,
+                        key_name,
+                    )
+                )  # fmt: skip
+        return rows
 
 
 def _is_stream(headers: Sequence[tuple[bytes, bytes]]) -> bool:

@@ -29,45 +29,46 @@ _COMPLETION_FIRST = re.compile(
 
 
 def usage_of(
-    first: bytes | None, previous: bytes | None, last: bytes | None
+    first: bytes | None, previous: bytes | None, last: bytes | None, streamed: bool = False
 ) -> tuple[int | None, int | None]:
     """``(prompt_tokens, completion_tokens)`` from a response's first, next-to-last and
-    last body pieces (each ``None`` if there was none); ``None`` for what is not reported."""
-    if last is not None:
-        start = last.rfind(_USAGE)
-        if start >= 0:
-            match = _PROMPT_FIRST.match(last, start)
-            if match is not None:
-                return int(match.group(1)), int(match.group(2))
-            match = _COMPLETION_FIRST.match(last, start)
-            if match is not None:
-                return int(match.group(2)), int(match.group(1))
-    tail = _usage_tail(previous, last)
+    last body pieces (each ``None`` if there was none); ``None`` for what is not reported.
+    ``streamed``: the body is an event stream, whose ``usage`` is in one of its last two
+    events (the one before ``[DONE]`` or ``message_stop``), so only those are searched."""
+    if last is None:
+        return None, None
+    tail = last
+    start = _last_usage(last, streamed)
+    if start >= 0:
+        match = _PROMPT_FIRST.match(last, start)
+        if match is not None:
+            return int(match.group(1)), int(match.group(2))
+        match = _COMPLETION_FIRST.match(last, start)
+        if match is not None:
+            return int(match.group(2)), int(match.group(1))
+    elif previous is not None:
+        tail = previous + last  # the usage may be cut between the two
+        start = _last_usage(tail, streamed)
     prompt = completion = None
-    if tail is not None:
-        prompt = _number(_PROMPT, tail)
-        completion = _number(_COMPLETION, tail)
+    if start >= 0:
+        prompt = _number(_PROMPT, tail, start)
+        completion = _number(_COMPLETION, tail, start)
     if prompt is None and first is not None and first is not last:
         start = first.find(_USAGE)
         if start >= 0:
-            prompt = _number(_PROMPT, first[start:])
+            prompt = _number(_PROMPT, first, start)
     return prompt, completion
 
 
-def _usage_tail(previous: bytes | None, last: bytes | None) -> bytes | None:
-    """The bytes from the last ``"usage"`` on, in the last piece or across the last two."""
-    if last is None:
-        return None
-    start = last.rfind(_USAGE)
-    if start >= 0:
-        return last[start:]
-    if previous is None:
-        return None
-    both = previous + last
-    start = both.rfind(_USAGE)
-    return both[start:] if start >= 0 else None
+def _last_usage(data: bytes, streamed: bool) -> int:
+    """Where the last ``"usage"`` of ``data`` starts (-1: none); in a stream, from the
+    start of its next-to-last event on."""
+    low = 0
+    if streamed:
+        low = max(data.rfind(b"data:", 0, data.rfind(b"data:")), 0)
+    return data.rfind(_USAGE, low)
 
 
-def _number(pattern: re.Pattern[bytes], text: bytes) -> int | None:
-    match = pattern.search(text, 0, 400)  # a usage object is short
+def _number(pattern: re.Pattern[bytes], text: bytes, start: int) -> int | None:
+    match = pattern.search(text, start, start + 400)  # a usage object is short
     return int(match.group(1)) if match else None
