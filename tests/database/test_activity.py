@@ -106,3 +106,16 @@ def test_zeros_ones_and_nulls_come_back_as_they_went(db: database.DB) -> None:
     first = stored[1]
     assert isinstance(first.duration, float) and isinstance(first.ttfb, float)
     assert isinstance(first.prompt_tokens, int) and first.cold_start is True
+
+
+def test_a_batch_that_shares_its_instance_and_key_or_not_is_stored_whole(
+    db: database.DB,
+) -> None:
+    shared = [row(n, ttfb=None if n % 2 else 0.5, key_id=2, key_name="ci") for n in range(6)]
+    mixed = [row(n, instance="beta" if n % 2 else None, status=200 + n) for n in range(6, 9)]
+    db.add_activity(shared)
+    db.add_activity(mixed)
+    stored = list(reversed(db.list_activity(ActivityQuery())))
+    assert [item.to_json() for item in stored] == [
+        {**item.to_json(), "id": n} for n, item in enumerate(shared + mixed, start=1)
+    ]
